@@ -1,0 +1,46 @@
+"""The ``sgv`` command line: one subcommand per module, imported only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name -> (module, one-line help). A module defines ``add_arguments(parser)`` and ``run(args, extra) -> int``;
+# ``extra`` holds the arguments the subcommand did not know (Beam pipeline options, for build-shards).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("sgverbalise.commands.synth", "write a synthetic corpus in the VG and GQA on-disk formats"),
+    "verbalise": ("sgverbalise.commands.verbalise", "print verbalised scene graphs of a VG or GQA input"),
+    "vocab": ("sgverbalise.commands.vocab", "build relations.json, the relation vocabulary, from corpus counts"),
+}
+# Subcommands that accept unknown arguments (passed on to Beam's PipelineOptions).
+PASS_THROUGH = {"build-shards", "demo"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sgv", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in PASS_THROUGH:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.run(args, extra) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
