@@ -1,0 +1,80 @@
+"""One shard sample's ``.json`` member (``schemas/sample.schema.json``) from an extracted scene graph."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from schemas import SCHEMA_VERSION
+from sgverbalise.triplets import Extraction
+
+
+def sample_key(source: str, image_id: str) -> str:
+    """``{source}-{image_id}``, with the characters webdataset or a file system would misread replaced."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(image_id))
+    return f"{source}-{safe}"
+
+
+def _scaled(box: Sequence[float], scale: float) -> list[float]:
+    return [v if scale == 1.0 else round(v * scale, 2) for v in box]
+
+
+def _normalised(box: Sequence[float], width: int, height: int) -> list[float]:
+    x, y, w, h = box
+    x0, y0 = min(max(x / width, 0.0), 1.0), min(max(y / height, 0.0), 1.0)
+    return [round(x0, 6), round(y0, 6), round(min(w / width, 1.0 - x0), 6), round(min(h / height, 1.0 - y0), 6)]
+
+
+def build_sample(
+    record: dict, extraction: Extraction, vsg: Sequence[str], *, width: int, height: int, scale: float = 1.0
+) -> dict:
+    """The sample dict for an image of ``width`` x ``height`` pixels; boxes are scaled by ``scale`` first
+    (the image stage sets it when it resizes) and normalised to [0, 1]."""
+
+    def boxes(box: Sequence[float]) -> tuple[list[float], list[float]]:
+        pixels = _scaled(box, scale)
+        return pixels, _normalised(pixels, width, height)
+
+    triplets = []
+    for t in extraction.mrc:
+        subject_box, subject_norm = boxes(t["subject_box"])
+        object_box, object_norm = boxes(t["object_box"])
+        triplets.append(
+            {
+                "subject": t["subject"],
+                "subject_id": t["subject_id"],
+                "subject_box": subject_box,
+                "subject_box_norm": subject_norm,
+                "predicate": t["predicate"],
+                "predicate_raw": t["predicate_raw"],
+                "relation_id": t["relation_id"],
+                "object": t["object"],
+                "object_id": t["object_id"],
+                "object_box": object_box,
+                "object_box_norm": object_norm,
+            }
+        )
+    entities = []
+    for e in extraction.entities:
+        box, norm = boxes(e["box"])
+        entities.append({"object_id": e["object_id"], "name": e["name"], "attributes": e["attributes"],
+                         "box": box, "box_norm": norm})
+    regions = []
+    for r in extraction.regions:
+        box, norm = boxes(r["box"])
+        regions.append({"region_id": r["region_id"], "phrase": r["phrase"], "box": box, "box_norm": norm})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "key": sample_key(record["source"], record["image_id"]),
+        "source": record["source"],
+        "image_id": str(record["image_id"]),
+        "coco_id": record.get("coco_id"),
+        "flickr_id": record.get("flickr_id"),
+        "width": int(width),
+        "height": int(height),
+        "vsg": list(vsg),
+        "num_relations": extraction.num_relations,
+        "num_triplets": len(extraction.triplets),
+        "triplets": triplets,
+        "entities": entities,
+        "regions": regions,
+    }
