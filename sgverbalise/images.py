@@ -1,0 +1,107 @@
+"""The image stage: find an image under its roots, check it decodes, optionally downscale it.
+
+By default the original JPEG bytes pass through untouched (only the header and a cheap 1/8-scale draft decode are
+read, to catch truncated or corrupt files). With ``max_side`` the image is downscaled with Pillow's ``draft()``
+(JPEG DCT scaling, fast) and a final resample, then re-encoded; the caller rescales every box by ``scale``.
+Pillow's decompression-bomb guard stays on: an image over ``Image.MAX_IMAGE_PIXELS`` is rejected.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import fsspec
+from PIL import Image
+
+JPEG_FORMATS = {"JPEG", "MPO"}
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How images are taken into shards."""
+
+    max_side: int | None = None  # downscale so that the longer side is at most this; None: pass through
+    quality: int = 90  # JPEG quality when re-encoding
+    max_pixels: int = 89_478_485  # Pillow's default bomb threshold (about 0.25 GiB of RGBA)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    data: bytes  # JPEG bytes to write
+    width: int
+    height: int
+    scale: float  # factor from the source image's pixels to these (1.0 when passed through)
+    url: str
+
+
+class ImageError(Exception):
+    """An image that cannot be used; ``reason`` is one of the reject reasons."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def candidate_urls(roots: Sequence[str], image_path: str) -> list[str]:
+    """Where an image may be: ``root/image_path`` (e.g. ``VG_100K_2/1.jpg``) or ``root/<file name>``."""
+    name = posixpath.basename(image_path)
+    urls: list[str] = []
+    for root in roots:
+        root = root.rstrip("/")
+        for rel in (image_path, name):
+            url = f"{root}/{rel}"
+            if url not in urls:
+                urls.append(url)
+    return urls
+
+
+def read_first(urls: Sequence[str]) -> tuple[str, bytes]:
+    """The bytes of the first of ``urls`` that exists."""
+    for url in urls:
+        fs, path = fsspec.core.url_to_fs(url)
+        try:
+            with fs.open(path, "rb") as f:
+                return url, f.read()
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+    raise ImageError("image_missing", f"none of {list(urls)[:4]} exists")
+
+
+def prepare_image(data: bytes, url: str, cfg: ImageConfig) -> LoadedImage:
+    """Check that ``data`` is a usable image and pass it through or downscale it (see the module docstring)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))  # reads the header only; Pillow's own bomb guard applies
+            width, height = im.size
+            if width * height > cfg.max_pixels:
+                raise Image.DecompressionBombError(f"{width}x{height} pixels is over {cfg.max_pixels}")
+            target = _target_size(width, height, cfg.max_side)
+            if target is None and im.format in JPEG_FORMATS:
+                im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                im.load()  # a cheap decode that still finds truncated or corrupt data
+                return LoadedImage(data, width, height, 1.0, url)
+            if target is not None:
+                im.draft("RGB", target)
+            im = im.convert("RGB")
+            if target is not None and im.size != target:
+                im = im.resize(target, Image.Resampling.BICUBIC)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError("image_too_large", f"{url}: {exc}") from None
+    except Exception as exc:  # Pillow raises many types for bad data: all mean unreadable
+        raise ImageError("image_unreadable", f"{url}: {type(exc).__name__}: {exc}") from None
+    out = io.BytesIO()
+    im.save(out, format="JPEG", quality=cfg.quality)
+    scale = im.size[0] / width
+    return LoadedImage(out.getvalue(), im.size[0], im.size[1], scale, url)
+
+
+def _target_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
+    if not max_side or max(width, height) <= max_side:
+        return None
+    ratio = max_side / max(width, height)
+    return max(1, round(width * ratio)), max(1, round(height * ratio))
