@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import pyarrow as pa
@@ -56,14 +56,14 @@ SCENE_GRAPH_SCHEMA = pa.schema(
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_json_schema(name: str) -> dict:
     """The JSON Schema named ``name`` ("sample", "manifest", "relations", "reject")."""
     text = resources.files("schemas").joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str):
     """A jsonschema validator built from the schema file ``name``."""
     import jsonschema
