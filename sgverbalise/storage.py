@@ -1,0 +1,217 @@
+"""Storage helpers over fsspec: URL handling, atomic publication, input fingerprints, credential redaction.
+
+What is atomic where (``atomic_open`` / ``atomic_write``):
+
+* local files: bytes go to ``.{name}.tmp-{uuid}`` in the target folder, are fsync'ed, then ``os.replace``
+  renames the temp over the final name. The rename is atomic (same folder, same filesystem): readers see the
+  old file or the complete new one, never a partial one. The folder is fsync'ed too (best effort).
+* object stores (s3, gcs, memory, ...): bytes go to a temp key ``.{name}.tmp-{uuid}`` beside the final key,
+  then ``fs.mv`` moves it (a server-side copy plus delete on S3/GCS). An object store publishes each object
+  whole (an S3 PUT, a completed multipart upload and a copy are atomic per object), so the final key appears
+  only with its complete content. The copy and the delete are not one step: a crash between them leaves the
+  temp key behind, which ``list_leftovers`` / ``remove_leftovers`` find.
+* on any exception inside the block, the temp is removed and nothing appears under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import posixpath
+import re
+import uuid
+from collections.abc import Iterator
+from typing import IO, Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+TMP_MARK = ".tmp-"
+_LEFTOVER_RE = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$")
+# Query parameter names (lower case) that carry credentials or signatures.
+_SECRET_PARTS = ("sig", "token", "secret", "passw", "credential", "key", "auth")
+_SECRET_PREFIXES = ("x-amz-", "x-goog-", "x-ms-")
+# fs.info fields that identify a file version, best first.
+_FINGERPRINT_FIELDS = ("ETag", "etag", "md5Hash", "md5", "crc32c", "generation", "mtime", "LastModified",
+                       "updated", "created")
+
+
+def url_fs(url: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem and the path inside it for a local path or URL."""
+    return fsspec.core.url_to_fs(url, **storage_options)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join relative parts onto a local path or URL with '/' (parts' own leading/trailing '/' are dropped)."""
+    out = base
+    for part in parts:
+        part = part.strip("/")
+        if not part:
+            continue
+        if not out:
+            out = part
+        elif out.endswith("/"):
+            out += part
+        else:
+            out += "/" + part
+    return out
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def _temp_path(path: str) -> str:
+    folder, name = posixpath.split(path)
+    return posixpath.join(folder, f".{name}{TMP_MARK}{uuid.uuid4().hex}")
+
+
+class AtomicFile:
+    """A write handle whose bytes appear under the final name only on ``commit()``; ``abort()`` drops them."""
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        self.url = url
+        self.fs, self.path = url_fs(url, **storage_options)
+        self.temp = _temp_path(self.path)
+        self.done = False
+        if _is_local(self.fs):
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            self.file: IO[bytes] = open(self.temp, "wb")  # closed in commit/abort
+        else:
+            self.file = self.fs.open(self.temp, "wb")
+
+    def write(self, data: bytes) -> int:
+        """Write bytes to the temp."""
+        return self.file.write(data)
+
+    def commit(self) -> None:
+        """Publish the temp under the final name."""
+        if self.done:
+            return
+        try:
+            if _is_local(self.fs):
+                self.file.flush()
+                os.fsync(self.file.fileno())
+                self.file.close()
+                os.replace(self.temp, self.path)
+                _fsync_dir(os.path.dirname(self.path) or ".")
+            else:
+                self.file.close()
+                self.fs.mv(self.temp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self.done = True
+
+    def abort(self) -> None:
+        """Drop the temp; nothing appears under the final name."""
+        if self.done:
+            return
+        self.done = True
+        with contextlib.suppress(Exception):
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            if _is_local(self.fs):
+                os.remove(self.temp)
+            elif self.fs.exists(self.temp):
+                self.fs.rm(self.temp)
+
+
+def _fsync_dir(folder: str) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(url: str, mode: str = "wb", **storage_options: Any) -> Iterator[IO[bytes]]:
+    """Open ``url`` for binary writing; the object appears under its name only if the block completes."""
+    if mode != "wb":
+        raise ValueError(f"atomic_open supports mode 'wb' only, not {mode!r}")
+    handle = AtomicFile(url, **storage_options)
+    try:
+        yield handle.file
+    except BaseException:
+        handle.abort()
+        raise
+    handle.commit()
+
+
+def atomic_write(url: str, data: bytes, **storage_options: Any) -> None:
+    """Write ``data`` to ``url`` atomically (see the module docstring for what that means per store)."""
+    with atomic_open(url, "wb", **storage_options) as f:
+        f.write(data)
+
+
+def _fingerprint_value(value: Any) -> str:
+    if isinstance(value, _dt.datetime):
+        return repr(value.timestamp())
+    if isinstance(value, float):
+        return repr(value)
+    return str(value).strip('"')
+
+
+def fingerprint(url: str, **storage_options: Any) -> dict:
+    """Cheap input fingerprint from fs.info: {url (redacted), size, fingerprint ('etag:...', 'mtime:...')}."""
+    fs, path = url_fs(url, **storage_options)
+    info = fs.info(path)
+    size = info.get("size") if info.get("type") != "directory" else None
+    fp = None
+    for field in _FINGERPRINT_FIELDS:
+        value = info.get(field)
+        if value not in (None, ""):
+            fp = f"{field.lower()}:{_fingerprint_value(value)}"
+            break
+    return {"url": redact(url), "size": None if size is None else int(size), "fingerprint": fp}
+
+
+def _secret_param(name: str) -> bool:
+    name = name.lower()
+    return name.startswith(_SECRET_PREFIXES) or any(part in name for part in _SECRET_PARTS)
+
+
+def _redact_one(url: str) -> str:
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = parts.query
+    if query and any(_secret_param(name) for name, _ in parse_qsl(query, keep_blank_values=True)):
+        query = ""
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact(url: str) -> str:
+    """The URL without credentials (user:pass@) and without a query string that carries a signature/token."""
+    return "::".join(_redact_one(piece) for piece in str(url).split("::"))
+
+
+def list_leftovers(prefix: str, **storage_options: Any) -> list[str]:
+    """Temp files (``.{name}.tmp-{uuid}``) under ``prefix`` left by a killed writer, as URLs/paths, sorted."""
+    fs, root = url_fs(prefix, **storage_options)
+    if not fs.exists(root):
+        return []
+    root = root.rstrip("/")
+    found = []
+    for path in fs.find(root):
+        if _LEFTOVER_RE.match(posixpath.basename(path)):
+            rel = path[len(root):].lstrip("/") if path.startswith(root) else posixpath.basename(path)
+            found.append(join(prefix, rel))
+    return sorted(found)
+
+
+def remove_leftovers(prefix: str, **storage_options: Any) -> list[str]:
+    """Remove the temp files under ``prefix`` (while no writer is active there); returns what was removed."""
+    removed = list_leftovers(prefix, **storage_options)
+    for url in removed:
+        fs, path = url_fs(url, **storage_options)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(path)
+    return removed
