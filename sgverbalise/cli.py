@@ -13,24 +13,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("sgverbalise.commands.synth", "write a synthetic corpus in the VG and GQA on-disk formats"),
     "verbalise": ("sgverbalise.commands.verbalise", "print verbalised scene graphs of a VG or GQA input"),
     "vocab": ("sgverbalise.commands.vocab", "build relations.json, the relation vocabulary, from corpus counts"),
+    "build-shards": ("sgverbalise.commands.build_shards", "the Beam job: VG + GQA to WebDataset shards"),
+    "demo": ("sgverbalise.commands.demo", "generate a small corpus with images and run build-shards on it"),
 }
 # Subcommands that accept unknown arguments (passed on to Beam's PipelineOptions).
 PASS_THROUGH = {"build-shards", "demo"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (so ``sgv synth`` does not load Beam)."""
     parser = argparse.ArgumentParser(prog="sgv", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(cmd)
+        if name == command:
+            importlib.import_module(module).add_arguments(cmd)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
+    parser = build_parser(next((a for a in argv if a in COMMANDS), None))
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in PASS_THROUGH:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)
     module = importlib.import_module(COMMANDS[args.command][0])
     return int(module.run(args, extra) or 0)
 

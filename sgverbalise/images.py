@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import fsspec
 from PIL import Image
 
 JPEG_FORMATS = {"JPEG", "MPO"}
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ def prepare_image(data: bytes, url: str, cfg: ImageConfig) -> LoadedImage:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError("image_too_large", f"{url}: {exc}") from None
     except Exception as exc:  # Pillow raises many types for bad data: all mean unreadable
-        raise ImageError("image_unreadable", f"{url}: {type(exc).__name__}: {exc}") from None
+        message = _ADDRESS.sub("", str(exc))  # "<_io.BytesIO object at 0x7f...>" would make rejects differ per run
+        raise ImageError("image_unreadable", f"{url}: {type(exc).__name__}: {message}") from None
     out = io.BytesIO()
     im.save(out, format="JPEG", quality=cfg.quality)
     scale = im.size[0] / width

@@ -1,0 +1,149 @@
+"""The main job: Visual Genome and GQA scene graphs (and images) to WebDataset shards with a manifest.
+
+    sgv build-shards --vg DIR --gqa FILE --vg-images DIR --gqa-images DIR --out URL [options] [Beam options]
+
+Runs on DirectRunner (multi_processing, 2 workers) by default; any Beam runner with ``--runner=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines import options as opts
+from pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, summarise
+from pipelines.transforms import (
+    REJECTS,
+    STATS,
+    BuildVocabulary,
+    MakeSampleFn,
+    NormaliseFn,
+    ReadSceneGraphs,
+    WriteShards,
+    read_id_list,
+)
+from sgverbalise.normalise import NormaliseConfig
+from sgverbalise.storage import fingerprint, redact, url_fs
+from sgverbalise.vocab import RelationVocab
+
+log = logging.getLogger(__name__)
+
+
+def input_fingerprints(cfg: opts.BuildConfig) -> list[dict]:
+    """Size and a content fingerprint of every input file (images excepted), URLs redacted."""
+    items: list[tuple[str, str]] = []
+    if cfg.vg:
+        fs, root = url_fs(cfg.vg)
+        protocol = cfg.vg.split("://", 1)[0] + "://" if "://" in cfg.vg else ""
+        for path in sorted(fs.glob(f"{root.rstrip('/')}/*.json*")):
+            items.append(("vg", protocol + path))
+    items += [("gqa", url) for url in cfg.gqa]
+    for role, url in (("relations", cfg.vocab.relations), ("relation_aliases", cfg.relation_aliases),
+                      ("object_aliases", cfg.object_aliases), ("exclude_coco_ids", cfg.exclude_coco_ids),
+                      ("exclude_image_ids", cfg.exclude_image_ids)):
+        if url:
+            items.append((role, url))
+    out = []
+    for role, url in items:
+        info = fingerprint(url)
+        out.append({"role": role, "url": redact(url), "size": info.get("size"),
+                    "fingerprint": info.get("fingerprint")})
+    return out
+
+
+def manifest_config(cfg: opts.BuildConfig) -> dict:
+    """The config as the manifest records it: URLs redacted, the output prefix left out (it may move)."""
+    def clean(value):
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k != "out"}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return redact(value) if isinstance(value, str) and ("://" in value or "@" in value) else value
+    return clean(cfg.manifest_dict())
+
+
+def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PCollection:
+    """Adds the whole job to ``pipeline``; returns the one-element PCollection of the manifest."""
+    given_vocab = RelationVocab.load(cfg.vocab.relations) if cfg.vocab.relations else None
+    norm_cfg = NormaliseConfig(lemmatize=cfg.lemmatize, relation_aliases=cfg.relation_aliases,
+                               object_aliases=cfg.object_aliases)
+    make = MakeSampleFn(cfg, read_id_list(cfg.exclude_coco_ids), read_id_list(cfg.exclude_image_ids))
+
+    raw, read_rejects, read_stats = pipeline | "Read" >> ReadSceneGraphs(cfg)
+    records = raw | "Normalise" >> beam.ParDo(NormaliseFn(norm_cfg))
+    vocab = records | "Vocabulary" >> BuildVocabulary(cfg, given_vocab)
+    made = records | "MakeSamples" >> beam.ParDo(make, vocab=beam.pvalue.AsSingleton(vocab)).with_outputs(
+        REJECTS, STATS, main="samples")
+    shards = made.samples | "Shards" >> WriteShards(cfg)
+
+    rejects = (read_rejects, made[REJECTS]) | "AllRejects" >> beam.Flatten()
+    by_reason = rejects | "ByReason" >> beam.Map(lambda r: (f"{r['kind']}/{r['reason']}", r))
+    reject_files = (by_reason | "GroupRejects" >> beam.GroupByKey()
+                    | "WriteRejects" >> beam.ParDo(WriteRejectsFn(cfg.out)))
+    reject_counts = by_reason | "CountRejects" >> beam.combiners.Count.PerKey()
+    stats = ((read_stats, made[STATS]) | "AllStats" >> beam.Flatten()
+             | "SumStats" >> beam.CombinePerKey(sum))
+
+    return (
+        pipeline
+        | "Once" >> beam.Create([None])
+        | "Finalise" >> beam.ParDo(
+            FinaliseFn(cfg.out, manifest_config(cfg), input_fingerprints(cfg)),
+            shards=beam.pvalue.AsList(shards),
+            stats=beam.pvalue.AsList(stats),
+            rejects=beam.pvalue.AsList(reject_counts),
+            reject_files=beam.pvalue.AsList(reject_files),
+            vocab=beam.pvalue.AsSingleton(vocab),
+        )
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sgv build-shards", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    opts.add_arguments(parser)
+    return parser
+
+
+def run_config(cfg: opts.BuildConfig, beam_argv: list[str]) -> dict:
+    """Runs the job for ``cfg`` with Beam options ``beam_argv``; returns the manifest that was written."""
+    fs, root = url_fs(cfg.out)
+    manifest_path = f"{root}/{MANIFEST}"
+    if fs.exists(manifest_path):
+        fs.rm(manifest_path)  # the manifest marks a complete run: none until this run completes
+    options = PipelineOptions(opts.beam_args(beam_argv))
+    log.info("build-shards: %s -> %s", [redact(u) for u in [cfg.vg, *cfg.gqa] if u], redact(cfg.out))
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, cfg)
+    result = pipeline.run()
+    result.wait_until_finish()
+    log.info("counters: %s", counters(result))
+    with fs.open(manifest_path, "rb") as f:
+        manifest = json.load(f)
+    log.info("build-shards done:\n%s", summarise(manifest))
+    return manifest
+
+
+def counters(result) -> dict[str, int]:
+    """The job's Beam metric counters by name (committed values where the runner has them)."""
+    try:
+        found = result.metrics().query()["counters"]
+    except Exception:  # some runners report no metrics
+        return {}
+    totals: dict[str, int] = {}
+    for c in found:
+        value = c.committed if c.committed is not None else c.attempted
+        totals[c.key.metric.name] = totals.get(c.key.metric.name, 0) + int(value or 0)
+    return dict(sorted(totals.items()))
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """Entry point: parses our arguments, passes the rest to Beam, runs; returns the manifest."""
+    args, beam_argv = build_parser().parse_known_args(argv)
+    return run_config(opts.config_from_args(args), beam_argv)
+
+

@@ -1,0 +1,125 @@
+"""The end of the shard job: rejects files, relations.json, the manifest (written last: it marks a complete run)
+and the removal of anything a killed or earlier run left that this run did not write."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+
+from schemas import SCHEMA_VERSION, validator
+from sgverbalise import __version__
+from sgverbalise.layout import SPLITS
+from sgverbalise.rejects import count_by_reason
+from sgverbalise.storage import atomic_write, join, remove_leftovers, url_fs
+from sgverbalise.vocab import RelationVocab
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+RELATIONS = "relations.json"
+
+
+def dumps(obj) -> bytes:
+    """The JSON bytes of every file the job writes: sorted keys, fixed indent, trailing newline."""
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def rejects_name(group: str) -> str:
+    return f"rejects/{group.replace('/', '-')}.jsonl"
+
+
+def _reject_order(r: dict) -> tuple:
+    return (r["source"], r["image_id"] or "", r["kind"], r["reason"], r["detail"])
+
+
+class WriteRejectsFn(beam.DoFn):
+    """One ``rejects/{kind}-{reason}.jsonl`` per kind and reason, lines sorted."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def process(self, element: tuple[str, Iterable[dict]]) -> Iterator[str]:
+        group, rejects = element
+        lines = [json.dumps(r, sort_keys=True, ensure_ascii=False) for r in sorted(rejects, key=_reject_order)]
+        name = rejects_name(group)
+        atomic_write(join(self.out, name), ("\n".join(lines) + "\n").encode())
+        yield name
+
+
+def build_manifest(config: dict, inputs: list[dict], shards: list[dict], stats: dict[str, int],
+                   reject_counts: dict[str, int], vocab: RelationVocab) -> dict:
+    """The manifest dict (``schemas/manifest.schema.json``)."""
+    splits = {}
+    for split in SPLITS:
+        items = sorted((s for s in shards if s["name"].startswith(f"{split}/")), key=lambda s: s["name"])
+        splits[split] = {"samples": sum(s["samples"] for s in items), "bytes": sum(s["bytes"] for s in items),
+                         "shards": items}
+    totals = {name: int(stats.get(name, 0)) for name in (
+        "images_read", "samples", "images_rejected", "relations_read", "triplets", "relations_in_rejected_images",
+        "vsg_captions")}
+    relation_rejects = sum(n for k, n in reject_counts.items() if k.startswith("relation/"))
+    totals["relation_rejects"] = relation_rejects
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "generator": f"sgverbalise {__version__}",
+        "config": config,
+        "inputs": inputs,
+        "splits": splits,
+        "totals": totals,
+        "rejects": dict(sorted(reject_counts.items())),
+        "relations": {"file": RELATIONS, "size": len(vocab), "mode": vocab.to_json()["mode"]},
+    }
+    errors = [e.message for e in validator("manifest").iter_errors(manifest)]
+    if errors:
+        raise ValueError(f"manifest does not match its schema: {errors[:3]}")
+    return manifest
+
+
+class FinaliseFn(beam.DoFn):
+    """Writes relations.json and the manifest, then removes stale shards, reject files and temp leftovers."""
+
+    def __init__(self, out: str, config: dict, inputs: list[dict]) -> None:
+        self.out, self.config, self.inputs = out, config, inputs
+
+    def process(self, _, shards, stats, rejects, reject_files, vocab) -> Iterator[dict]:
+        atomic_write(join(self.out, RELATIONS), vocab.dumps())
+        manifest = build_manifest(self.config, self.inputs, list(shards), dict(stats), dict(rejects), vocab)
+        atomic_write(join(self.out, MANIFEST), dumps(manifest))
+        keep = {s["name"] for s in shards} | set(reject_files)
+        removed = remove_stale(self.out, keep)
+        if removed:
+            log.info("removed %d files an earlier run left: %s", len(removed), removed[:5])
+        yield manifest
+
+
+def remove_stale(out: str, keep: set[str]) -> list[str]:
+    """Remove shards and reject files under ``out`` that are not in ``keep``, and temp leftovers."""
+    fs, root = url_fs(out)
+    removed = remove_leftovers(out)
+    for folder, pattern in [(s, "*.tar") for s in SPLITS] + [("rejects", "*.jsonl")]:
+        for path in fs.glob(f"{root}/{folder}/{pattern}"):
+            name = path[len(root):].lstrip("/")
+            if name not in keep:
+                fs.rm(path)
+                removed.append(name)
+    return removed
+
+
+def summarise(manifest: dict) -> str:
+    t = manifest["totals"]
+    lines = [
+        f"images read {t['images_read']}, samples {t['samples']}, images rejected {t['images_rejected']}",
+        f"relations read {t['relations_read']} = MRC triplets {t['triplets']} + relation rejects "
+        f"{t['relation_rejects']} + in rejected images {t['relations_in_rejected_images']}",
+        f"VSG captions {t['vsg_captions']}, relation vocabulary {manifest['relations']['size']}",
+    ]
+    for split, info in manifest["splits"].items():
+        lines.append(f"{split}: {info['samples']} samples in {len(info['shards'])} shards, {info['bytes']} bytes")
+    if manifest["rejects"]:
+        lines.append("rejects: " + ", ".join(f"{k} {v}" for k, v in manifest["rejects"].items()))
+    return "\n".join(lines)
+
+
+__all__ = ["FinaliseFn", "WriteRejectsFn", "build_manifest", "count_by_reason", "dumps", "summarise"]

@@ -1,0 +1,150 @@
+"""Command-line options of the shard job and the typed config they become; unknown arguments go to Beam."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field
+
+from sgverbalise.images import ImageConfig
+from sgverbalise.verbalise import VSGConfig
+
+# DirectRunner's multi_threading mode was seen to lose elements on apache-beam 2.77: refuse it.
+REFUSED_BEAM_ARGS = {"--direct_running_mode=multi_threading": "multi_threading loses elements; use multi_processing"}
+DEFAULT_BEAM_ARGS = [
+    "--runner=DirectRunner",
+    "--direct_running_mode=multi_processing",
+    "--direct_num_workers=2",
+    "--default_sdk_harness_log_level=WARNING",
+]
+
+
+@dataclass(frozen=True)
+class VocabConfig:
+    """How the relation vocabulary is chosen (or ``relations`` for a given relations.json)."""
+
+    relations: str | None = None
+    mode: str = "all"
+    top_k: int | None = None
+    min_count: int = 1
+    sources: str = "auto"  # which sources' predicates make the vocabulary: auto (gqa when given, else vg), vg, gqa, all
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that decides the output bytes of a shard job (Beam options excluded)."""
+
+    out: str
+    vg: str | None = None
+    gqa: tuple[str, ...] = ()
+    vg_images: tuple[str, ...] = ()
+    gqa_images: str | None = None
+    limit: int | None = None
+    lemmatize: bool = False
+    relation_aliases: str | None = None
+    object_aliases: str | None = None
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    vsg: VSGConfig = field(default_factory=VSGConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    val_fraction: float = 0.0
+    samples_per_shard: int = 1000
+    max_shard_bytes: int | None = 1 << 30
+    exclude_coco_ids: str | None = None
+    exclude_image_ids: str | None = None
+
+    @property
+    def with_images(self) -> bool:
+        return bool(self.vg_images or self.gqa_images)
+
+    def manifest_dict(self) -> dict:
+        """The config as the manifest records it (paths redacted by the caller)."""
+        return asdict(self)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    io = parser.add_argument_group("inputs and output (local paths or any fsspec URL)")
+    io.add_argument("--vg", help="Visual Genome folder (scene_graphs.json, or objects/relationships/... files)")
+    io.add_argument("--gqa", action="append", default=[], help="GQA *_sceneGraphs.json (repeatable)")
+    io.add_argument("--vg-images", action="append", default=[], help="VG image root, e.g. holding VG_100K/ "
+                    "and VG_100K_2/ (repeatable)")
+    io.add_argument("--gqa-images", help="GQA images/ folder")
+    io.add_argument("--out", required=True, help="output prefix: train/, val/, manifest.json, relations.json, rejects/")
+    io.add_argument("--limit", type=int, help="read at most this many images per input (for trials)")
+    norm = parser.add_argument_group("normalisation and vocabulary")
+    norm.add_argument("--lemmatize", action="store_true", help="spaCy lookup lemmas (off: the paper's raw strings)")
+    norm.add_argument("--relation-aliases", help="VG relationship_alias.txt")
+    norm.add_argument("--object-aliases", help="VG object_alias.txt")
+    norm.add_argument("--relations", help="a given relations.json instead of one built from corpus counts")
+    norm.add_argument("--vocab-mode", choices=["all", "top_k", "min_count"], default="all")
+    norm.add_argument("--vocab-top-k", type=int)
+    norm.add_argument("--vocab-min-count", type=int, default=1)
+    norm.add_argument("--vocab-sources", choices=["auto", "vg", "gqa", "all"], default="auto",
+                      help="predicates of which sources form the vocabulary (auto: GQA's when given, as the paper)")
+    vsg = parser.add_argument_group("verbalised scene graphs")
+    vsg.add_argument("--vsg-k", type=int, default=8, help="triplets per VSG caption")
+    vsg.add_argument("--vsg-captions", type=int, default=1, help="VSG captions per image")
+    vsg.add_argument("--vsg-sort", choices=["centre", "none"], default="centre")
+    vsg.add_argument("--vsg-attributes", type=int, default=0, help="attributes before each name (0: off)")
+    vsg.add_argument("--seed", type=int, default=0)
+    out = parser.add_argument_group("images and shards")
+    out.add_argument("--max-image-side", type=int, help="downscale images to this longer side (default: originals)")
+    out.add_argument("--jpeg-quality", type=int, default=90)
+    out.add_argument("--max-image-pixels", type=int, default=ImageConfig.max_pixels,
+                     help="larger images are rejected as decompression bombs")
+    out.add_argument("--val-fraction", type=float, default=0.0, help="share of images in val/, by key hash")
+    out.add_argument("--samples-per-shard", type=int, default=1000)
+    out.add_argument("--max-shard-bytes", type=int, default=1 << 30)
+    out.add_argument("--exclude-coco-ids", help="file of COCO ids (one per line) whose VG images are left out")
+    out.add_argument("--exclude-image-ids", help="file of image ids ('123' or 'vg-123') that are left out")
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    if not args.vg and not args.gqa:
+        raise SystemExit("build-shards: give --vg and/or --gqa")
+    return BuildConfig(
+        out=args.out.rstrip("/"),
+        vg=args.vg,
+        gqa=tuple(args.gqa),
+        vg_images=tuple(args.vg_images),
+        gqa_images=args.gqa_images,
+        limit=args.limit,
+        lemmatize=args.lemmatize,
+        relation_aliases=args.relation_aliases,
+        object_aliases=args.object_aliases,
+        vocab=VocabConfig(args.relations, args.vocab_mode, args.vocab_top_k, args.vocab_min_count,
+                          args.vocab_sources),
+        vsg=VSGConfig(k=args.vsg_k, captions=args.vsg_captions, sort=args.vsg_sort, attributes=args.vsg_attributes,
+                      seed=args.seed),
+        image=ImageConfig(max_side=args.max_image_side, quality=args.jpeg_quality, max_pixels=args.max_image_pixels),
+        val_fraction=args.val_fraction,
+        samples_per_shard=args.samples_per_shard,
+        max_shard_bytes=args.max_shard_bytes or None,
+        exclude_coco_ids=args.exclude_coco_ids,
+        exclude_image_ids=args.exclude_image_ids,
+    )
+
+
+def _joined_runner(args: list[str]) -> list[str]:
+    """``--runner X`` as ``--runner=X``, so the runner can be read off one argument."""
+    out, i = [], 0
+    while i < len(args):
+        if args[i] == "--runner" and i + 1 < len(args):
+            out.append(f"--runner={args[i + 1]}")
+            i += 2
+        else:
+            out.append(args[i])
+            i += 1
+    return out
+
+
+def beam_args(extra: list[str]) -> list[str]:
+    """Beam pipeline options: the user's, on top of DirectRunner in multi_processing mode with 2 workers."""
+    for arg in extra:
+        if arg in REFUSED_BEAM_ARGS:
+            raise SystemExit(f"build-shards: {arg} is refused: {REFUSED_BEAM_ARGS[arg]}")
+    extra = _joined_runner(extra)
+    given = {a.split("=", 1)[0] for a in extra if a.startswith("--")}
+    runner = next((a.split("=", 1)[1] for a in extra if a.startswith("--runner=")), "DirectRunner")
+    defaults = [a for a in DEFAULT_BEAM_ARGS if a.split("=", 1)[0] not in given]
+    if runner not in ("DirectRunner", "direct"):
+        defaults = [a for a in defaults if a.startswith("--default_sdk")]
+    return defaults + list(extra)

@@ -1,0 +1,244 @@
+"""The steps of the shard job as Beam transforms: thin wrappers around the ``sgverbalise`` domain code.
+
+Stream at each point (per image unless said otherwise):
+  ReadSceneGraphs  -> canonical records (+ rejects of malformed entries)
+  Normalise        -> records with normalised names, attributes, predicates
+  BuildVocabulary  -> one RelationVocab (a side input), from corpus counts or a given relations.json
+  MakeSamples      -> (split, key, members) with members {"jpg", "json", "txt"}; rejects; stats
+  WriteShards      -> one shard-info dict per written tar
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipelines.options import BuildConfig
+from sgverbalise import layout
+from sgverbalise.images import ImageError, candidate_urls, prepare_image, read_first
+from sgverbalise.normalise import NormaliseConfig, Normaliser
+from sgverbalise.readers import READERS
+from sgverbalise.rejects import reject
+from sgverbalise.sample import build_sample, sample_key
+from sgverbalise.shards import sample_bytes, write_shard
+from sgverbalise.storage import join
+from sgverbalise.triplets import extract
+from sgverbalise.verbalise import verbalise
+from sgverbalise.vocab import RelationVocab, vocabulary_sources
+
+log = logging.getLogger(__name__)
+NAMESPACE = "sgverbalise"
+REJECTS = "rejects"
+STATS = "stats"
+PROGRESS_EVERY = 10_000
+
+
+def _stat(name: str, value: int = 1) -> beam.pvalue.TaggedOutput:
+    return beam.pvalue.TaggedOutput(STATS, (name, value))
+
+
+class ReadSourceFn(beam.DoFn):
+    """Streams one input (a VG folder or a GQA file) into per-image canonical records."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+
+    def process(self, element: tuple[str, str]) -> Iterator:
+        source, url = element
+        images = Metrics.counter(NAMESPACE, f"{source}_images_read")
+        for n, (record, rejects) in enumerate(READERS[source](url, limit=self.limit), start=1):
+            images.inc()
+            yield _stat("images_read")
+            for r in rejects:
+                if r["kind"] == "relation":
+                    yield _stat("relations_read")
+                yield beam.pvalue.TaggedOutput(REJECTS, r)
+            if record is not None:
+                yield _stat("relations_read", len(record["relations"]))
+                yield record
+            if n % PROGRESS_EVERY == 0:
+                log.info("read %d %s images from %s", n, source, url)
+
+
+class ReadSceneGraphs(beam.PTransform):
+    """All inputs of the config as one PCollection of records, spread over workers."""
+
+    def __init__(self, cfg: BuildConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, pbegin):
+        inputs = ([("vg", self.cfg.vg)] if self.cfg.vg else []) + [("gqa", url) for url in self.cfg.gqa]
+        read = (
+            pbegin
+            | "Inputs" >> beam.Create(inputs)
+            | "Stream" >> beam.ParDo(ReadSourceFn(self.cfg.limit)).with_outputs(REJECTS, STATS, main="records")
+        )
+        records = read.records | "Spread" >> beam.Reshuffle()
+        return records, read[REJECTS], read[STATS]
+
+
+class NormaliseFn(beam.DoFn):
+    def __init__(self, cfg: NormaliseConfig) -> None:
+        self.cfg = cfg
+
+    def setup(self) -> None:
+        self.normaliser = Normaliser(self.cfg)  # alias tables and spaCy are loaded once per worker
+
+    def process(self, record: dict) -> Iterator[dict]:
+        yield self.normaliser.record(record)
+
+
+def vocabulary_from_counts(counts: dict[tuple[str, str], int], cfg: BuildConfig) -> RelationVocab:
+    """The vocabulary from (source, predicate) counts; predicates only of the sources left out are ``excluded``."""
+    given = (["vg"] if cfg.vg else []) + (["gqa"] if cfg.gqa else [])
+    sources = vocabulary_sources(cfg.vocab.sources, cfg.vocab.mode, given)
+    chosen, others = Counter(), Counter()
+    for (source, predicate), n in counts.items():
+        (chosen if source in sources else others)[predicate] += n
+    excluded = {p: n for p, n in others.items() if p not in chosen}
+    return RelationVocab.from_counts(chosen, mode=cfg.vocab.mode, top_k=cfg.vocab.top_k,
+                                     min_count=cfg.vocab.min_count, sources=sources, excluded=excluded)
+
+
+class BuildVocabulary(beam.PTransform):
+    """The relation vocabulary as a one-element PCollection (use as a singleton side input)."""
+
+    def __init__(self, cfg: BuildConfig, given: RelationVocab | None) -> None:
+        super().__init__()
+        self.cfg, self.given = cfg, given
+
+    def expand(self, records):
+        if self.given is not None:
+            return records.pipeline | "GivenVocabulary" >> beam.Create([self.given])
+        cfg = self.cfg
+        return (
+            records
+            | "Predicates" >> beam.FlatMap(
+                lambda r: [(r["source"], rel["predicate"]) for rel in r["relations"] if rel["predicate"]])
+            | "Count" >> beam.combiners.Count.PerElement()
+            | "AllCounts" >> beam.combiners.ToDict()
+            | "Vocabulary" >> beam.Map(vocabulary_from_counts, cfg)
+        )
+
+
+def read_id_list(url: str | None) -> frozenset[str]:
+    """Ids from a file, one per line (``#`` comments and blank lines ignored)."""
+    if not url:
+        return frozenset()
+    import fsspec
+
+    with fsspec.open(url, "rt", encoding="utf-8") as f:
+        return frozenset(line.split("#", 1)[0].strip() for line in f if line.split("#", 1)[0].strip())
+
+
+class MakeSampleFn(beam.DoFn):
+    """Exclusion, image, extraction, VSG and the sample's members for one record."""
+
+    def __init__(self, cfg: BuildConfig, exclude_coco: frozenset[str], exclude_ids: frozenset[str]) -> None:
+        self.cfg, self.exclude_coco, self.exclude_ids = cfg, exclude_coco, exclude_ids
+
+    def _image_reject(self, record: dict, reason: str, detail: str) -> Iterator:
+        count = len(record["relations"])
+        yield _stat("images_rejected")
+        yield _stat("relations_in_rejected_images", count)
+        yield beam.pvalue.TaggedOutput(REJECTS, dict(reject(record["source"], record["image_id"], reason, detail),
+                                                     relations=count))
+
+    def _roots(self, source: str) -> tuple[str, ...]:
+        if source == "vg":
+            return self.cfg.vg_images
+        return (self.cfg.gqa_images,) if self.cfg.gqa_images else ()
+
+    def process(self, record: dict, vocab: RelationVocab) -> Iterator:
+        source, image_id = record["source"], record["image_id"]
+        key = sample_key(source, image_id)
+        coco = record.get("coco_id")
+        if (coco is not None and str(coco) in self.exclude_coco) or image_id in self.exclude_ids \
+                or key in self.exclude_ids:
+            yield from self._image_reject(record, "excluded_eval", f"coco_id={coco}")
+            return
+        members: dict[str, bytes] = {}
+        width, height, scale = record.get("width"), record.get("height"), 1.0
+        roots = self._roots(source)
+        if roots:
+            try:
+                url, data = read_first(candidate_urls(roots, record.get("image_path") or f"{image_id}.jpg"))
+                image = prepare_image(data, url, self.cfg.image)
+            except ImageError as exc:
+                Metrics.counter(NAMESPACE, exc.reason).inc()
+                yield from self._image_reject(record, exc.reason, str(exc))
+                return
+            # boxes are in the annotation's pixels: map them onto the image as it is written
+            scale = image.width / width if width else image.scale
+            width, height = image.width, image.height
+            members["jpg"] = image.data
+        elif not (width and height):
+            yield from self._image_reject(record, "malformed_record", "image size unknown: give image_data.json "
+                                          "or the images")
+            return
+        extraction = extract(record, vocab)
+        for r in extraction.rejects:
+            yield beam.pvalue.TaggedOutput(REJECTS, r)
+        if not extraction.has_graph:
+            yield _stat("images_rejected")
+            return
+        vsg = verbalise(extraction.triplets, self.cfg.vsg, source, image_id)
+        sample = build_sample(record, extraction, vsg, width=width, height=height, scale=scale)
+        members["json"] = json.dumps(sample, ensure_ascii=False, separators=(",", ":")).encode()
+        if vsg:
+            members["txt"] = vsg[0].encode()
+        Metrics.counter(NAMESPACE, "samples").inc()
+        yield _stat("samples")
+        yield _stat("triplets", len(sample["triplets"]))
+        yield _stat("vsg_captions", len(vsg))
+        yield layout.split_of(key, self.cfg.val_fraction), key, members
+
+
+def _size(element: tuple[str, str, dict[str, bytes]]) -> tuple[str, tuple[str, int]]:
+    split, key, members = element
+    return split, (key, sample_bytes(key, members))
+
+
+class WriteShardFn(beam.DoFn):
+    """Writes one shard's samples, sorted by key, atomically under its final name."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def process(self, element: tuple[tuple[str, int], Iterable[tuple[str, dict]]]) -> Iterator[dict]:
+        (split, index), samples = element
+        name = layout.shard_name(split, index)
+        info = write_shard(join(self.out, name), sorted(samples, key=lambda s: s[0]))
+        Metrics.counter(NAMESPACE, "shards_written").inc()
+        yield dict(info, name=name)
+
+
+class WriteShards(beam.PTransform):
+    """Plans shards per split from the samples' keys and sizes, then writes them; yields shard infos."""
+
+    def __init__(self, cfg: BuildConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, samples):
+        cfg = self.cfg
+        plans = (
+            samples
+            | "Sizes" >> beam.Map(_size)
+            | "BySplit" >> beam.GroupByKey()
+            | "Plan" >> beam.Map(lambda kv: (kv[0], layout.plan_shards(kv[1], cfg.samples_per_shard,
+                                                                        cfg.max_shard_bytes)))
+        )
+        return (
+            samples
+            | "ToShard" >> beam.Map(lambda s, plan: ((s[0], plan[s[0]][s[1]]), (s[1], s[2])),
+                                    plan=beam.pvalue.AsDict(plans))
+            | "GroupShards" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(WriteShardFn(cfg.out))
+        )

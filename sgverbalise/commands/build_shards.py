@@ -1,0 +1,20 @@
+"""``sgv build-shards``: the Beam job (pipelines/build_shards.py); unknown arguments are Beam options."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipelines.options import add_arguments as add
+
+    add(parser)
+    parser.epilog = "Any other --option is passed to Beam (e.g. --runner=PortableRunner, --direct_num_workers=2)."
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipelines.build_shards import run_config
+    from pipelines.options import config_from_args
+
+    run_config(config_from_args(args), extra)  # logs the manifest summary
+    return 0
