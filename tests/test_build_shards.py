@@ -1,0 +1,182 @@
+"""The main job end to end on real Beam runs: accounting, formats, determinism, runners, crash and rerun."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from pipelines.build_shards import run
+from schemas import validator
+from sgverbalise.synth import synthesize
+
+pytestmark = pytest.mark.slow
+
+
+def files_sha(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def read_tar(path: Path) -> dict[str, dict[str, bytes]]:
+    samples: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            key, ext = member.name.split(".", 1)
+            samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
+    return samples
+
+
+def check_output(out: Path, manifest: dict) -> dict[str, dict]:
+    """Everything a consumer relies on; returns the samples' JSON by key."""
+    assert list(validator("manifest").iter_errors(manifest)) == []
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    t = manifest["totals"]
+    assert t["relations_read"] == t["triplets"] + t["relation_rejects"] + t["relations_in_rejected_images"]
+    assert t["images_read"] == t["samples"] + t["images_rejected"]
+    samples: dict[str, dict] = {}
+    for split, info in manifest["splits"].items():
+        for shard in info["shards"]:
+            assert shard["name"].startswith(f"{split}/shard-")
+            path = out / shard["name"]
+            data = path.read_bytes()
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (shard["bytes"], shard["sha256"])
+            members = read_tar(path)
+            assert len(members) == shard["samples"]
+            for key, m in members.items():
+                sample = json.loads(m["json"])
+                assert list(validator("sample").iter_errors(sample)) == [], key
+                assert sample["key"] == key and key not in samples
+                if sample["vsg"]:
+                    assert m["txt"].decode() == sample["vsg"][0]
+                samples[key] = sample
+            # webdataset reads the same samples
+            keys = [s["__key__"] for s in wds.WebDataset(str(path), shardshuffle=False)]
+            assert sorted(keys) == sorted(members)
+    assert len(samples) == t["samples"] == sum(s["samples"] for s in manifest["splits"].values())
+    assert sum(len(s["triplets"]) for s in samples.values()) == t["triplets"]
+    # every reject is on disk, counted by kind/reason
+    on_disk = Counter()
+    for path in (out / "rejects").glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            assert list(validator("reject").iter_errors(r)) == []
+            on_disk[f"{r['kind']}/{r['reason']}"] += 1
+    assert dict(on_disk) == manifest["rejects"]
+    vocab = json.loads((out / "relations.json").read_text())
+    ids = {r["predicate"]: r["id"] for r in vocab["relations"]}
+    assert all(ids[t_["predicate"]] == t_["relation_id"] for s in samples.values() for t_ in s["triplets"])
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+    return samples
+
+
+def test_real_excerpts_every_relation_accounted_for(tmp_path, vg_sample, gqa_sample):
+    out = tmp_path / "out"
+    manifest = run(["--vg", str(vg_sample), "--gqa", str(gqa_sample / "train_sceneGraphs.json"),
+                    "--out", str(out), "--val-fraction", "0.2", "--samples-per-shard", "40"])
+    samples = check_output(out, manifest)
+    vg = json.loads((vg_sample / "relationships.json").read_text())
+    gqa = json.loads((gqa_sample / "train_sceneGraphs.json").read_text())
+    read = sum(len(e["relationships"]) for e in vg) + sum(
+        len(o.get("relations", [])) for g in gqa.values() for o in g["objects"].values())
+    assert manifest["totals"]["relations_read"] == read
+    assert manifest["totals"]["images_read"] == len(vg) + len(gqa)
+    assert {s["source"] for s in samples.values()} == {"vg", "gqa"}
+    assert manifest["splits"]["val"]["samples"] > 0 and len(manifest["splits"]["train"]["shards"]) > 1
+    # the default vocabulary is GQA's distinct relation strings (as the paper)
+    gqa_predicates = {r["name"].strip().lower() for g in gqa.values() for o in g["objects"].values()
+                      for r in o.get("relations", [])}
+    assert manifest["relations"]["size"] == len(gqa_predicates)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    synthesize(str(root), 60, seed=3, with_images=True, image_size=128)
+    # one missing and one corrupt image: rejects, not crashes
+    gqa_images = sorted((root / "gqa" / "images").glob("*.jpg"))
+    gqa_images[0].unlink()
+    gqa_images[1].write_bytes(b"\xff\xd8 definitely not a jpeg")
+    return root
+
+
+def corpus_args(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return ["--vg", str(corpus / "vg"), "--vg-images", str(corpus / "vg"),
+            "--gqa", str(corpus / "gqa" / "train_sceneGraphs.json"), "--gqa-images", str(corpus / "gqa" / "images"),
+            "--out", str(out), "--samples-per-shard", "16", "--val-fraction", "0.25", *extra]
+
+
+def test_generated_corpus_with_images(tmp_path, corpus):
+    out = tmp_path / "out"
+    manifest = run(corpus_args(corpus, out, "--max-image-side", "64"))
+    samples = check_output(out, manifest)
+    assert manifest["rejects"]["image/image_missing"] == 1 and manifest["rejects"]["image/image_unreadable"] == 1
+    assert manifest["totals"]["relations_in_rejected_images"] > 0
+    shard = out / manifest["splits"]["train"]["shards"][0]["name"]
+    key, members = next(iter(read_tar(shard).items()))
+    image = Image.open(io.BytesIO(members["jpg"]))
+    sample = samples[key]
+    assert image.size == (sample["width"], sample["height"]) and max(image.size) == 64
+    for t in sample["triplets"]:  # boxes were rescaled with the image: they lie inside it
+        x, y, w, h = t["subject_box"]
+        assert 0 <= x and x + w <= 64.01 and 0 <= y and y + h <= 64.01
+
+
+def test_deterministic_across_worker_counts_and_portable_runner(tmp_path, corpus):
+    outs = {}
+    for name, beam_args in {
+        "one": ["--direct_num_workers=1"],
+        "two": ["--direct_num_workers=2"],
+        "portable": ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"],
+    }.items():
+        outs[name] = tmp_path / name
+        run(corpus_args(corpus, outs[name], *beam_args))
+    digests = {name: files_sha(path) for name, path in outs.items()}
+    assert digests["one"] == digests["two"] == digests["portable"]
+    assert any(name.endswith(".tar") for name in digests["one"])
+
+
+def test_exclusion_lists_keep_evaluation_images_out(tmp_path, vg_sample):
+    coco = [e["coco_id"] for e in json.loads((vg_sample / "image_data.json").read_text()) if e["coco_id"]][:3]
+    (tmp_path / "coco.txt").write_text("# Karpathy test\n" + "\n".join(map(str, coco)) + "\n")
+    (tmp_path / "ids.txt").write_text("vg-1\n2\n")
+    out = tmp_path / "out"
+    manifest = run(["--vg", str(vg_sample), "--out", str(out), "--exclude-coco-ids", str(tmp_path / "coco.txt"),
+                    "--exclude-image-ids", str(tmp_path / "ids.txt")])
+    samples = check_output(out, manifest)
+    assert manifest["rejects"]["image/excluded_eval"] == len(coco) + 2
+    assert not {"vg-1", "vg-2"} & set(samples) and not {s["coco_id"] for s in samples.values()} & set(coco)
+
+
+def test_rerun_after_kill_completes_and_cleans_up(tmp_path, corpus):
+    reference = tmp_path / "reference"
+    run(corpus_args(corpus, reference))
+    out = tmp_path / "out"
+    # a stale shard and a temp file from an earlier, different run
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "shard-000999.tar").write_bytes(b"old")
+    (out / "train" / (".shard-000000.tar.tmp-" + "0123456789abcdef" * 2)).write_bytes(b"half")
+    code = ("import sys; from pipelines.build_shards import run; run(sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", code, *corpus_args(corpus, out, "--direct_num_workers=1")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "val").glob("shard-*.tar")) and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the job and its Beam workers, mid-way through writing
+    proc.wait()
+    assert not (out / "manifest.json").exists()
+    manifest = run(corpus_args(corpus, out))
+    check_output(out, manifest)
+    assert files_sha(out) == files_sha(reference)
