@@ -1,0 +1,766 @@
+"""The trainer's data streams on real tar shards: contract, mixing, boxes, errors, splitting, seeds, URLs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import orjson
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from schemas import validator
+from sgverbalise.cli import main as sgv_main
+from sgverbalise.shards import read_shard, write_shard
+from sgverbalise.synth import COLOURS, make_scene, render_scene
+from training.batches import check_batch
+from training.data import DataConfig, ImageTransform, SourceConfig, build_loader, expand_urls, swap_left_right
+from training.data.sources import load_relations
+from training.data.streams import draw, plan_streams, stream_seed
+from training.data.tokenizer import encode_texts, load_tokenizer, shard_texts, train_tokenizer
+from training.data.transforms import Crop, crop_box, to_image
+from training.data.webshards import write_web_shards
+
+SIZE = 96  # side of the synthetic scenes
+RES = 64  # side of the transformed images
+PREDICATES = [
+    "left of",
+    "right of",
+    "above",
+    "below",
+    "next to",
+    "on",
+    "under",
+    "bigger than",
+    "smaller than",
+]
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+
+
+def _box(o) -> list[int]:
+    return [o.x, o.y, o.w, o.h]
+
+
+def _norm(o) -> list[float]:
+    return [round(o.x / SIZE, 6), round(o.y / SIZE, 6), round(o.w / SIZE, 6), round(o.h / SIZE, 6)]
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=95, subsampling=0)
+    return buf.getvalue()
+
+
+def scene_sample(index: int, rng: random.Random) -> tuple[str, dict[str, bytes]]:
+    """A schema-valid scene-graph sample of a shape scene whose boxes do not overlap (no ``inside``)."""
+    scene = make_scene(rng, SIZE)
+    while any(p == "inside" for _, p, _ in scene.relations):
+        scene = make_scene(rng, SIZE)
+    objs = scene.objects
+    triplets = [
+        {
+            "subject": objs[s].label,
+            "subject_id": str(s),
+            "subject_box": _box(objs[s]),
+            "subject_box_norm": _norm(objs[s]),
+            "predicate": p,
+            "predicate_raw": p,
+            "relation_id": PREDICATES.index(p),
+            "object": objs[o].label,
+            "object_id": str(o),
+            "object_box": _box(objs[o]),
+            "object_box_norm": _norm(objs[o]),
+        }
+        for s, p, o in scene.relations
+    ]
+    ordered = sorted(
+        triplets,
+        key=lambda t: (
+            t["subject_box"][1] + t["subject_box"][3] / 2,
+            t["subject_box"][0] + t["subject_box"][2] / 2,
+        ),
+    )[:8]
+    vsg = (
+        [" [SEP] ".join(f"{t['subject']} {t['predicate']} {t['object']}" for t in ordered)]
+        if triplets
+        else []
+    )
+    key = f"vg-{index}"
+    meta = {
+        "schema_version": "1.0",
+        "key": key,
+        "source": "vg",
+        "image_id": str(index),
+        "coco_id": None,
+        "flickr_id": None,
+        "width": SIZE,
+        "height": SIZE,
+        "vsg": vsg,
+        "num_relations": len(triplets),
+        "num_triplets": len(triplets),
+        "triplets": triplets,
+        "entities": [
+            {"object_id": str(i), "name": o.label, "attributes": [], "box": _box(o), "box_norm": _norm(o)}
+            for i, o in enumerate(objs)
+        ],
+    }
+    assert list(validator("sample").iter_errors(meta)) == []
+    members = {"jpg": _jpeg(render_scene(scene, noise_seed=index)), "json": orjson.dumps(meta)}
+    if vsg:
+        members["txt"] = vsg[0].encode()
+    return key, members
+
+
+def write_scene_graph_set(root: Path, shards: int = 3, per_shard: int = 6, seed: int = 0) -> Path:
+    """A scene-graph shard set as the main job lays it out: train/ shards, manifest.json, relations.json."""
+    rng = random.Random(seed)
+    infos = []
+    for s in range(shards):
+        samples = [scene_sample(s * per_shard + i + 1, rng) for i in range(per_shard)]
+        infos.append(write_shard(str(root / "train" / f"shard-{s:06d}.tar"), samples, relative_to=str(root)))
+    total = sum(i["samples"] for i in infos)
+    manifest = {
+        "schema_version": "1.0",
+        "generator": "test",
+        "config": {},
+        "inputs": [],
+        "splits": {"train": {"samples": total, "bytes": sum(i["bytes"] for i in infos), "shards": infos}},
+        "totals": {"images_read": total, "samples": total, "relations_read": 0, "triplets": 0},
+        "rejects": {},
+    }
+    assert list(validator("manifest").iter_errors(manifest)) == []
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    relations = {
+        "schema_version": "1.0",
+        "mode": {"name": "all"},
+        "relations": [{"id": i, "predicate": p, "count": 1} for i, p in enumerate(PREDICATES)],
+    }
+    (root / "relations.json").write_text(json.dumps(relations))
+    return root
+
+
+@pytest.fixture(scope="module")
+def sg(tmp_path_factory) -> Path:
+    return write_scene_graph_set(tmp_path_factory.mktemp("sg"))
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("web")
+    write_web_shards(str(root), 32, seed=5, samples_per_shard=8, image_size=SIZE, relation_rate=0.2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory, sg, web):
+    out = tmp_path_factory.mktemp("tok")
+    train_tokenizer(shard_texts([str(sg), str(web)]), out, vocab_size=400, min_frequency=1)
+    return load_tokenizer(out)
+
+
+def config(sg: Path, web: Path, **overrides) -> DataConfig:
+    values = {
+        "sources": {"caption": [str(web)], "vsg": [str(sg)], "mrc": [str(sg)], "entity": [str(sg)]},
+        "batch_sizes": {"caption": 4, "vsg": 3, "mrc": 3, "entity": 2},
+        "ratios": {"caption": 2, "entity": 1.5, "mrc": 1, "vsg": 1},
+        "image_size": RES,
+        "num_workers": 0,
+        "shuffle_buffer": 8,
+        "shuffle_initial": 4,
+        "epoch_batches": 8,
+        "seed": 1,
+    }
+    values.update(overrides)
+    return DataConfig(**values)
+
+
+def web_keys(root: Path) -> set[str]:
+    return {key for url in expand_urls(str(root)) for key, _ in read_shard(url)}
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+def test_source_specs_expand_to_shard_urls(sg, web):
+    train = [str(sg / "train" / f"shard-{i:06d}.tar") for i in range(3)]
+    assert expand_urls(str(sg)) == train  # folder with a manifest
+    assert expand_urls(str(sg / "manifest.json")) == train
+    assert expand_urls(str(sg / "train" / "shard-{000000..000002}.tar")) == train
+    assert expand_urls(str(sg / "train" / "*.tar")) == train
+    assert expand_urls(str(sg / "train" / "shard-00000")) == train  # a prefix
+    web_tars = [str(web / f"{i:05d}.tar") for i in range(4)]
+    assert expand_urls(str(web)) == web_tars  # img2dataset folder: *.tar, not the parquet files
+    assert expand_urls(f"{web}::{sg}") == web_tars + train
+    assert expand_urls([str(web / "00001.tar"), str(sg)]) == [web_tars[1], *train]
+    with pytest.raises(ValueError, match="no split"):
+        expand_urls(str(sg), split="val")
+    with pytest.raises(ValueError, match="no shards"):
+        expand_urls(str(web / "nothing-*.tar"))
+    assert load_relations(str(sg)) == PREDICATES
+    assert SourceConfig(str(web / "{00000..00003}.tar")).label == web.name
+
+
+def test_config_checks_and_presets(sg, web):
+    with pytest.raises(ValueError, match="no sources"):
+        DataConfig(sources={"caption": [str(web)]}, epoch_batches=1)  # realbef: mrc and vsg need sources
+    with pytest.raises(ValueError, match="flip for mrc"):
+        config(sg, web, flip={"mrc": True})
+    partial = config(sg, web, flip={"vsg": True}, max_text_len={"vsg": 64})
+    assert (
+        partial.flip["caption"]
+        and partial.flip["vsg"]
+        and partial.max_text_len == {"caption": 40, "vsg": 64, "entity": 16, "mrc": 16}
+    )
+    with pytest.raises(ValueError, match="epoch_batches"):
+        config(sg, web, epoch_batches=None)
+    cfg = DataConfig.from_dict(
+        {
+            "preset": "rexvlm",
+            "epoch_batches": 5,
+            "sources": {
+                "caption": [{"urls": str(web), "weight": 2.0, "name": "cc"}],
+                "entity": str(sg),
+                "mrc": str(sg),
+                "vsg": str(sg),
+            },
+        }
+    )
+    assert cfg.batch_sizes == {"caption": 1024, "entity": 1024, "mrc": 256, "vsg": 128}
+    assert cfg.ratios == {"caption": 2.0, "entity": 1.5, "mrc": 1.0, "vsg": 1.0}
+    assert cfg.sources["caption"][0].weight == 2.0 and cfg.max_text_len["vsg"] == 112
+    assert DataConfig.preset("realbef", sources=cfg.sources, epoch_batches=1).active_types() == [
+        "caption",
+        "mrc",
+        "vsg",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- contract
+
+
+def _colour_of(pixel) -> str:
+    named = {**COLOURS, "background": (236, 236, 236)}
+    return min(named, key=lambda c: sum((a - b) ** 2 for a, b in zip(named[c], pixel, strict=True)))
+
+
+def _dominant_colour(image: Image.Image, box: list[float]) -> str:
+    """The most frequent shape colour inside a normalised box of the image."""
+    x, y, w, h = (v * RES for v in box)
+    region = image.crop((round(x), round(y), round(x + w), round(y + h)))
+    counts = Counter(_colour_of(p) for p in np.asarray(region).reshape(-1, 3).tolist())
+    counts.pop("background", None)
+    return counts.most_common(1)[0][0]
+
+
+@pytest.mark.parametrize("kind", ["caption", "vsg", "mrc", "entity"])
+def test_each_batch_type_meets_the_contract(sg, web, tokenizer, kind):
+    cfg = config(sg, web, ratios={kind: 1.0}, keep_keys=True, epoch_batches=4)
+    n = cfg.batch_sizes[kind]
+    batches = list(build_loader(cfg, tokenizer))
+    assert len(batches) == 4
+    for batch in batches:
+        check_batch(batch)
+        assert batch["type"] == kind
+        image = batch["image"]
+        assert image.dtype == torch.float32 and image.shape == (n, 3, RES, RES)
+        if kind in ("caption", "vsg"):
+            ids, mask, words = batch["input_ids"], batch["attention_mask"], batch["word_ids"]
+            assert ids.dtype == mask.dtype == words.dtype == batch["image_ids"].dtype == torch.long
+            assert (
+                ids.shape == mask.shape == words.shape
+                and ids.shape[0] == n
+                and batch["image_ids"].shape == (n,)
+            )
+            assert ids.shape[1] <= cfg.max_text_len[kind]
+            assert (ids[:, 0] == tokenizer.cls_token_id).all()
+            special = torch.isin(
+                ids, torch.tensor(list(set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}))
+            )
+            assert ((words == -1) == special).all()  # pads, [CLS], [SEP] (also VSG's inner ones) have no word
+            assert ((mask == 0) == (ids == tokenizer.pad_token_id)).all()
+            same_key = [a == b for a in batch["keys"] for b in batch["keys"]]
+            same_id = [a == b for a in batch["image_ids"].tolist() for b in batch["image_ids"].tolist()]
+            assert same_key == same_id
+            if kind == "vsg":
+                assert (ids == tokenizer.sep_token_id).sum() > n  # triplet separators inside the texts
+        else:
+            index = batch["image_index"]
+            assert index.dtype == torch.long and index.min() >= 0 and index.max() < n
+            assert set(index.tolist()) == set(range(n))  # every image has at least one item
+            boxes = [batch["box"]] if kind == "entity" else [batch["subj_box"], batch["obj_box"]]
+            for box in boxes:
+                assert box.dtype == torch.float32 and box.shape == (len(index), 4)
+                assert (box >= 0).all() and (box <= 1).all() and (box[:, 2:] > 0).all()
+                assert (box[:, 0] + box[:, 2] <= 1 + 1e-6).all() and (box[:, 1] + box[:, 3] <= 1 + 1e-6).all()
+            per_image = Counter(index.tolist())
+            if kind == "entity":
+                assert max(per_image.values()) <= 4
+                assert batch["input_ids"].shape[0] == len(index) == batch["attention_mask"].shape[0]
+                texts = tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=True)
+                pictures = [to_image(im) for im in image]
+                for i, text, box in zip(index.tolist(), texts, batch["box"].tolist(), strict=True):
+                    assert (
+                        _dominant_colour(pictures[i], box) == text.split()[0]
+                    )  # "red circle": red in its box
+            else:
+                assert max(per_image.values()) <= 2
+                for key in ("subj_ids", "subj_mask", "obj_ids", "obj_mask", "relation"):
+                    assert batch[key].dtype == torch.long and batch[key].shape[0] == len(index)
+                assert batch["relation"].min() >= 0 and batch["relation"].max() < len(PREDICATES)
+                pictures = [to_image(im) for im in image]
+                for ids_key, box_key in (("subj_ids", "subj_box"), ("obj_ids", "obj_box")):
+                    texts = tokenizer.batch_decode(batch[ids_key], skip_special_tokens=True)
+                    for i, text, box in zip(index.tolist(), texts, batch[box_key].tolist(), strict=True):
+                        assert _dominant_colour(pictures[i], box) == text.split()[0]
+
+
+# ---------------------------------------------------------------------------------------------- mixing
+
+
+def test_batch_types_follow_the_ratio(sg, web):
+    cfg = DataConfig.preset(
+        "rexvlm",
+        epoch_batches=1,
+        sources={
+            "caption": [
+                SourceConfig(str(web), weight=3.0, name="a"),
+                SourceConfig(str(web), weight=1.0, name="b"),
+            ],
+            "entity": [str(sg)],
+            "mrc": [str(sg)],
+            "vsg": [str(sg)],
+        },
+    )
+    plans = plan_streams(cfg)
+    rng = random.Random(0)
+    draws = 40_000
+    counts = Counter(draw(rng, plans, list(range(len(plans)))) for _ in range(draws))
+    by_type = Counter()
+    for i, c in counts.items():
+        by_type[plans[i].kind] += c
+    expected = {"caption": 2 / 5.5, "entity": 1.5 / 5.5, "mrc": 1 / 5.5, "vsg": 1 / 5.5}
+    for kind, p in expected.items():
+        assert abs(by_type[kind] / draws - p) < 0.01, kind
+    a, b = (counts[i] for i, p in enumerate(plans) if p.kind == "caption")
+    assert abs(a / (a + b) - 0.75) < 0.015  # sources within a type by weight
+
+
+def test_loader_yields_the_drawn_schedule_on_every_rank(sg, web, tokenizer):
+    cfg = config(sg, web, epoch_batches=30, batch_sizes={"caption": 1, "vsg": 1, "mrc": 1, "entity": 1})
+    plans = plan_streams(cfg)
+    rng = random.Random(stream_seed(cfg.seed, 0, "schedule"))
+    expected = [plans[draw(rng, plans, list(range(len(plans))))].kind for _ in range(30)]
+    for rank in (0, 1):  # the same type at the same step everywhere (DDP runs the same losses)
+        types = [b["type"] for b in build_loader(cfg, tokenizer, rank=rank, world_size=2)]
+        assert types == expected
+    assert set(expected) == {"caption", "vsg", "mrc", "entity"}
+
+
+# ------------------------------------------------------------------------------------------- transforms
+
+
+def test_boxes_follow_crop_and_flip():
+    image = Image.new("RGB", (200, 120), (128, 128, 128))
+    image.paste((230, 20, 20), (120, 30, 170, 90))  # red box: x 120-170, y 30-90
+    box = [120 / 200, 30 / 120, 50 / 200, 60 / 120]
+    transform = ImageTransform(size=RES, flip=True, scale=(0.2, 1.0))
+    flips, dropped = Counter(), 0
+    for seed in range(60):
+        tensor, (out,), flipped = transform(image, [box], generator=torch.Generator().manual_seed(seed))
+        again, (out2,), flipped2 = transform(image, [box], generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(tensor, again) and out == out2 and flipped == flipped2  # deterministic per seed
+        flips[flipped] += 1
+        picture = to_image(tensor)
+        if out is None:
+            dropped += 1
+            continue
+        x, y, w, h = (v * RES for v in out)
+        centre = picture.getpixel((int(x + w / 2), int(y + h / 2)))
+        assert centre[0] > 180 and centre[1] < 80, (seed, out, centre)  # red inside the moved box
+        inside = picture.crop((round(x) + 1, round(y) + 1, round(x + w) - 1, round(y + h) - 1))
+        assert (np.asarray(inside)[..., 0] > 150).all()
+        if x > 2:  # grey just left of the box (no red leaks outside it)
+            assert picture.getpixel((int(x) - 2, int(y + h / 2)))[0] < 160
+    assert flips[True] > 10 and flips[False] > 10 and 0 < dropped < 60
+
+
+def test_crop_box_drops_boxes_less_than_half_visible():
+    crop = Crop(left=0, top=0, width=50, height=100)
+    assert crop_box([0.2, 0.0, 0.4, 0.5], crop, 100, 100) == pytest.approx(
+        (0.4, 0.0, 0.6, 0.5)
+    )  # 3/4 visible
+    assert crop_box([0.35, 0.0, 0.4, 0.5], crop, 100, 100) is None  # 15 of 40 columns visible
+    assert crop_box([0.25, 0.0, 0.5, 0.5], crop, 100, 100) == pytest.approx(
+        (0.5, 0.0, 0.5, 0.5)
+    )  # exactly half
+    mirrored = Crop(left=0, top=0, width=50, height=100, flip=True)
+    assert crop_box([0.0, 0.0, 0.1, 0.1], mirrored, 100, 100) == pytest.approx((0.8, 0.0, 0.2, 0.1))
+    assert ImageTransform(size=8, train=False).sample(30, 20) == Crop(0, 0, 30, 20)
+
+
+def test_flip_swaps_left_and_right_words():
+    assert (
+        swap_left_right("A dog left of a man, Right-hand side; LEFT")
+        == "A dog right of a man, Left-hand side; RIGHT"
+    )
+    assert swap_left_right("the leftmost cup, rightly so, lefty") == "the rightmost cup, rightly so, lefty"
+
+
+def test_caption_flip_swaps_words_and_spatial_types_do_not_flip(tmp_path, tokenizer):
+    image = Image.new("RGB", (64, 64), (200, 200, 200))
+    image.paste((20, 20, 230), (0, 0, 20, 64))  # blue strip on the left
+    samples = [(f"{i:06d}", {"jpg": _jpeg(image), "txt": b"blue strip on the left"}) for i in range(24)]
+    write_shard(str(tmp_path / "web" / "00000.tar"), samples)
+    cfg = DataConfig(
+        sources={"caption": [str(tmp_path / "web")]},
+        ratios={"caption": 1},
+        batch_sizes={"caption": 24},
+        image_size=32,
+        crop_scale=(0.9, 1.0),
+        num_workers=0,
+        shuffle_buffer=0,
+        resampled=False,
+    )
+    (batch,) = list(build_loader(cfg, tokenizer))
+    texts = tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=True)
+    left_blue = [to_image(im).getpixel((1, 16))[0] < 100 for im in batch["image"]]
+    assert 0 < sum(left_blue) < 24
+    for blue, text in zip(left_blue, texts, strict=True):
+        assert text == ("blue strip on the left" if blue else "blue strip on the right")
+    assert not DataConfig(sources={"vsg": ["x"]}, ratios={"vsg": 1}, epoch_batches=1).flip["vsg"]
+
+
+# ------------------------------------------------------------------------------------------ bad inputs
+
+
+def _truncate(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "mid-member":
+        path.write_bytes(data[: len(data) // 2 + 100])
+    else:  # on a block boundary, after the first complete sample: tarfile alone sees a clean end there
+        with tarfile.open(path) as tar:
+            members = tar.getmembers()
+            end = members[3].offset  # header of the second sample's first member
+        path.write_bytes(data[:end])
+
+
+@pytest.mark.parametrize("how", ["mid-member", "block-boundary"])
+def test_corrupt_jpeg_and_truncated_shard_are_skipped_and_counted(tmp_path, web, tokenizer, how, caplog):
+    root = tmp_path / "web"
+    for i, src in enumerate(expand_urls(str(web))[:3]):
+        samples = list(read_shard(src))
+        if i == 0:
+            samples[2][1]["jpg"] = b"\xff\xd8 definitely not a jpeg"
+        write_shard(str(root / f"{i:05d}.tar"), samples)
+    _truncate(root / "00001.tar", how)
+    cfg = DataConfig(
+        sources={"caption": [str(root)]},
+        ratios={"caption": 1},
+        batch_sizes={"caption": 3},
+        image_size=32,
+        num_workers=0,
+        shuffle_buffer=0,
+        resampled=False,
+        keep_keys=True,
+    )
+    loader = build_loader(cfg, tokenizer)
+    keys = [k for batch in loader for k in batch["keys"]]
+    good = [k for k, _ in read_shard(str(root / "00000.tar"))] + [
+        k for k, _ in read_shard(str(root / "00002.tar"))
+    ]
+    assert set(good) - set(keys) == {good[2]}  # everything but the corrupt sample of the good shards
+    assert len(keys) == len(set(keys))
+    counters = loader.counters()
+    assert counters["samples_skipped"] == 1 and counters["shards_skipped"] == 1
+    assert counters["caption/web/shard_errors"] == 1
+    assert "00001.tar" in caplog.text and good[2] in caplog.text
+
+
+def test_a_source_of_only_broken_shards_raises_instead_of_spinning(tmp_path, tokenizer):
+    (tmp_path / "00000.tar").write_bytes(b"not a tar at all" * 100)
+    cfg = DataConfig(
+        sources={"caption": [str(tmp_path)]},
+        ratios={"caption": 1},
+        batch_sizes={"caption": 2},
+        num_workers=0,
+        epoch_batches=2,
+        max_consecutive_errors=20,
+    )
+    with pytest.raises(RuntimeError, match="in a row"):
+        list(build_loader(cfg, tokenizer))
+
+
+# --------------------------------------------------------------------------------- splitting and seeds
+
+
+def _one_pass(web: Path, **overrides) -> DataConfig:
+    values = {
+        "sources": {"caption": [str(web)]},
+        "ratios": {"caption": 1},
+        "batch_sizes": {"caption": 3},
+        "image_size": 16,
+        "num_workers": 0,
+        "shuffle_buffer": 4,
+        "resampled": False,
+        "keep_keys": True,
+    }
+    return DataConfig(**{**values, **overrides})
+
+
+def test_two_workers_read_disjoint_samples(web, tokenizer):
+    loader = build_loader(_one_pass(web, num_workers=2), tokenizer)
+    keys = [k for batch in loader for k in batch["keys"]]
+    assert len(keys) == len(set(keys)) and set(keys) == web_keys(web)
+    counters = loader.counters()  # both workers' counters reach the main process
+    assert counters["samples"] == len(keys) == 32 and counters["batches"] == 12
+
+
+def test_split_by_node_from_args_and_env(web, tokenizer, monkeypatch):
+    by_args = [
+        {k for b in build_loader(_one_pass(web), tokenizer, rank=r, world_size=2) for k in b["keys"]}
+        for r in (0, 1)
+    ]
+    by_env = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        by_env.append({k for b in build_loader(_one_pass(web), tokenizer) for k in b["keys"]})
+    assert by_args == by_env
+    assert not by_args[0] & by_args[1] and by_args[0] | by_args[1] == web_keys(web)
+    assert by_args[0] and by_args[1]
+
+
+def _tensors(batches: list[dict]) -> list[list]:
+    return [[b["type"], *(v for k, v in sorted(b.items()) if isinstance(v, torch.Tensor))] for b in batches]
+
+
+def _same(a: list[dict], b: list[dict]) -> bool:
+    ta, tb = _tensors(a), _tensors(b)
+    return len(ta) == len(tb) and all(
+        x[0] == y[0]
+        and len(x) == len(y)
+        and all(u.shape == v.shape and torch.equal(u, v) for u, v in zip(x[1:], y[1:], strict=True))
+        for x, y in zip(ta, tb, strict=True)
+    )
+
+
+def test_same_seed_same_batches(sg, web, tokenizer):
+    first = list(build_loader(config(sg, web), tokenizer))
+    second_loader = build_loader(config(sg, web), tokenizer)
+    second = list(second_loader)
+    assert _same(first, second)
+    assert not _same(first, list(build_loader(config(sg, web, seed=2), tokenizer)))
+    assert not _same(first, list(second_loader))  # the next epoch draws other shards, samples and crops
+    second_loader.set_epoch(0)
+    assert _same(first, list(second_loader))
+
+
+def test_memory_urls(web, tokenizer):
+    fs = fsspec.filesystem("memory")
+    try:
+        write_web_shards("memory://webshards", 12, seed=5, samples_per_shard=8, image_size=SIZE)
+        urls = expand_urls("memory://webshards")
+        assert [u.split("/")[-1] for u in urls] == ["00000.tar", "00001.tar"]
+        assert all(u.startswith("memory://") for u in urls)
+        assert fs.exists("/webshards/00000.parquet") and fs.exists("/webshards/00001_stats.json")
+        # the same bytes as on disk (same seed, same generator)
+        assert fs.cat("/webshards/00000.tar") == (web / "00000.tar").read_bytes()
+        cfg = _one_pass(Path("x"), sources={"caption": ["memory://webshards/{00000..00001}.tar"]})
+        keys = [k for b in build_loader(cfg, tokenizer) for k in b["keys"]]
+        assert sorted(keys) == sorted(k for u in urls for k, _ in read_shard(u))
+    finally:
+        if fs.exists("/webshards"):
+            fs.rm("/webshards", recursive=True)
+
+
+# ------------------------------------------------------------------------------------ tokenizer and CLI
+
+
+def test_trained_tokenizer_round_trips_and_word_ids_mark_whole_words(sg, web, tokenizer, tmp_path):
+    texts = list(dict.fromkeys(shard_texts([str(sg), str(web)])))[:50]
+    for text in texts:
+        ids = tokenizer(text)["input_ids"]
+        assert tokenizer.unk_token_id not in ids
+        assert tokenizer.decode(ids, skip_special_tokens=True) == text.lower()
+    vsg = "red circle left of blue square [SEP] blue square above green triangle"
+    small = train_tokenizer(
+        shard_texts([str(sg), str(web)]), tmp_path / "small", vocab_size=60, min_frequency=1
+    )  # words in many pieces
+    for tok in (tokenizer, small):
+        enc = encode_texts(tok, [vsg, "circle, square"], max_length=60)
+        for row, text in enumerate((vsg, "circle , square")):
+            words: dict[int, str] = {}
+            tokens = tok.convert_ids_to_tokens(enc["input_ids"][row])
+            for token, word in zip(tokens, enc["word_ids"][row].tolist(), strict=True):
+                if word >= 0:
+                    words[word] = words.get(word, "") + token.removeprefix("##")
+            assert list(words.values()) == [w for w in text.split() if w != "[SEP]"]
+    assert len(small("triangle")["input_ids"]) > 3
+    assert enc["input_ids"].shape == (2, int(enc["attention_mask"].sum(1).max()))
+    fixed = encode_texts(tokenizer, ["red circle"], max_length=12, pad_to_max=True)
+    assert fixed["input_ids"].shape == (1, 12) and (fixed["word_ids"][0, 3:] == -1).all()
+    with pytest.raises(FileNotFoundError):
+        load_tokenizer(tmp_path / "absent")
+
+
+def test_cli_train_tokenizer(sg, web, tmp_path, capsys):
+    out = tmp_path / "tok"
+    assert (
+        sgv_main(
+            [
+                "train-tokenizer",
+                "--shards",
+                str(sg),
+                "--shards",
+                str(web),
+                "--out",
+                str(out),
+                "--vocab-size",
+                "300",
+                "--min-frequency",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["out"] == str(out)
+    tok = load_tokenizer(out)
+    assert tok.convert_ids_to_tokens([0, 1, 2, 3, 4]) == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert tok.decode(tok("red circle left of blue square")["input_ids"], skip_special_tokens=True) == (
+        "red circle left of blue square"
+    )
+
+
+# ------------------------------------------------------------------------------------------ web shards
+
+
+def test_web_shards_in_img2dataset_format(web, tmp_path):
+    names = sorted(p.name for p in web.iterdir())
+    assert names == [f"0000{i}{suffix}" for i in range(4) for suffix in (".parquet", ".tar", "_stats.json")]
+    rows = pq.read_table(web / "00001.parquet").to_pylist()
+    samples = list(read_shard(str(web / "00001.tar")))
+    assert [r["key"] for r in rows] == [k for k, _ in samples] == [f"00001{i}" for i in range(8)]
+    for row, (_, members) in zip(rows, samples, strict=True):
+        meta = json.loads(members["json"])
+        assert meta == row and meta["status"] == "success" and meta["caption"] == members["txt"].decode()
+        assert meta["sha256"] == hashlib.sha256(members["jpg"]).hexdigest()
+        assert Image.open(io.BytesIO(members["jpg"])).size == (meta["width"], meta["height"]) == (SIZE, SIZE)
+    stats = json.loads((web / "00001_stats.json").read_text())
+    assert stats["count"] == stats["successes"] == 8 and stats["status_dict"] == {"success": 8}
+    captions = [m["txt"].decode() for u in expand_urls(str(web)) for _, m in read_shard(u)]
+    assert all(any(c in text for c in COLOURS) for text in captions)  # they name objects
+    predicates = ("left of", "right of", "above", "below", "next to", "under", "inside", "bigger", "smaller")
+    relational = [
+        t for t in captions if any(p in t for p in predicates) or " on " in t.replace(" on a grey", "")
+    ]
+    assert 0 < len(relational) < len(captions) / 2  # but rarely their relations
+    again = tmp_path / "again"
+    write_web_shards(str(again), 32, seed=5, samples_per_shard=8, image_size=SIZE, relation_rate=0.2)
+    assert all((again / n).read_bytes() == (web / n).read_bytes() for n in names)
+
+
+# ----------------------------------------------------------------------------- the main job's real output
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    from pipelines.build_shards import run
+    from sgverbalise.synth import synthesize
+
+    root = tmp_path_factory.mktemp("built")
+    synthesize(str(root / "corpus"), 24, seed=2, with_images=True, image_size=128)
+    c = root / "corpus"
+    run(
+        [
+            "--vg",
+            str(c / "vg"),
+            "--vg-images",
+            str(c / "vg"),
+            "--gqa",
+            str(c / "gqa" / "train_sceneGraphs.json"),
+            "--gqa-images",
+            str(c / "gqa" / "images"),
+            "--out",
+            str(root / "out"),
+            "--samples-per-shard",
+            "6",
+            "--val-fraction",
+            "0.2",
+        ]
+    )
+    return root / "out"
+
+
+@pytest.mark.slow
+def test_pipeline_output_feeds_every_batch_type(built, web, tmp_path):
+    tok_dir = tmp_path / "tok"
+    assert (
+        sgv_main(
+            [
+                "train-tokenizer",
+                "--shards",
+                str(built),
+                "--shards",
+                str(web),
+                "--out",
+                str(tok_dir),
+                "--vocab-size",
+                "400",
+                "--min-frequency",
+                "1",
+            ]
+        )
+        == 0
+    )
+    cfg = DataConfig.preset(
+        "rexvlm",
+        sources={
+            "caption": [str(web)],
+            "entity": [str(built)],
+            "mrc": [str(built)],
+            "vsg": [str(built / "manifest.json")],
+        },
+        batch_sizes={"caption": 4, "entity": 3, "mrc": 3, "vsg": 3},
+        image_size=RES,
+        epoch_batches=24,
+        num_workers=2,
+        shuffle_buffer=16,
+        tokenizer=str(tok_dir),
+    )
+    loader = build_loader(cfg)
+    batches = list(loader)
+    plans = plan_streams(cfg)
+    rng = random.Random(stream_seed(cfg.seed, 0, "schedule"))
+    schedule = [plans[draw(rng, plans, list(range(len(plans))))].kind for _ in range(24)]
+    assert [b["type"] for b in batches] == schedule  # two workers, batches still in schedule order
+    assert {b["type"] for b in batches} == {"caption", "entity", "mrc", "vsg"}
+    for batch in batches:
+        check_batch(batch)
+    vocab = load_relations(str(built))
+    assert max(int(b["relation"].max()) for b in batches if b["type"] == "mrc") < len(vocab)
+    val = DataConfig(
+        sources={"vsg": [SourceConfig(str(built), split="val")]},
+        ratios={"vsg": 1},
+        batch_sizes={"vsg": 2},
+        image_size=RES,
+        train=False,
+        resampled=False,
+        num_workers=0,
+        tokenizer=str(tok_dir),
+        keep_keys=True,
+    )
+    keys = [k for b in build_loader(val) for k in b["keys"]]
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert len(keys) == len(set(keys)) <= manifest["splits"]["val"]["samples"]
+    assert loader.counters()["samples_skipped"] == 0

@@ -1,0 +1,173 @@
+"""Image transforms of the ALBEF recipe that keep boxes consistent, deterministic given a torch Generator.
+
+Training: random resized crop (scale ``(0.5, 1.0)``, aspect ``(3/4, 4/3)``, bicubic, to a square side), an
+optional horizontal flip, conversion to a float tensor normalised with ALBEF's (CLIP's) mean and std.
+Evaluation: a plain bicubic resize to the square side. ALBEF's RandAugment is not applied.
+
+Boxes are normalised ``x, y, w, h`` of the image they belong to. After a crop a box is clipped to the crop and
+re-expressed in the crop's frame; a box whose visible part is less than ``min_visible`` (half, as X-VLM) of
+its area is dropped (``None``).
+
+Flip policy (``DataConfig.flip``): a mirrored picture swaps left and right, so a flip is only correct when the
+text follows it. Caption batches flip with the words ``left``/``right`` swapped in the caption
+(``swap_left_right``: "the dog to the left of the man" becomes "... to the right of ..."); VSG, MRC and entity
+batches do not flip by default, because their relations are the spatial supervision the method is about (MRC
+targets are relation ids, which a word swap cannot follow). A VSG or entity batch may enable the flip: its
+texts then get the same word swap.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
+Box = tuple[float, float, float, float]
+
+_LEFT_RIGHT = re.compile(r"\b(left|right)(most|ward|wards|-hand|hand)?\b", re.IGNORECASE)
+
+
+def swap_left_right(text: str) -> str:
+    """The text with the whole words left/right (and leftmost, right-hand, ...) swapped, case kept."""
+
+    def swap(m: re.Match) -> str:
+        word = m.group(1)
+        other = "right" if word.lower() == "left" else "left"
+        if word.isupper():
+            other = other.upper()
+        elif word[0].isupper():
+            other = other.capitalize()
+        return other + (m.group(2) or "")
+
+    return _LEFT_RIGHT.sub(swap, text)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A crop rectangle in pixels of the source image (left, top, width, height), and whether it flips."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+    flip: bool = False
+
+
+def _uniform(generator: torch.Generator | None, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand((), generator=generator))
+
+
+def sample_crop(
+    width: int,
+    height: int,
+    scale: tuple[float, float] = (0.5, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
+) -> Crop:
+    """A random crop of area fraction in ``scale``, aspect log-uniform in ``ratio`` (as RandomResizedCrop)."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * _uniform(generator, *scale)
+        aspect = math.exp(_uniform(generator, *log_ratio))
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (), generator=generator))
+            return Crop(left, top, w, h)
+    # fallback: the central crop of the aspect closest to the allowed range
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        w, h = round(height * max(ratio)), height
+    else:
+        w, h = width, height
+    return Crop((width - w) // 2, (height - h) // 2, w, h)
+
+
+def crop_box(
+    box: Sequence[float], crop: Crop, width: int, height: int, min_visible: float = 0.5
+) -> Box | None:
+    """A normalised box of a ``width`` x ``height`` image in the crop's normalised frame, or None if less than
+    ``min_visible`` of it is inside the crop."""
+    x, y, w, h = (float(v) for v in box)
+    x0, y0, x1, y1 = x * width, y * height, (x + w) * width, (y + h) * height
+    area = (x1 - x0) * (y1 - y0)
+    cx0, cy0 = max(x0, crop.left), max(y0, crop.top)
+    cx1, cy1 = min(x1, crop.left + crop.width), min(y1, crop.top + crop.height)
+    if area <= 0 or cx1 <= cx0 or cy1 <= cy0 or (cx1 - cx0) * (cy1 - cy0) < min_visible * area:
+        return None
+    nx, ny = (cx0 - crop.left) / crop.width, (cy0 - crop.top) / crop.height
+    nw, nh = (cx1 - cx0) / crop.width, (cy1 - cy0) / crop.height
+    if crop.flip:
+        nx = 1.0 - nx - nw
+    return (_unit(nx), _unit(ny), _unit(nw), _unit(nh))
+
+
+def _unit(v: float) -> float:
+    return min(1.0, max(0.0, v))
+
+
+def to_tensor(image: Image.Image, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
+    """An RGB PIL image as a normalised float tensor [3, H, W]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(array).permute(2, 0, 1)
+    return (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+def to_image(tensor: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> Image.Image:
+    """A normalised tensor [3, H, W] back as an RGB PIL image (for checks and pictures)."""
+    array = tensor * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
+    array = (array.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array, "RGB")
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Crop (training), resize, flip and normalise an image and its boxes; see the module docstring."""
+
+    size: int = 224
+    train: bool = True
+    flip: bool = False
+    scale: tuple[float, float] = (0.5, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    min_visible: float = 0.5
+
+    def sample(self, width: int, height: int, generator: torch.Generator | None = None) -> Crop:
+        """The random crop and flip for an image of this size (the whole image when not training)."""
+        if not self.train:
+            return Crop(0, 0, width, height)
+        crop = sample_crop(width, height, self.scale, self.ratio, generator)
+        flip = self.flip and bool(torch.rand((), generator=generator) < 0.5)
+        return Crop(crop.left, crop.top, crop.width, crop.height, flip)
+
+    def apply(
+        self, image: Image.Image, crop: Crop, boxes: Sequence[Sequence[float]] = ()
+    ) -> tuple[torch.Tensor, list[Box | None]]:
+        """The image tensor and the boxes (None where dropped) under ``crop``."""
+        width, height = image.size
+        box = (crop.left, crop.top, crop.left + crop.width, crop.top + crop.height)
+        out = image.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
+        if crop.flip:
+            out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return to_tensor(out), [crop_box(b, crop, width, height, self.min_visible) for b in boxes]
+
+    def __call__(
+        self,
+        image: Image.Image,
+        boxes: Sequence[Sequence[float]] = (),
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, list[Box | None], bool]:
+        """The transformed image, its boxes (None where dropped) and whether it was mirrored."""
+        crop = self.sample(*image.size, generator=generator)
+        tensor, out = self.apply(image, crop, boxes)
+        return tensor, out, crop.flip
