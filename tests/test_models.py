@@ -1,0 +1,531 @@
+"""Models of the trainer on tiny random configs: losses per batch type, masks, heads, checkpoints, init."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from transformers import BertConfig, BertForMaskedLM, BertModel, ViTConfig, ViTModel  # noqa: E402
+
+from sgverbalise.vocab import RelationVocab  # noqa: E402
+from training.batches import BATCH_TYPES  # noqa: E402
+from training.models import PRESETS, ModelConfig, RelationVLM, box_mostly_inside, build_model  # noqa: E402
+from training.models import losses as L  # noqa: E402
+from training.models.vlm import patch_mask_for_boxes  # noqa: E402
+
+SIZE = 32  # tiny configs: 32 px images, 8 px patches, a 4 x 4 grid
+CLS, SEP, PAD, MASK = 1, 2, 0, 3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other tests for cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(name: str) -> ModelConfig:
+    """A preset with tiny sizes."""
+    return PRESETS[name]().tiny()
+
+
+def model_of(name: str, seed: int = 0) -> RelationVLM:
+    """A tiny model built under a fixed seed."""
+    torch.manual_seed(seed)
+    return build_model(tiny(name))
+
+
+def text_rows(gen: torch.Generator, rows: int, words: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[CLS] words of 1-2 tokens [SEP] [PAD]...: input_ids, attention_mask, word_ids."""
+    length = 2 * words + 2
+    ids = torch.full((rows, length), PAD)
+    mask = torch.zeros(rows, length, dtype=torch.long)
+    word_ids = torch.full((rows, length), -1)
+    for r in range(rows):
+        tokens, wid = [CLS], [-1]
+        for w in range(int(torch.randint(1, words + 1, (1,), generator=gen))):
+            n = int(torch.randint(1, 3, (1,), generator=gen))
+            tokens += torch.randint(4, 128, (n,), generator=gen).tolist()
+            wid += [w] * n
+        tokens.append(SEP)
+        wid.append(-1)
+        ids[r, : len(tokens)] = torch.tensor(tokens)
+        mask[r, : len(tokens)] = 1
+        word_ids[r, : len(tokens)] = torch.tensor(wid)
+    return ids, mask, word_ids
+
+
+def caption_batch(kind: str = "caption", rows: int = 4, seed: int = 0) -> dict:
+    """Rows 0 and 1 show the same image (same image id)."""
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.randn(rows, 3, SIZE, SIZE, generator=gen)
+    image[1] = image[0]
+    ids, mask, word_ids = text_rows(gen, rows, 4)
+    image_ids = torch.arange(rows)
+    image_ids[1] = 0
+    return {
+        "type": kind,
+        "image": image,
+        "input_ids": ids,
+        "attention_mask": mask,
+        "word_ids": word_ids,
+        "image_ids": image_ids,
+    }
+
+
+def label_rows(gen: torch.Generator, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Short entity labels: [CLS] 1-2 tokens [SEP] [PAD]."""
+    ids, mask, _ = text_rows(gen, rows, 1)
+    return ids, mask
+
+
+def mrc_batch(seed: int = 0, triplets: int = 4, relations: int = 7) -> dict:
+    """Two images, ``triplets`` triplets with distinct boxes."""
+    gen = torch.Generator().manual_seed(seed)
+    subj_ids, subj_mask = label_rows(gen, triplets)
+    obj_ids, obj_mask = label_rows(gen, triplets)
+    corner = torch.rand(2 * triplets, 2, generator=gen) * 0.5
+    size = 0.2 + torch.rand(2 * triplets, 2, generator=gen) * 0.3
+    boxes = torch.cat([corner, size], dim=1)
+    return {
+        "type": "mrc",
+        "image": torch.randn(2, 3, SIZE, SIZE, generator=gen),
+        "image_index": torch.arange(triplets) % 2,
+        "subj_ids": subj_ids,
+        "subj_mask": subj_mask,
+        "obj_ids": obj_ids,
+        "obj_mask": obj_mask,
+        "subj_box": boxes[:triplets],
+        "obj_box": boxes[triplets:],
+        "relation": torch.randint(relations, (triplets,), generator=gen),
+    }
+
+
+def entity_batch(seed: int = 0, entities: int = 5) -> dict:
+    """Two images, ``entities`` labelled boxes (no word_ids: token-level masking is the fallback)."""
+    gen = torch.Generator().manual_seed(seed)
+    ids, mask = label_rows(gen, entities)
+    corner = torch.rand(entities, 2, generator=gen) * 0.5
+    size = 0.2 + torch.rand(entities, 2, generator=gen) * 0.3
+    return {
+        "type": "entity",
+        "image": torch.randn(2, 3, SIZE, SIZE, generator=gen),
+        "image_index": torch.arange(entities) % 2,
+        "input_ids": ids,
+        "attention_mask": mask,
+        "box": torch.cat([corner, size], dim=1),
+    }
+
+
+BATCHES = {
+    "caption": caption_batch,
+    "vsg": lambda: caption_batch("vsg"),
+    "mrc": mrc_batch,
+    "entity": entity_batch,
+}
+EXPECTED = {
+    ("albef", "caption"): {"itc", "itm", "mlm"},
+    ("xvlm", "entity"): {"itc", "itm", "mlm", "box_l1", "box_giou"},
+    ("realbef", "mrc"): {"mrc"},
+}
+SUPPORTED = {
+    "albef": {"caption", "vsg"},
+    "realbef": {"caption", "vsg", "mrc"},
+    "xvlm": {"caption", "vsg", "entity"},
+    "rexvlm": set(BATCH_TYPES),
+}
+# Which parts receive gradients from each batch type (trained) and which must not (untouched).
+TRAINED = {
+    "caption": ("vision", "text", "fusion", "vision_proj", "text_proj", "itm_head", "mlm_head"),
+    "vsg": ("vision", "text", "fusion", "vision_proj", "text_proj", "itm_head", "mlm_head"),
+    "entity": ("vision", "text", "fusion", "vision_proj", "text_proj", "itm_head", "mlm_head", "box_head"),
+    "mrc": ("vision", "text", "fusion", "mrc_head"),
+}
+UNTOUCHED = {
+    "caption": ("mrc_head", "box_head"),
+    "vsg": ("mrc_head", "box_head"),
+    "entity": ("mrc_head",),
+    "mrc": ("vision_proj", "text_proj", "itm_head", "box_head"),
+}
+
+
+def gets_grad(module: torch.nn.Module) -> bool:
+    """Some parameter of the module has a non-zero gradient."""
+    return any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in module.parameters())
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("kind", BATCH_TYPES)
+def test_every_preset_and_batch_type(preset: str, kind: str) -> None:
+    model = model_of(preset)
+    model.train()
+    batch = BATCHES[kind]()
+    if kind not in SUPPORTED[preset]:
+        assert kind not in model.batch_types
+        with pytest.raises(ValueError, match="does not train on"):
+            model(batch)
+        return
+    out = model(batch)
+    assert set(EXPECTED.get((preset, kind), set())) <= set(out)
+    for name, value in out.items():
+        assert value.ndim == 0 and torch.isfinite(value), name
+    weights = model.config.weights
+    assert torch.allclose(out["loss"], sum(getattr(weights, k) * v for k, v in out.items() if k != "loss"))
+    out["loss"].backward()
+    for part in TRAINED[kind]:
+        assert gets_grad(getattr(model, part)), part
+    for part in UNTOUCHED[kind]:
+        module = getattr(model, part)
+        assert module is None or not gets_grad(module), part
+    if model.momentum_towers is not None:
+        assert all(p.grad is None and not p.requires_grad for p in model.momentum_towers.parameters())
+    if kind in ("caption", "vsg"):
+        assert model.temp.grad is not None
+
+
+def test_presets_carry_the_family_betas_and_losses() -> None:
+    assert PRESETS["albef"]().adam_betas == PRESETS["realbef"]().adam_betas == (0.9, 0.995)
+    assert PRESETS["xvlm"]().adam_betas == PRESETS["rexvlm"]().adam_betas == (0.9, 0.95)
+    assert PRESETS["albef"]().use_momentum and PRESETS["albef"]().queue_size == 65536
+    assert not PRESETS["xvlm"]().use_momentum and PRESETS["xvlm"]().use_box and PRESETS["xvlm"]().use_vma
+    assert PRESETS["realbef"]().use_mrc and PRESETS["rexvlm"]().use_mrc and not PRESETS["albef"]().use_mrc
+    assert PRESETS["rexvlm"]().mlm_probability == 0.25
+
+
+def test_config_dict_round_trip_and_relations_json(tmp_path) -> None:
+    cfg = tiny("rexvlm")
+    again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({"vision": {"widht": 3}})
+    with pytest.raises(ValueError, match="queue"):
+        ModelConfig(use_momentum=False, queue_size=16)
+    vocab = RelationVocab.from_counts({"on": 5, "riding": 3, "near": 2})
+    vocab.save(str(tmp_path / "relations.json"))
+    assert cfg.with_relations(str(tmp_path / "relations.json")).num_relations == 3
+
+
+def test_fusion_is_bidirectional_and_ignores_padding() -> None:
+    model = model_of("albef").eval()
+    gen = torch.Generator().manual_seed(1)
+    hidden = torch.randn(2, 6, 32, generator=gen)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0]])
+    image = model.encode_image(torch.randn(2, 3, SIZE, SIZE, generator=gen))
+    with torch.no_grad():
+        base = model.fuse(hidden, mask, image)[:, 0]
+        later = hidden.clone()
+        later[:, 4] += 1.0  # the last real token
+        changed = model.fuse(later, mask, image)[:, 0]
+        padded = hidden.clone()
+        padded[:, 5] += 1.0  # a padding position
+        same = model.fuse(padded, mask, image)[:, 0]
+    assert (changed - base).abs().max() > 1e-4
+    assert torch.allclose(same, base, atol=1e-6)
+    # The same check on transformers' decoder-style BertModel (the only way it cross-attends): [CLS] is blind.
+    torch.manual_seed(0)
+    causal = BertModel(
+        BertConfig(
+            vocab_size=128,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            is_decoder=True,
+            add_cross_attention=True,
+        ),
+        add_pooling_layer=False,
+    ).eval()
+    with torch.no_grad():
+        kwargs = {"attention_mask": mask, "encoder_hidden_states": image}
+        blind = causal(inputs_embeds=hidden, **kwargs).last_hidden_state[:, 0]
+        blind_later = causal(inputs_embeds=later, **kwargs).last_hidden_state[:, 0]
+    assert torch.allclose(blind, blind_later, atol=1e-6)
+
+
+def test_fused_cls_through_whole_model_sees_later_tokens() -> None:
+    model = model_of("xvlm").eval()
+    batch = caption_batch()
+    ids = batch["input_ids"][:1].clone()
+    last = int(batch["attention_mask"][0].sum()) - 2  # last word token before [SEP]
+    other = ids.clone()
+    other[0, last] = 4 if int(ids[0, last]) != 4 else 5
+    image, mask = batch["image"][:1], batch["attention_mask"][:1]
+    with torch.no_grad():
+        a = model.fuse(model.encode_text(ids, mask), mask, model.encode_image(image))[:, 0]
+        b = model.fuse(model.encode_text(other, mask), mask, model.encode_image(image))[:, 0]
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_patch_mask_for_hand_computed_boxes() -> None:
+    boxes = torch.tensor(
+        [
+            [0.25, 0.25, 0.25, 0.25],  # exactly patch (row 1, col 1)
+            [0.30, 0.10, 0.40, 0.20],  # cols 1.2..2.8 -> 1, 2; rows 0.4..1.2 -> 0, 1
+            [0.90, 0.90, 0.50, 0.50],  # runs off the image: clipped to the last patch
+            [0.50, 0.50, 0.00, 0.00],  # zero area: the patch at its corner
+        ]
+    )
+    mask = patch_mask_for_boxes(boxes, 4)
+    assert mask.shape == (4, 17) and bool((mask[:, 0] == 1).all())
+    grids = mask[:, 1:].reshape(4, 4, 4)
+    expected = torch.zeros(4, 4, 4, dtype=torch.long)
+    expected[0, 1, 1] = 1
+    expected[1, 0:2, 1:3] = 1
+    expected[2, 3, 3] = 1
+    expected[3, 2, 2] = 1
+    assert torch.equal(grids, expected)
+
+
+def test_box_mostly_inside() -> None:
+    boxes = torch.tensor(
+        [[0.1, 0.1, 0.5, 0.5], [0.8, 0.0, 0.4, 1.0], [0.7, 0.0, 0.4, 1.0], [0.2, 0.2, 0.0, 0.3]]
+    )
+    assert box_mostly_inside(boxes).tolist() == [True, False, True, False]
+
+
+def test_box_restriction_of_entity_representation() -> None:
+    model = model_of("rexvlm").eval()
+    gen = torch.Generator().manual_seed(3)
+    image = torch.randn(1, 3, SIZE, SIZE, generator=gen)
+    ids, mask = label_rows(gen, 1)
+    box = torch.tensor([[0.25, 0.25, 0.25, 0.25]])  # pixels 8..15 in x and y
+    index = torch.zeros(1, dtype=torch.long)
+
+    def cls_of(img: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.entity_cls(img, index, ids, mask, box)
+
+    base = cls_of(image)
+    outside = image.clone()
+    outside[:, :, 0:8, :] = torch.randn(1, 3, 8, SIZE, generator=gen)  # the row of patches above
+    outside[:, :, 8:16, 16:17] += 5.0  # the first pixel column right of the box
+    outside[:, :, 24:, 24:] = 0.0
+    assert torch.allclose(cls_of(outside), base, atol=1e-6)
+    inside = image.clone()
+    inside[:, :, 12, 12] += 5.0
+    assert (cls_of(inside) - base).abs().max() > 1e-4
+    # Without the restriction the outside change would show (the test is able to fail).
+    with torch.no_grad():
+        full = model.fuse(model.encode_text(ids, mask), mask, model.encode_image(image))[:, 0]
+        full_outside = model.fuse(model.encode_text(ids, mask), mask, model.encode_image(outside))[:, 0]
+    assert (full - full_outside).abs().max() > 1e-4
+
+
+def test_mrc_logits_ignore_pixels_outside_both_boxes() -> None:
+    model = model_of("realbef").eval()
+    batch = mrc_batch(triplets=2)
+    batch["image_index"] = torch.zeros(2, dtype=torch.long)
+    batch["subj_box"] = torch.tensor([[0.0, 0.0, 0.25, 0.25], [0.0, 0.0, 0.5, 0.25]])
+    batch["obj_box"] = torch.tensor([[0.25, 0.0, 0.25, 0.25], [0.0, 0.25, 0.25, 0.25]])
+    with torch.no_grad():
+        base = model.mrc_logits(batch)
+        batch["image"] = batch["image"].clone()
+        batch["image"][0, :, 16:, 16:] = 7.0  # bottom-right quarter: outside every box
+        assert torch.allclose(model.mrc_logits(batch), base, atol=1e-6)
+        batch["image"][0, :, 2, 2] = 7.0  # inside the first subject box
+        assert (model.mrc_logits(batch) - base).abs().max() > 1e-4
+
+
+def test_whole_word_masking_rate_and_specials() -> None:
+    gen = torch.Generator().manual_seed(0)
+    ids, mask, word_ids = text_rows(gen, 400, 12)
+    words_total = words_chosen = 0
+    replaced = kept = mask_tokens = 0
+    for _ in range(20):
+        masked, labels = L.mask_whole_words(
+            ids, word_ids, probability=0.25, mask_token_id=MASK, vocab_size=128, generator=gen
+        )
+        chosen = labels != L.IGNORE
+        assert not bool(chosen[word_ids < 0].any()), "special or padding token chosen"
+        assert torch.equal(labels[chosen], ids[chosen])
+        assert torch.equal(masked[~chosen], ids[~chosen])
+        for r in range(ids.shape[0]):
+            n_words = int(word_ids[r].max()) + 1
+            for w in range(n_words):
+                states = chosen[r][word_ids[r] == w]
+                assert bool(states.all()) or not bool(states.any()), "a word was masked only in part"
+                words_chosen += int(states.any())
+            words_total += n_words
+        mask_tokens += int((masked[chosen] == MASK).sum())
+        kept += int((masked[chosen] == ids[chosen]).sum())
+        replaced += int(chosen.sum())
+    share = words_chosen / words_total
+    sigma = math.sqrt(0.25 * 0.75 / words_total)
+    assert abs(share - 0.25) < 6 * sigma, share
+    assert abs(mask_tokens / replaced - 0.8) < 0.03
+    assert abs(kept / replaced - (0.1 + 0.1 / 128)) < 0.03
+
+
+def test_token_word_ids_fallback_skips_specials() -> None:
+    ids = torch.tensor([[CLS, 9, 10, SEP, PAD]])
+    mask = torch.tensor([[1, 1, 1, 1, 0]])
+    assert L.token_word_ids(ids, mask, (PAD, CLS, SEP)).tolist() == [[-1, 1, 2, -1, -1]]
+
+
+def test_hard_negatives_never_share_the_image_id() -> None:
+    gen = torch.Generator().manual_seed(0)
+    image_ids = torch.tensor([0, 0, 1, 1, 2, 3, 3, 3])
+    same = L.positives_from_ids(image_ids)
+    sim = 50.0 * same.float() + torch.randn(8, 8, generator=gen)  # positives are by far the most similar
+    sim[0, 4] = 3.0  # the hardest allowed negative of row 0
+    picks = torch.stack([L.sample_hard_negatives(sim, same, generator=gen)[0] for _ in range(500)])
+    assert not bool(same.gather(1, picks.t()).any())
+    assert (picks[:, 0] == 4).float().mean() > 0.5
+    alone = L.positives_from_ids(torch.zeros(3, dtype=torch.long))
+    _, valid = L.sample_hard_negatives(torch.randn(3, 3), alone)
+    assert not bool(valid.any())
+
+
+def test_itm_loss_of_a_batch_of_one_image_has_no_negatives() -> None:
+    model = model_of("xvlm").train()
+    batch = caption_batch()
+    batch["image_ids"] = torch.zeros(4, dtype=torch.long)
+    out = model(batch)
+    assert torch.isfinite(out["itm"]) and torch.isfinite(out["itc"])
+
+
+def test_itc_loss_targets() -> None:
+    feats = torch.nn.functional.normalize(torch.eye(4, 8), dim=-1)
+    assert L.itc_loss(feats, feats, 0.01, torch.eye(4, dtype=torch.bool)) < 1e-3
+    assert L.itc_loss(feats, feats.flip(0), 0.01, torch.eye(4, dtype=torch.bool)) > 10
+    # Two rows of the same image: the targets spread over both, so identical features cost log 2 per such row.
+    pair = feats.clone()
+    pair[1] = pair[0]
+    loss = L.itc_loss(pair, pair, 0.01, L.positives_from_ids(torch.tensor([0, 0, 1, 2])))
+    assert abs(float(loss) - math.log(2) / 2) < 1e-3
+
+
+def test_giou_on_hand_computed_boxes() -> None:
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [2.0, 0.0, 3.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    giou = L.generalized_box_iou(a, b)
+    assert torch.allclose(giou, torch.tensor([1 / 7 - 2 / 9, -1 / 3, 1.0]), atol=1e-5)
+    target = torch.tensor([[0.1, 0.2, 0.4, 0.2]])
+    l1, giou_loss = L.box_losses(L.xywh_to_cxcywh(target), target)
+    assert float(l1) == pytest.approx(0.0, abs=1e-6) and float(giou_loss) == pytest.approx(0.0, abs=1e-5)
+    l1, _ = L.box_losses(torch.tensor([[0.4, 0.3, 0.4, 0.2]]), target)  # centre off by 0.1 in x
+    assert float(l1) == pytest.approx(0.1, abs=1e-6)
+
+
+def test_momentum_queue_and_ema() -> None:
+    model = model_of("realbef").train()
+    assert model.config.queue_size == 32
+    first = [p.clone() for p in model.momentum_towers.parameters()]
+    for seed in range(3):
+        model(caption_batch(seed=seed))
+    assert int(model.queue_count) == 12 and int(model.queue_ptr) == 12
+    assert torch.allclose(model.image_queue[:12].norm(dim=1), torch.ones(12), atol=1e-5)
+    moved = any(not torch.equal(a, b) for a, b in zip(first, model.momentum_towers.parameters(), strict=True))
+    assert moved
+    for _ in range(6):
+        model(caption_batch(seed=9))
+    assert int(model.queue_count) == 32 and int(model.queue_ptr) == (12 + 24) % 32
+    model.eval()
+    with torch.no_grad():
+        model(caption_batch(seed=1))
+    assert int(model.queue_ptr) == 4, "evaluation must not enqueue"
+
+
+def test_save_load_round_trip(tmp_path) -> None:
+    model = model_of("realbef").train()
+    model(caption_batch())  # fill the queue and move the momentum copies
+    model.eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+    loaded = RelationVLM.from_pretrained(tmp_path / "ckpt").eval()
+    assert loaded.config == model.config
+    state, again = model.state_dict(), loaded.state_dict()
+    assert state.keys() == again.keys() and all(torch.equal(state[k], again[k]) for k in state)
+    assert loaded.mlm_head.decoder.weight is loaded.text.word_embeddings.weight
+    batch, mrc = caption_batch(), mrc_batch()
+    args = (batch["image"], batch["input_ids"], batch["attention_mask"])
+    assert torch.equal(model.itm_score(*args), loaded.itm_score(*args))
+    assert torch.equal(model.mrc_logits(mrc), loaded.mrc_logits(mrc))
+    for a, b in zip(model.itc_embeddings(*args), loaded.itc_embeddings(*args), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_init_from_local_hugging_face_folders(tmp_path) -> None:
+    torch.manual_seed(0)
+    vit = ViTModel(
+        ViTConfig(
+            image_size=SIZE,
+            patch_size=8,
+            hidden_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=96,
+        ),
+        add_pooling_layer=False,
+    )
+    vit.save_pretrained(tmp_path / "vit")
+    bert = BertForMaskedLM(
+        BertConfig(
+            vocab_size=128,
+            hidden_size=32,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    )
+    bert.save_pretrained(tmp_path / "bert")
+    cfg = tiny("realbef")
+    cfg.vision.init_path, cfg.text.init_path = str(tmp_path / "vit"), str(tmp_path / "bert")
+    model = build_model(cfg)
+    assert cfg.vision.init_path == str(tmp_path / "vit"), "the caller's config is left alone"
+    assert model.config.vision.hidden_size == 48 and model.config.vision.init_path is None
+    assert model.fusion_layers_from_text_init == 2
+    assert torch.equal(
+        model.vision.vit.layers[1].attention.q_proj.weight, vit.layers[1].attention.q_proj.weight
+    )
+    layers = bert.bert.encoder.layer
+    assert len(model.text.bert.encoder.layer) == 1
+    assert torch.equal(model.text.bert.encoder.layer[0].output.dense.weight, layers[0].output.dense.weight)
+    assert torch.equal(
+        model.fusion.layers[0].attention.self.query.weight, layers[1].attention.self.query.weight
+    )
+    assert torch.equal(model.fusion.layers[1].intermediate.dense.weight, layers[2].intermediate.dense.weight)
+    head = bert.cls.predictions
+    assert torch.equal(model.mlm_head.transform.dense.weight, head.transform.dense.weight)
+    assert torch.equal(model.mlm_head.decoder.weight, bert.bert.embeddings.word_embeddings.weight)
+    out = model.train()(caption_batch())
+    assert torch.isfinite(out["loss"])
+    model.eval().save_pretrained(tmp_path / "ckpt")
+    shutil.rmtree(tmp_path / "vit")
+    shutil.rmtree(tmp_path / "bert")
+    loaded = RelationVLM.from_pretrained(tmp_path / "ckpt").eval()
+    batch = caption_batch()
+    args = (batch["image"], batch["input_ids"], batch["attention_mask"])
+    assert torch.equal(model.itm_score(*args), loaded.itm_score(*args))
+
+
+def test_init_path_must_be_a_local_folder(tmp_path) -> None:
+    cfg = tiny("albef")
+    cfg.text.init_path = str(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError):
+        build_model(cfg)
+
+
+def test_tiny_model_overfits_one_mrc_batch() -> None:
+    model = model_of("realbef").train()
+    batch = mrc_batch(seed=5, triplets=8)
+    optimiser = torch.optim.AdamW(model.param_groups(0.0), lr=2e-3, betas=model.config.adam_betas)
+    first = None
+    for _ in range(50):
+        loss = model(batch)["loss"]
+        first = float(loss.detach()) if first is None else first
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        final = float(model.eval()(batch)["mrc"])
+    assert final < 0.1 * first, (first, final)

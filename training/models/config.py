@@ -1,0 +1,174 @@
+"""Typed configuration of the relation-aware vision-language models (sizes, losses, flags) for JSON/YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+@dataclass
+class VisionConfig:
+    """The ViT image encoder; ``init_path``: a local Hugging Face ViT folder (its sizes then win)."""
+
+    image_size: int = 224
+    patch_size: int = 16
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    dropout: float = 0.0
+    init_path: str | None = None
+
+    @property
+    def grid(self) -> int:
+        """Patches per side of the image."""
+        return self.image_size // self.patch_size
+
+
+@dataclass
+class TextConfig:
+    """The BERT text encoder (first ``num_layers`` layers); ``init_path``: a local Hugging Face folder."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 6
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position: int = 512
+    dropout: float = 0.1
+    pad_token_id: int = 0
+    cls_token_id: int = 101
+    sep_token_id: int = 102
+    mask_token_id: int = 103
+    init_path: str | None = None
+
+
+@dataclass
+class FusionConfig:
+    """The fusion encoder: bidirectional self-attention + cross-attention to image tokens (text sizes)."""
+
+    num_layers: int = 6
+
+
+@dataclass
+class LossWeights:
+    """Weight of each named loss in the total ``loss``."""
+
+    itc: float = 1.0
+    itm: float = 1.0
+    mlm: float = 1.0
+    mrc: float = 1.0
+    box_l1: float = 1.0
+    box_giou: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    """A whole model: encoders, heads, which losses are on, and the AdamW betas of its family."""
+
+    name: str = "albef"
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    embed_dim: int = 256
+    temperature: float = 0.07
+    learn_temperature: bool = True
+    # ALBEF momentum distillation: EMA copies of the encoders, a queue of their features, soft targets.
+    use_momentum: bool = True
+    momentum: float = 0.995
+    queue_size: int = 65536
+    distill_alpha: float = 0.4
+    mlm_probability: float = 0.25
+    # Masked relation classification (MRC): two-layer MLP over [subject CLS; object CLS].
+    use_mrc: bool = False
+    mrc_hidden: int = 3072
+    num_relations: int = 310
+    # X-VLM: box regression from the grounded entity (L1 + GIoU), VMA (ITC/ITM/MLM on the box-masked image).
+    use_box: bool = False
+    use_vma: bool = False
+    weights: LossWeights = field(default_factory=LossWeights)
+    adam_betas: tuple[float, float] = (0.9, 0.995)
+
+    def __post_init__(self) -> None:
+        self.adam_betas = tuple(float(b) for b in self.adam_betas)  # type: ignore[assignment]
+        if self.queue_size and not self.use_momentum:
+            raise ValueError("queue_size > 0 needs use_momentum (the queue holds momentum features)")
+        if self.vision.image_size % self.vision.patch_size:
+            raise ValueError("image_size must be a multiple of patch_size")
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ValueError("mlm_probability must lie in (0, 1)")
+
+    @property
+    def batch_types(self) -> tuple[str, ...]:
+        """The batch types (training/batches.py) this model trains on."""
+        kinds = ["caption", "vsg"]
+        if self.use_box or self.use_vma:
+            kinds.append("entity")
+        if self.use_mrc:
+            kinds.append("mrc")
+        return tuple(kinds)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON/YAML); ``from_dict(to_dict())`` gives an equal config."""
+        out = dataclasses.asdict(self)
+        out["adam_betas"] = list(self.adam_betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Config from a nested dict; unknown keys raise ValueError, missing ones keep their defaults."""
+        sub = {"vision": VisionConfig, "text": TextConfig, "fusion": FusionConfig, "weights": LossWeights}
+        kwargs = _known(cls, data)
+        for key, kind in sub.items():
+            if key in kwargs and not isinstance(kwargs[key], kind):
+                kwargs[key] = kind(**_known(kind, kwargs[key] or {}))
+        return cls(**kwargs)
+
+    def tiny(self) -> ModelConfig:
+        """The same model with tiny random sizes (32 px images, 4 x 4 patches, width 32): for tests."""
+        return replace(
+            self,
+            vision=VisionConfig(
+                image_size=32,
+                patch_size=8,
+                hidden_size=32,
+                num_layers=2,
+                num_heads=2,
+                intermediate_size=64,
+                dropout=0.0,
+            ),
+            text=TextConfig(
+                vocab_size=128,
+                hidden_size=32,
+                num_layers=1,
+                num_heads=2,
+                intermediate_size=64,
+                max_position=64,
+                dropout=0.0,
+                pad_token_id=0,
+                cls_token_id=1,
+                sep_token_id=2,
+                mask_token_id=3,
+            ),
+            fusion=FusionConfig(num_layers=2),
+            embed_dim=16,
+            queue_size=32 if self.use_momentum else 0,
+            mrc_hidden=64,
+            num_relations=7,
+        )
+
+    def with_relations(self, relations_url: str) -> ModelConfig:
+        """The same config with ``num_relations`` from a shard set's relations.json (path or fsspec URL)."""
+        from sgverbalise.vocab import RelationVocab
+
+        return replace(self, num_relations=len(RelationVocab.load(relations_url)))
+
+
+def _known(kind: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` restricted to the dataclass's fields; raise ValueError naming any unknown key."""
+    names = {f.name for f in fields(kind)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} keys: {unknown}")
+    return dict(data)
