@@ -15,6 +15,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vocab": ("sgverbalise.commands.vocab", "build relations.json, the relation vocabulary, from corpus counts"),
     "build-shards": ("sgverbalise.commands.build_shards", "the Beam job: VG + GQA to WebDataset shards"),
     "demo": ("sgverbalise.commands.demo", "generate a small corpus with images and run build-shards on it"),
+    "inspect": ("sgverbalise.commands.inspect", "what a shard set holds: samples, bytes, members, keys"),
+    "validate": ("sgverbalise.commands.validate", "check tars, samples, keys and manifest"),
+    "show": ("sgverbalise.commands.show", "one sample, readable: VSG captions, triplets, entities"),
+    "render": ("sgverbalise.commands.render", "draw boxes and relations of samples to PNG"),
+    "stats": ("sgverbalise.commands.stats", "frequencies and lengths: table, JSON, plots"),
+    "train-tokenizer": ("sgverbalise.commands.train_tokenizer", "train a WordPiece tokenizer on shards' text"),
+    "eval": ("sgverbalise.commands.eval", "zero-shot evaluation: VSR, VALSE, SVO-Probes, Winoground, retrieval"),
+    "sweep": ("sgverbalise.commands.sweep", "evaluate every checkpoint of a run: skills against training step"),
 }
 # Subcommands that accept unknown arguments (passed on to Beam's PipelineOptions).
 PASS_THROUGH = {"build-shards", "demo"}

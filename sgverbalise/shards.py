@@ -294,13 +294,22 @@ def write_shard(
     return shard.finish()
 
 
-def _split_member(shown: str, name: str) -> tuple[str, str]:
+def split_member_name(name: str) -> tuple[str, str]:
+    """``(key, ext)`` of a member name the webdataset way (ext: all after the base name's first dot, lower
+    case); raises ValueError for a name that is not ``key.ext``."""
     folder, _, base = name.rpartition("/")
     dot = base.find(".")
     if dot <= 0 or dot == len(base) - 1:
-        raise ShardError(f"{shown}: member {name!r} is not named key.ext")
+        raise ValueError(f"member {name!r} is not named key.ext")
     key = f"{folder}/{base[:dot]}" if folder else base[:dot]
     return key, base[dot + 1:].lower()
+
+
+def _split_member(shown: str, name: str) -> tuple[str, str]:
+    try:
+        return split_member_name(name)
+    except ValueError as exc:
+        raise ShardError(f"{shown}: {exc}") from None
 
 
 def _members(f: IO[bytes], shown: str) -> Iterator[tuple[str, bytes]]:
@@ -336,6 +345,12 @@ def _members(f: IO[bytes], shown: str) -> Iterator[tuple[str, bytes]]:
         reason = end.get("error")
         raise ShardError(f"{shown}: truncated tar: no end-of-archive block at byte {tar.offset}"
                          + (f" ({reason})" if reason else ""))
+
+
+def read_members(f: IO[bytes], shown: str = "<stream>") -> Iterator[tuple[str, bytes]]:
+    """``(name, bytes)`` of the regular members of an open tar stream, in tar order; raises ShardError (naming
+    ``shown``) when the tar is truncated or corrupt. Names are returned as data, never used as paths."""
+    return _members(f, shown)
 
 
 def read_shard(url: str, **storage_options: Any) -> Iterator[tuple[str, dict[str, bytes]]]:
