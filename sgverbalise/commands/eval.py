@@ -1,0 +1,166 @@
+"""``sgv eval``: zero-shot fine-grained evaluation (VSR, VALSE, SVO-Probes, Winoground, retrieval).
+
+``--check`` needs no model: it reads and validates the benchmark files and reports, per suite, the examples
+found, kept after filtering and those whose image is missing. The expected layout is in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from training.eval.benchmarks import SUITES as ALL_SUITES
+
+log = logging.getLogger(__name__)
+
+MODEL_KINDS = ("auto", "ours", "clip", "blip", "blip2")
+
+
+def add_suite_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``sgv eval`` and ``sgv sweep``: data, suites, images, batching."""
+    parser.add_argument(
+        "--suite",
+        default=",".join(ALL_SUITES),
+        help=f"comma-separated suites (default: all of {','.join(ALL_SUITES)})",
+    )
+    parser.add_argument("--data", required=True, metavar="DIR", help="benchmark folder or fsspec URL")
+    parser.add_argument(
+        "--images", metavar="DIR", help="image root holding <suite>/ folders (default: DATA/images)"
+    )
+    parser.add_argument(
+        "--image-root",
+        action="append",
+        default=[],
+        metavar="SUITE=DIR",
+        help="image folder of one suite (repeat), e.g. vsr=/data/coco2017",
+    )
+    parser.add_argument(
+        "--vsr-split", choices=("random", "zeroshot"), default="random", help="VSR split folder"
+    )
+    parser.add_argument("--valse-min-votes", type=int, default=2, help="VALSE validity: mturk.caption >= N")
+    parser.add_argument("--batch-size", type=int, default=64, help="pairs per model call")
+    parser.add_argument("--k-test", type=int, default=256, help="retrieval: ITC candidates re-ranked by ITM")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N examples per suite (per split for VSR, images for retrieval)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=MODEL_KINDS,
+        default="auto",
+        help="scorer: ours or a Hugging Face CLIP/BLIP/BLIP-2 folder (auto: from config.json)",
+    )
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``sgv eval``."""
+    parser.add_argument("--checkpoint", metavar="DIR", help="model folder (ours or a Hugging Face model)")
+    parser.add_argument(
+        "--check", action="store_true", help="no model: validate the benchmark files and images"
+    )
+    parser.add_argument("--out", metavar="DIR", help="where to write results (default: CHECKPOINT/eval)")
+    add_suite_options(parser)
+
+
+def parse_suites(text: str) -> tuple[str, ...]:
+    """The suites of a comma-separated list (ValueError for unknown names)."""
+    suites = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in suites if s not in ALL_SUITES]
+    if unknown or not suites:
+        raise ValueError(f"unknown suite(s) {unknown}; choose from {','.join(ALL_SUITES)}")
+    return suites
+
+
+def config_from_args(args: argparse.Namespace):
+    """The EvalConfig of the shared options."""
+    from training.eval.benchmarks import ReadOptions
+    from training.eval.runner import EvalConfig
+
+    roots = {}
+    for item in args.image_root:
+        suite, sep, url = item.partition("=")
+        if not sep or suite not in ALL_SUITES:
+            raise ValueError(
+                f"--image-root wants SUITE=DIR with SUITE in {','.join(ALL_SUITES)}, got {item!r}"
+            )
+        roots[suite] = url
+    return EvalConfig(
+        data=args.data,
+        suites=parse_suites(args.suite),
+        images=args.images,
+        image_roots=roots,
+        read=ReadOptions(vsr_split=args.vsr_split, valse_min_votes=args.valse_min_votes),
+        batch_size=args.batch_size,
+        k_test=args.k_test,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+
+
+def _print_check(reports: dict[str, dict]) -> None:
+    for suite, r in reports.items():
+        if r["status"] != "ok":
+            print(f"{suite}: MISSING - {r['error']}")
+            continue
+        dropped = ", ".join(f"{k}: {v}" for k, v in r["dropped"].items()) or "none"
+        if "texts" in r:
+            affected = f"{r['texts_with_missing_image']} of {r['texts']} captions affected"
+        else:
+            affected = f"{r.get('examples_with_missing_image', 0)} examples affected"
+        print(
+            f"{suite}: found {r['found']}, kept {r['kept']} (dropped: {dropped}); images {r['images']}, "
+            f"missing {r['missing_images']} under {r['image_root']} ({affected})"
+        )
+        if r["missing_sample"]:
+            print(f"  e.g. missing: {', '.join(r['missing_sample'][:5])}")
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    """Check the data, or evaluate a checkpoint and write JSON + Markdown reports."""
+    try:
+        cfg = config_from_args(args)
+    except ValueError as err:
+        print(f"sgv eval: {err}", file=sys.stderr)
+        return 2
+    if args.check:
+        from training.eval.runner import check_suites
+
+        reports = check_suites(cfg)
+        if args.json:
+            print(json.dumps(reports, indent=2, sort_keys=True))
+        else:
+            _print_check(reports)
+        return 0 if all(r["status"] == "ok" for r in reports.values()) else 1
+    if not args.checkpoint:
+        print("sgv eval: give --checkpoint (or --check to validate the data only)", file=sys.stderr)
+        return 2
+
+    from training.eval.runner import evaluate, headline, summary_markdown, write_results
+    from training.eval.scorers import detect_kind, load_scorer
+
+    kind = detect_kind(args.checkpoint) if args.model == "auto" else args.model
+    scorer = load_scorer(args.checkpoint, kind, device=args.device)
+    results = evaluate(scorer, cfg)
+    out = args.out or f"{args.checkpoint.rstrip('/')}/eval"
+    written = write_results(
+        results, out, {"checkpoint": args.checkpoint, "model": kind, "suites": list(cfg.suites)}
+    )
+    log.info("wrote %s", ", ".join(written))
+    if args.json:
+        print(
+            json.dumps(
+                {"headline": headline(results), "suites": results, "out": out}, indent=2, sort_keys=True
+            )
+        )
+    else:
+        print(summary_markdown(results, args.checkpoint))
+        print(f"reports in {out}")
+    return 0 if any(r["status"] == "ok" for r in results.values()) else 1
