@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 # name -> (module, one-line help). A module defines ``add_arguments(parser)`` and ``run(args, extra) -> int``;
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `sgv show ... | head` ends quietly
     if not args.verbose:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
     module = importlib.import_module(COMMANDS[args.command][0])
