@@ -26,7 +26,7 @@ from sgverbalise.readers import READERS
 from sgverbalise.rejects import reject
 from sgverbalise.sample import build_sample, sample_key
 from sgverbalise.shards import sample_bytes, write_shard
-from sgverbalise.storage import join
+from sgverbalise.storage import join, redact
 from sgverbalise.triplets import extract
 from sgverbalise.verbalise import verbalise
 from sgverbalise.vocab import RelationVocab, vocabulary_sources
@@ -51,18 +51,26 @@ class ReadSourceFn(beam.DoFn):
     def process(self, element: tuple[str, str]) -> Iterator:
         source, url = element
         images = Metrics.counter(NAMESPACE, f"{source}_images_read")
-        for n, (record, rejects) in enumerate(READERS[source](url, limit=self.limit), start=1):
-            images.inc()
+        try:
+            for n, (record, rejects) in enumerate(READERS[source](url, limit=self.limit), start=1):
+                images.inc()
+                yield _stat("images_read")
+                for r in rejects:
+                    if r["kind"] == "relation":
+                        yield _stat("relations_read")
+                    yield beam.pvalue.TaggedOutput(REJECTS, r)
+                if record is None:
+                    yield _stat("images_rejected")
+                else:
+                    yield _stat("relations_read", len(record["relations"]))
+                    yield record
+                if n % PROGRESS_EVERY == 0:
+                    log.info("read %d %s images from %s", n, source, redact(url))
+        except ValueError as exc:  # a cut or corrupt file: the entries before the break are kept
             yield _stat("images_read")
-            for r in rejects:
-                if r["kind"] == "relation":
-                    yield _stat("relations_read")
-                yield beam.pvalue.TaggedOutput(REJECTS, r)
-            if record is not None:
-                yield _stat("relations_read", len(record["relations"]))
-                yield record
-            if n % PROGRESS_EVERY == 0:
-                log.info("read %d %s images from %s", n, source, url)
+            yield _stat("images_rejected")
+            detail = f"rest of the file unreadable: {str(exc).replace(url, redact(url))}"
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, None, "malformed_record", detail))
 
 
 class ReadSceneGraphs(beam.PTransform):

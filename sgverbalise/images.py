@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import fsspec
 from PIL import Image
 
+from sgverbalise.storage import redact
+
 JPEG_FORMATS = {"JPEG", "MPO"}
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -70,7 +72,7 @@ def read_first(urls: Sequence[str]) -> tuple[str, bytes]:
                 return url, f.read()
         except (FileNotFoundError, IsADirectoryError):
             continue
-    raise ImageError("image_missing", f"none of {list(urls)[:4]} exists")
+    raise ImageError("image_missing", f"none of {[redact(u) for u in list(urls)[:4]]} exists")
 
 
 def prepare_image(data: bytes, url: str, cfg: ImageConfig) -> LoadedImage:
@@ -93,10 +95,10 @@ def prepare_image(data: bytes, url: str, cfg: ImageConfig) -> LoadedImage:
             if target is not None and im.size != target:
                 im = im.resize(target, Image.Resampling.BICUBIC)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError("image_too_large", f"{url}: {exc}") from None
+        raise ImageError("image_too_large", f"{redact(url)}: {exc}") from None
     except Exception as exc:  # Pillow raises many types for bad data: all mean unreadable
         message = _ADDRESS.sub("", str(exc))  # "<_io.BytesIO object at 0x7f...>" would make rejects differ per run
-        raise ImageError("image_unreadable", f"{url}: {type(exc).__name__}: {message}") from None
+        raise ImageError("image_unreadable", f"{redact(url)}: {type(exc).__name__}: {message}") from None
     out = io.BytesIO()
     im.save(out, format="JPEG", quality=cfg.quality)
     scale = im.size[0] / width

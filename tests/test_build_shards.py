@@ -2,84 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
-import webdataset as wds
+from helpers import check_output, files_sha, read_tar
 from PIL import Image
 
 from pipelines.build_shards import run
-from schemas import validator
 from sgverbalise.synth import synthesize
 
 pytestmark = pytest.mark.slow
-
-
-def files_sha(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def read_tar(path: Path) -> dict[str, dict[str, bytes]]:
-    samples: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(path) as tar:
-        for member in tar.getmembers():
-            key, ext = member.name.split(".", 1)
-            samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
-    return samples
-
-
-def check_output(out: Path, manifest: dict) -> dict[str, dict]:
-    """Everything a consumer relies on; returns the samples' JSON by key."""
-    assert list(validator("manifest").iter_errors(manifest)) == []
-    assert json.loads((out / "manifest.json").read_text()) == manifest
-    t = manifest["totals"]
-    assert t["relations_read"] == t["triplets"] + t["relation_rejects"] + t["relations_in_rejected_images"]
-    assert t["images_read"] == t["samples"] + t["images_rejected"]
-    samples: dict[str, dict] = {}
-    for split, info in manifest["splits"].items():
-        for shard in info["shards"]:
-            assert shard["name"].startswith(f"{split}/shard-")
-            path = out / shard["name"]
-            data = path.read_bytes()
-            assert (len(data), hashlib.sha256(data).hexdigest()) == (shard["bytes"], shard["sha256"])
-            members = read_tar(path)
-            assert len(members) == shard["samples"]
-            for key, m in members.items():
-                sample = json.loads(m["json"])
-                assert list(validator("sample").iter_errors(sample)) == [], key
-                assert sample["key"] == key and key not in samples
-                if sample["vsg"]:
-                    assert m["txt"].decode() == sample["vsg"][0]
-                samples[key] = sample
-            # webdataset reads the same samples
-            keys = [s["__key__"] for s in wds.WebDataset(str(path), shardshuffle=False)]
-            assert sorted(keys) == sorted(members)
-    assert len(samples) == t["samples"] == sum(s["samples"] for s in manifest["splits"].values())
-    assert sum(len(s["triplets"]) for s in samples.values()) == t["triplets"]
-    # every reject is on disk, counted by kind/reason
-    on_disk = Counter()
-    for path in (out / "rejects").glob("*.jsonl"):
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
-            assert list(validator("reject").iter_errors(r)) == []
-            on_disk[f"{r['kind']}/{r['reason']}"] += 1
-    assert dict(on_disk) == manifest["rejects"]
-    vocab = json.loads((out / "relations.json").read_text())
-    ids = {r["predicate"]: r["id"] for r in vocab["relations"]}
-    assert all(ids[t_["predicate"]] == t_["relation_id"] for s in samples.values() for t_ in s["triplets"])
-    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
-    return samples
 
 
 def test_real_excerpts_every_relation_accounted_for(tmp_path, vg_sample, gqa_sample):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import re
 import zipfile
 import zlib
 from collections import deque
@@ -41,24 +42,47 @@ def open_binary(url: str):
     return fsspec.open(url, "rb", compression="infer")
 
 
-class _Prefixed:
-    """A read-only byte stream: ``head`` first, then the rest of ``raw``."""
+# A \uXXXX escape of a high surrogate not followed by a low one, or of a low surrogate not preceded by a high one.
+# JSON allows them; ijson's C backend turns the first into "?" and fails on the second, its Python backend keeps
+# them (and the record checks then reject the value).
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+_SURROGATE_TAIL = 12  # an escape and the escape after it: what a match needs to be decided
 
-    def __init__(self, head: bytes, raw: Any) -> None:
+
+class _LoneSurrogate(Exception):
+    """The stream holds a lone surrogate escape: parse it with the Python backend."""
+
+
+class _Prefixed:
+    """A read-only byte stream: ``head`` first, then the rest of ``raw``; with ``scan``, a lone surrogate
+    escape raises ``_LoneSurrogate`` (a match is decided once the 6 bytes after it have been read, or at the end)."""
+
+    def __init__(self, head: bytes, raw: Any, scan: bool = False) -> None:
         self._head = head
         self._raw = raw
+        self._scan = scan
+        self._tail = b""
 
     def read(self, size: int = -1) -> bytes:
         if not self._head:
-            return self._raw.read(size)
-        if size is None or size < 0:
+            data = self._raw.read(size)
+        elif size is None or size < 0:
             data, self._head = self._head + self._raw.read(), b""
-            return data
-        data, self._head = self._head[:size], self._head[size:]
+        else:
+            data, self._head = self._head[:size], self._head[size:]
+        if self._scan:
+            window = self._tail + data
+            decided = len(window) if not data else len(window) - 6
+            if any(m.end() <= decided for m in _LONE_SURROGATE.finditer(window)):
+                raise _LoneSurrogate
+            self._tail = window[-_SURROGATE_TAIL:]
         return data
 
 
-def _checked_stream(raw: Any, url: str, opener: bytes) -> _Prefixed:
+def _checked_stream(raw: Any, url: str, opener: bytes, scan: bool = False) -> _Prefixed:
     """``raw`` with its first JSON token checked to be ``opener`` ("[" or "{"); ValueError otherwise."""
     head = b""
     while True:
@@ -75,7 +99,7 @@ def _checked_stream(raw: Any, url: str, opener: bytes) -> _Prefixed:
     if stripped[:1] != opener:
         want = "a list" if opener == b"[" else "an object"
         raise ValueError(f"{url}: the top-level JSON value is not {want} (starts with {stripped[:20]!r})")
-    return _Prefixed(stripped, raw)
+    return _Prefixed(stripped, raw, scan)
 
 
 def _first_line(err: BaseException) -> str:
@@ -90,7 +114,7 @@ def _stream(url: str, opener: bytes) -> Iterator[Any]:
     while True:
         try:
             with open_binary(url) as raw:
-                source = _checked_stream(raw, url, opener)
+                source = _checked_stream(raw, url, opener, scan=backend is ijson)
                 if opener == b"[":
                     values = backend.items(source, "item", use_float=True)
                 else:
@@ -100,6 +124,9 @@ def _stream(url: str, opener: bytes) -> Iterator[Any]:
                         done += 1
                         yield value
             return
+        except _LoneSurrogate:
+            backend = ijson.get_backend("python")
+            continue
         except ijson.JSONError as err:
             # The C decoder stops on integers beyond 64 bits, which JSON allows: go on with the Python one.
             if "integer overflow" in str(err) and backend is ijson:
