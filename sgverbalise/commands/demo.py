@@ -1,5 +1,6 @@
 """``sgv demo``: the main job on its embedded default: a small synthetic VG + GQA corpus with images, through
-``build-shards``, then the manifest summary and a few samples' VSG captions and triplets."""
+``build-shards``, then the manifest summary and a few samples' VSG captions and triplets; it ends with a short
+run of a tiny REALBEF (``configs/tiny-realbef.yaml``) on those shards mixed with a generated web shard."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=200, help="images in the generated corpus")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--show", type=int, default=3, help="samples to print")
+    parser.add_argument("--train-steps", type=int, default=40, help="steps of the tiny training (0: skip)")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -46,4 +48,43 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             print(f"  MRC: {t['subject']} --{t['predicate']} (id {t['relation_id']})--> {t['object']}  "
                   f"boxes {t['subject_box']} {t['object_box']}")
     print(f"\nOutput: {shards}/manifest.json, {shards}/train/, {shards}/val/, relations.json, rejects/")
+    if args.train_steps > 0:
+        train_tiny(out, shards, args.train_steps, args.seed)
     return 0
+
+
+TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-realbef.yaml"
+
+
+def train_tiny(out: Path, shards: Path, steps: int, seed: int) -> None:
+    """A tiny REALBEF trained for ``steps`` steps on the shards and a generated web shard; prints losses."""
+    from training.config import load_config
+    from training.data.tokenizer import shard_texts, train_tokenizer
+    from training.data.webshards import write_web_shards
+    from training.loop import train
+
+    web, tokenizer, run_dir = out / "web", out / "tokenizer", out / "train"
+    print(f"\n4. a web shard in img2dataset's format -> {web}; a WordPiece tokenizer -> {tokenizer}")
+    write_web_shards(str(web), 128, seed=seed, samples_per_shard=128, image_size=128)
+    train_tokenizer(shard_texts([str(shards), str(web)]), tokenizer, vocab_size=1000, min_frequency=1)
+    print(f"5. training a tiny REALBEF for {steps} steps on captions : MRC : VSG = 2 : 1 : 1 -> {run_dir}")
+    overrides = [
+        f"data.sources.caption=[{web}]",
+        f"data.sources.vsg=[{shards}]",
+        f"data.sources.mrc=[{shards}]",
+        f"data.tokenizer={tokenizer}",
+        f"train.out={run_dir}",
+        f"train.steps={steps}",
+        f"train.seed={seed}",
+        "train.progress=false",
+    ]
+    summary = train(load_config(TINY_CONFIG, overrides))
+    for row in summary["history"]:
+        if row["step"] % 5 == 0 or row["step"] == 1:
+            parts = " ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("step", "type", "loss"))
+            print(f"  step {row['step']:3d} {row['type']:<7} loss {row['loss']:.3f}  ({parts})")
+    print(f"Run folder: {run_dir} (config.yaml, metrics.jsonl, checkpoints {', '.join(_steps(run_dir))})")
+
+
+def _steps(run_dir: Path) -> list[str]:
+    return sorted(p.name for p in run_dir.glob("step-*"))
