@@ -17,6 +17,9 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.options import BuildConfig
 from sgverbalise import layout
@@ -38,11 +41,24 @@ STATS = "stats"
 PROGRESS_EVERY = 10_000
 
 
-def _stat(name: str, value: int = 1) -> beam.pvalue.TaggedOutput:
-    return beam.pvalue.TaggedOutput(STATS, (name, value))
+class CountingDoFn(beam.DoFn):
+    """A DoFn that sums named counts over a bundle and emits them once, at its end, on the STATS output
+    (one element per name and bundle rather than per image: the manifest's totals are built from them)."""
+
+    def start_bundle(self) -> None:
+        self._counts: Counter[str] = Counter()
+
+    def count(self, name: str, value: int = 1) -> None:
+        self._counts[name] += value
+
+    def finish_bundle(self) -> Iterator:
+        for name, value in sorted(self._counts.items()):
+            yield beam.pvalue.TaggedOutput(
+                STATS, WindowedValue((name, value), MIN_TIMESTAMP, [GlobalWindow()]))
+        self._counts.clear()
 
 
-class ReadSourceFn(beam.DoFn):
+class ReadSourceFn(CountingDoFn):
     """Streams one input (a VG folder or a GQA file) into per-image canonical records."""
 
     def __init__(self, limit: int | None) -> None:
@@ -54,21 +70,21 @@ class ReadSourceFn(beam.DoFn):
         try:
             for n, (record, rejects) in enumerate(READERS[source](url, limit=self.limit), start=1):
                 images.inc()
-                yield _stat("images_read")
+                self.count("images_read")
                 for r in rejects:
                     if r["kind"] == "relation":
-                        yield _stat("relations_read")
+                        self.count("relations_read")
                     yield beam.pvalue.TaggedOutput(REJECTS, r)
                 if record is None:
-                    yield _stat("images_rejected")
+                    self.count("images_rejected")
                 else:
-                    yield _stat("relations_read", len(record["relations"]))
+                    self.count("relations_read", len(record["relations"]))
                     yield record
                 if n % PROGRESS_EVERY == 0:
                     log.info("read %d %s images from %s", n, source, redact(url))
         except ValueError as exc:  # a cut or corrupt file: the entries before the break are kept
-            yield _stat("images_read")
-            yield _stat("images_rejected")
+            self.count("images_read")
+            self.count("images_rejected")
             detail = f"rest of the file unreadable: {str(exc).replace(url, redact(url))}"
             yield beam.pvalue.TaggedOutput(REJECTS, reject(source, None, "malformed_record", detail))
 
@@ -145,7 +161,7 @@ def read_id_list(url: str | None) -> frozenset[str]:
         return frozenset(line.split("#", 1)[0].strip() for line in f if line.split("#", 1)[0].strip())
 
 
-class MakeSampleFn(beam.DoFn):
+class MakeSampleFn(CountingDoFn):
     """Exclusion, image, extraction, VSG and the sample's members for one record."""
 
     def __init__(self, cfg: BuildConfig, exclude_coco: frozenset[str], exclude_ids: frozenset[str]) -> None:
@@ -153,8 +169,8 @@ class MakeSampleFn(beam.DoFn):
 
     def _image_reject(self, record: dict, reason: str, detail: str) -> Iterator:
         count = len(record["relations"])
-        yield _stat("images_rejected")
-        yield _stat("relations_in_rejected_images", count)
+        self.count("images_rejected")
+        self.count("relations_in_rejected_images", count)
         yield beam.pvalue.TaggedOutput(REJECTS, dict(reject(record["source"], record["image_id"], reason, detail),
                                                      relations=count))
 
@@ -194,7 +210,7 @@ class MakeSampleFn(beam.DoFn):
         for r in extraction.rejects:
             yield beam.pvalue.TaggedOutput(REJECTS, r)
         if not extraction.has_graph:
-            yield _stat("images_rejected")
+            self.count("images_rejected")
             return
         vsg = verbalise(extraction.triplets, self.cfg.vsg, source, image_id)
         sample = build_sample(record, extraction, vsg, width=width, height=height, scale=scale)
@@ -202,9 +218,9 @@ class MakeSampleFn(beam.DoFn):
         if vsg:
             members["txt"] = vsg[0].encode()
         Metrics.counter(NAMESPACE, "samples").inc()
-        yield _stat("samples")
-        yield _stat("triplets", len(sample["triplets"]))
-        yield _stat("vsg_captions", len(vsg))
+        self.count("samples")
+        self.count("triplets", len(sample["triplets"]))
+        self.count("vsg_captions", len(vsg))
         yield layout.split_of(key, self.cfg.val_fraction), key, members
 
 

@@ -30,3 +30,4 @@ def test_plan_rolls_over_on_count_and_bytes_whatever_the_order():
     with pytest.raises(ValueError):
         plan_shards([("a", 1), ("a", 2)], 2, None)
     assert shard_name("val", 3) == "val/shard-000003.tar"
+

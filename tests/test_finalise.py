@@ -1,0 +1,16 @@
+"""The end of the shard job refuses to publish a run whose counts do not add up."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.finalise import IncompleteRunError, check_accounting
+
+
+def test_a_run_whose_counts_do_not_add_up_is_not_published():
+    totals = {"images_read": 10, "samples": 8, "images_rejected": 2, "relations_read": 30, "triplets": 20,
+              "relation_rejects": 7, "relations_in_rejected_images": 3}
+    check_accounting(totals)
+    for name in ("samples", "triplets"):
+        with pytest.raises(IncompleteRunError, match="no manifest was written"):
+            check_accounting(dict(totals, **{name: totals[name] - 1}))
