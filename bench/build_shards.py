@@ -1,0 +1,431 @@
+"""The main job on a VG-sized corpus (graphs only): ``build-shards`` on 2 cores against a plain Python loop.
+
+``python -m bench.build_shards [--images 108000] [--out bench/out] [--seed 0] [--modes beam,loop]`` reuses
+(or generates) the corpus of ``bench.read_json`` (synthetic VG, split layout, no images), then runs, each in a
+fresh subprocess:
+
+- ``beam``: ``pipelines.build_shards.run`` with its defaults (DirectRunner, multi_processing, 2 workers);
+- ``loop``: one process doing the same work with the same domain functions and no Beam: read, normalise,
+  count predicates, ``RelationVocab.from_counts``, extract, verbalise, ``build_sample``, then the shard plan
+  of ``layout.plan_shards`` and ``shards.write_shard`` per shard, relations.json and the rejects files.
+
+Peak memory is that of the whole process tree: the parent samples ``/proc`` every 0.2 s, sums the resident set
+of the subprocess and all its descendants (the Beam workers), and keeps the largest sum. Pages shared between
+processes count once per process, so the sum is an upper bound. ``ru_maxrss`` of the subprocess itself (the
+runner) and of its largest waited-for descendant are reported too.
+
+Both outputs must be byte-identical: every file but the manifest (shards, relations.json, rejects/*.jsonl) is
+hashed and compared. Prints a Markdown table and writes ``OUT/build_shards.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from bench.read_json import corpus_for
+
+MODES = {
+    "beam": "build-shards (Beam DirectRunner, 2 workers)",
+    "loop": "plain Python loop (1 process)",
+}
+JOB_OPTIONS = ["--val-fraction", "0.05", "--samples-per-shard", "1000"]
+SAMPLE_EVERY_S = 0.2
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def job_argv(corpus: Path, out: Path) -> list[str]:
+    """The ``build-shards`` arguments both modes run with."""
+    return ["--vg", str(corpus / "vg"), "--out", str(out), *JOB_OPTIONS]
+
+
+# -- the baseline loop ----------
+
+
+def _id_list(url: str | None) -> frozenset[str]:
+    """Ids of an exclusion file, as the job reads them (``#`` comments and blank lines ignored)."""
+    if not url:
+        return frozenset()
+    import fsspec
+
+    with fsspec.open(url, "rt", encoding="utf-8") as f:
+        return frozenset(line.split("#", 1)[0].strip() for line in f if line.split("#", 1)[0].strip())
+
+
+def _reject_order(r: dict) -> tuple:
+    return (r["source"], r["image_id"] or "", r["kind"], r["reason"], r["detail"])
+
+
+def run_loop(argv: list[str]) -> dict:
+    """The job's work for ``argv`` in one process without Beam; returns counts and the shard infos."""
+    from pipelines.options import add_arguments, config_from_args
+    from sgverbalise import layout
+    from sgverbalise.images import ImageError, candidate_urls, prepare_image, read_first
+    from sgverbalise.normalise import NormaliseConfig, Normaliser
+    from sgverbalise.readers import READERS
+    from sgverbalise.rejects import reject
+    from sgverbalise.sample import build_sample, sample_key
+    from sgverbalise.shards import sample_bytes, write_shard
+    from sgverbalise.storage import atomic_write, join
+    from sgverbalise.triplets import extract
+    from sgverbalise.verbalise import verbalise
+    from sgverbalise.vocab import RelationVocab, vocabulary_sources
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(argv))
+    if cfg.vocab.relations:
+        raise SystemExit("the loop builds its vocabulary from counts: leave --relations out")
+    exclude_coco, exclude_ids = _id_list(cfg.exclude_coco_ids), _id_list(cfg.exclude_image_ids)
+    normaliser = Normaliser(NormaliseConfig(lemmatize=cfg.lemmatize, relation_aliases=cfg.relation_aliases,
+                                            object_aliases=cfg.object_aliases))
+    stats: Counter[str] = Counter()
+    rejects: list[dict] = []
+    counts: Counter[tuple[str, str]] = Counter()
+    records: list[dict | None] = []
+    inputs = ([("vg", cfg.vg)] if cfg.vg else []) + [("gqa", url) for url in cfg.gqa]
+    for source, url in inputs:
+        for record, rej in READERS[source](url, limit=cfg.limit):
+            stats["images_read"] += 1
+            stats["relations_read"] += sum(r["kind"] == "relation" for r in rej)
+            rejects += rej
+            if record is None:
+                continue
+            stats["relations_read"] += len(record["relations"])
+            record = normaliser.record(record)
+            for rel in record["relations"]:
+                if rel["predicate"]:
+                    counts[(record["source"], rel["predicate"])] += 1
+            records.append(record)
+
+    given = (["vg"] if cfg.vg else []) + (["gqa"] if cfg.gqa else [])
+    sources = vocabulary_sources(cfg.vocab.sources, cfg.vocab.mode, given)
+    chosen, others = Counter(), Counter()
+    for (source, predicate), n in counts.items():
+        (chosen if source in sources else others)[predicate] += n
+    vocab = RelationVocab.from_counts(chosen, mode=cfg.vocab.mode, top_k=cfg.vocab.top_k,
+                                      min_count=cfg.vocab.min_count, sources=sources,
+                                      excluded={p: n for p, n in others.items() if p not in chosen})
+
+    def image_reject(record: dict, reason: str, detail: str) -> None:
+        stats["images_rejected"] += 1
+        stats["relations_in_rejected_images"] += len(record["relations"])
+        rejects.append(dict(reject(record["source"], record["image_id"], reason, detail),
+                            relations=len(record["relations"])))
+
+    samples: dict[str, dict[str, dict[str, bytes]]] = defaultdict(dict)
+    for i, record in enumerate(records):
+        records[i] = None  # let each record go once its sample is made
+        source, image_id = record["source"], record["image_id"]
+        key = sample_key(source, image_id)
+        coco = record.get("coco_id")
+        if (coco is not None and str(coco) in exclude_coco) or image_id in exclude_ids or key in exclude_ids:
+            image_reject(record, "excluded_eval", f"coco_id={coco}")
+            continue
+        members: dict[str, bytes] = {}
+        width, height, scale = record.get("width"), record.get("height"), 1.0
+        roots = cfg.vg_images if source == "vg" else ((cfg.gqa_images,) if cfg.gqa_images else ())
+        if roots:
+            try:
+                url, data = read_first(candidate_urls(roots, record.get("image_path") or f"{image_id}.jpg"))
+                image = prepare_image(data, url, cfg.image)
+            except ImageError as exc:
+                image_reject(record, exc.reason, str(exc))
+                continue
+            scale = image.width / width if width else image.scale
+            width, height = image.width, image.height
+            members["jpg"] = image.data
+        elif not (width and height):
+            image_reject(record, "malformed_record", "image size unknown: give image_data.json or the images")
+            continue
+        extraction = extract(record, vocab)
+        rejects += extraction.rejects
+        if not extraction.has_graph:
+            stats["images_rejected"] += 1
+            continue
+        vsg = verbalise(extraction.triplets, cfg.vsg, source, image_id)
+        sample = build_sample(record, extraction, vsg, width=width, height=height, scale=scale)
+        members["json"] = json.dumps(sample, ensure_ascii=False, separators=(",", ":")).encode()
+        if vsg:
+            members["txt"] = vsg[0].encode()
+        stats["samples"] += 1
+        stats["triplets"] += len(sample["triplets"])
+        stats["vsg_captions"] += len(vsg)
+        samples[layout.split_of(key, cfg.val_fraction)][key] = members
+    del records
+
+    shards = []
+    for split in sorted(samples):
+        by_key = samples[split]
+        plan = layout.plan_shards(((k, sample_bytes(k, m)) for k, m in by_key.items()), cfg.samples_per_shard,
+                                  cfg.max_shard_bytes)
+        per_shard: dict[int, list[str]] = defaultdict(list)
+        for key, index in plan.items():
+            per_shard[index].append(key)
+        for index, keys in sorted(per_shard.items()):
+            name = layout.shard_name(split, index)
+            info = write_shard(join(cfg.out, name), ((k, by_key[k]) for k in sorted(keys)))
+            shards.append(dict(info, name=name))
+    atomic_write(join(cfg.out, "relations.json"), vocab.dumps())
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rejects:
+        groups[f"{r['kind']}-{r['reason']}"].append(r)
+    for group, items in groups.items():
+        lines = [json.dumps(r, sort_keys=True, ensure_ascii=False) for r in sorted(items, key=_reject_order)]
+        atomic_write(join(cfg.out, f"rejects/{group}.jsonl"), ("\n".join(lines) + "\n").encode())
+    stats["relation_rejects"] = sum(r["kind"] == "relation" for r in rejects)
+    return {"totals": dict(sorted(stats.items())), "shards": len(shards)}
+
+
+# -- measuring ----------
+
+
+def _child(mode: str, argv: list[str]) -> dict:
+    """Run ``mode`` (in the measured subprocess) and return its figures."""
+    start = time.perf_counter()
+    if mode == "beam":
+        from pipelines.build_shards import run
+
+        manifest = run(argv)
+        result = {"totals": manifest["totals"],
+                  "shards": sum(len(s["shards"]) for s in manifest["splits"].values())}
+    else:
+        result = run_loop(argv)
+    wall = time.perf_counter() - start
+    return dict(result, mode=mode, run_s=wall,
+                self_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                children_peak_rss_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every live process: pid -> (parent pid, CPU time in clock ticks), from /proc/*/stat."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # fields from the state on: ppid 1, utime 11, stime 12
+        found[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    return found
+
+
+def _tree(root: int) -> dict[int, int]:
+    """``root`` and every live process below it: pid -> CPU ticks used so far."""
+    processes = _processes()
+    children: dict[int, list[int]] = defaultdict(list)
+    for pid, (ppid, _) in processes.items():
+        children[ppid].append(pid)
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in processes:
+            found[pid] = processes[pid][1]
+        todo += children.get(pid, [])
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * _PAGE_KB
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class TreeSampler(threading.Thread):
+    """Samples a process tree until stopped: peak of the summed RSS, a timeline of RSS and CPU per process.
+
+    Each timeline entry is ``[seconds, tree RSS MiB, cores used by the root, [cores used by each other
+    process, largest first]]`` over the interval since the previous entry (one a second).
+    """
+
+    def __init__(self, pid: int, every: float = SAMPLE_EVERY_S, entry_every: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every, self.entry_every = pid, every, entry_every
+        self.peak_kb = self.max_processes = 0
+        self.timeline: list[list] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        start = last_t = time.perf_counter()
+        last_cpu: dict[int, int] = {}
+        while not self.stopped.is_set():
+            cpu = _tree(self.pid)
+            total = sum(_rss_kb(pid) for pid in cpu)
+            self.peak_kb = max(self.peak_kb, total)
+            self.max_processes = max(self.max_processes, len(cpu))
+            now = time.perf_counter()
+            if now - last_t >= self.entry_every or not self.timeline:
+                dt = (now - last_t) * tick or 1.0
+                used = {pid: (ticks - last_cpu.get(pid, ticks)) / dt for pid, ticks in cpu.items()}
+                others = sorted((round(u, 2) for pid, u in used.items() if pid != self.pid), reverse=True)
+                root = round(used.get(self.pid, 0.0), 2)
+                self.timeline.append([round(now - start, 1), round(total / 1024), root, others])
+                last_t, last_cpu = now, cpu
+            self.stopped.wait(self.every)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+
+
+def busy_seconds(timeline: list[list], threshold: float = 0.5) -> dict[str, float]:
+    """Seconds of the run with 0, 1, or 2+ processes of the tree each using over ``threshold`` of a core."""
+    out = {"0": 0.0, "1": 0.0, "2+": 0.0}
+    for prev, entry in zip(timeline, timeline[1:], strict=False):
+        busy = (entry[2] > threshold) + sum(c > threshold for c in entry[3])
+        out["2+" if busy >= 2 else str(busy)] += entry[0] - prev[0]
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def _measure(mode: str, argv: list[str], log: Path) -> dict:
+    """Run ``mode`` in a fresh interpreter; its figures, wall time and the peak RSS of its process tree."""
+    cmd = [sys.executable, "-m", "bench.build_shards", "--child", mode, "--", *argv]
+    start = time.perf_counter()
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err,
+                                cwd=Path(__file__).resolve().parents[1])
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        out = proc.stdout.read() if proc.stdout else b""
+        proc.wait()
+        sampler.stop()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}; see {log}")
+    figures = json.loads(out.decode().strip().splitlines()[-1])
+    graphs = figures["totals"].get("images_read", 0)
+    return dict(figures, wall_s=wall, graphs_per_s=graphs / wall if wall else None,
+                tree_peak_rss_mb=sampler.peak_kb / 1024, max_processes=sampler.max_processes,
+                busy_s=busy_seconds(sampler.timeline), timeline=sampler.timeline)
+
+
+def output_hashes(out: Path) -> dict[str, str]:
+    """sha256 of every file under ``out`` but the manifest, by relative path."""
+    hashes = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"):
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        hashes[str(path.relative_to(out))] = h.hexdigest()
+    return hashes
+
+
+def compare(hashes: dict[str, dict[str, str]]) -> dict:
+    """Whether every mode wrote the same files with the same bytes."""
+    modes = list(hashes)
+    if len(modes) < 2:
+        return {"compared": False}
+    first, rest = hashes[modes[0]], modes[1:]
+    differing = sorted({name for m in rest for name in set(first) | set(hashes[m])
+                        if first.get(name) != hashes[m].get(name)})
+    return {"compared": True, "identical": not differing, "files": len(first),
+            "shards": sum(name.endswith(".tar") for name in first), "differing": differing[:20]}
+
+
+def unaccounted(totals: dict) -> int:
+    """Relations read that are neither a triplet nor a reject (0 when every relation is accounted for)."""
+    t = {k: totals.get(k, 0) for k in ("relations_read", "triplets", "relation_rejects",
+                                       "relations_in_rejected_images")}
+    return t["relations_read"] - t["triplets"] - t["relation_rejects"] - t["relations_in_rejected_images"]
+
+
+def _table(results: list[dict], summary: dict) -> str:
+    lines = [
+        "| run | graphs | samples | shards | wall (s) | graphs/s | peak RSS, process tree (MiB) | "
+        "processes | s with 1 / 2+ busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        t, busy = r["totals"], r["busy_s"]
+        lines.append(
+            f"| {MODES[r['mode']]} | {t.get('images_read', 0):,} | {t.get('samples', 0):,} | {r['shards']} | "
+            f"{r['wall_s']:.1f} | {r['graphs_per_s']:,.0f} | {r['tree_peak_rss_mb']:,.0f} | "
+            f"{r['max_processes']} | {busy['1']:.0f} / {busy['2+']:.0f} |"
+        )
+    for r in results:
+        t, lost = r["totals"], unaccounted(r["totals"])
+        if lost:
+            lines.append(f"\n{r['mode']}: {lost:,} relations read are neither a triplet nor a reject "
+                         f"({t.get('samples', 0):,} samples and {t.get('images_rejected', 0):,} rejected of "
+                         f"{t.get('images_read', 0):,} images read): records were LOST")
+    by_mode = {r["mode"]: r for r in results}
+    if "beam" in by_mode and "loop" in by_mode:
+        ratio = by_mode["beam"]["wall_s"] / by_mode["loop"]["wall_s"]
+        verdict = "met" if ratio <= 1.5 else "missed"
+        lines.append(f"\nPipeline / loop wall time: {ratio:.2f}x (goal: at most 1.5x: {verdict}).")
+    if summary.get("compared"):
+        if summary["identical"]:
+            lines.append(f"Outputs byte-identical: {summary['files']} files ({summary['shards']} shards), "
+                         "same sha256 each.")
+        else:
+            lines.append(f"Outputs DIFFER: {summary['differing']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Reuse or generate the corpus, run each mode in its own subprocess, compare the outputs, report."""
+    parser = argparse.ArgumentParser(prog="python -m bench.build_shards",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=108_000, help="VG images in the corpus (VG: 108,077)")
+    parser.add_argument("--out", default="bench/out", help="cache of corpora, the job outputs and results")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--keep", action="store_true", help="keep the shards written (default: removed)")
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.child, [a for a in rest if a != "--"])))
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus, corpus_summary, generation_s = corpus_for(out, args.images, args.seed)
+    if generation_s is not None:
+        print(f"corpus generated in {generation_s:.1f} s", file=sys.stderr)
+    work = out / f"build_shards-vg{args.images}"
+    work.mkdir(parents=True, exist_ok=True)
+    results, hashes = [], {}
+    for mode in args.modes.split(","):
+        target = work / mode
+        shutil.rmtree(target, ignore_errors=True)
+        print(f"running {mode} ...", file=sys.stderr, flush=True)
+        results.append(_measure(mode, job_argv(corpus, target), work / f"{mode}.log"))
+        hashes[mode] = output_hashes(target)
+        if not args.keep:
+            shutil.rmtree(target, ignore_errors=True)
+    summary = compare(hashes)
+    report = {
+        "benchmark": "build_shards",
+        "images": args.images,
+        "seed": args.seed,
+        "job_options": JOB_OPTIONS,
+        "corpus": {"dir": str(corpus), "summary": corpus_summary, "generation_s": generation_s},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "platform": platform.platform()},
+        "results": results,
+        "outputs": summary,
+    }
+    (out / "build_shards.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(_table(results, summary))
+    return 0 if summary.get("identical", True) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
