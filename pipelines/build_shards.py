@@ -38,9 +38,8 @@ def input_fingerprints(cfg: opts.BuildConfig) -> list[dict]:
     items: list[tuple[str, str]] = []
     if cfg.vg:
         fs, root = url_fs(cfg.vg)
-        protocol = cfg.vg.split("://", 1)[0] + "://" if "://" in cfg.vg else ""
-        for path in sorted(fs.glob(f"{root.rstrip('/')}/*.json*")):
-            items.append(("vg", protocol + path))
+        paths = [root] if fs.isfile(root) else sorted(fs.glob(f"{root.rstrip('/')}/*.json*"))
+        items += [("vg", fs.unstrip_protocol(path) if "://" in cfg.vg else path) for path in paths]
     items += [("gqa", url) for url in cfg.gqa]
     for role, url in (("relations", cfg.vocab.relations), ("relation_aliases", cfg.relation_aliases),
                       ("object_aliases", cfg.object_aliases), ("exclude_coco_ids", cfg.exclude_coco_ids),
