@@ -5,13 +5,14 @@
 1. Generates (or reuses, cached by its arguments under ``--out``) img2dataset-style web shards of synthetic
    scenes (``training.data.webshards``) and a tokenizer trained on their captions.
 2. ``loader``: one pass over the shards with ``build_loader`` (caption batches, ``--workers`` DataLoader
-   workers, training transform: random resized crop to ``--image-size``, tensor, normalisation, tokenised
-   captions, collation), samples per second from the first request to the last batch.
+   workers, training transform: random resized crop to ``--image-size``, uint8 pixels, tokenised captions,
+   collation), samples per second from the first request to the last batch.
 3. ``tight loop``: the same shards split over the same number of processes (``multiprocessing``), each
-   reading its tars and only decoding every JPEG (Pillow) and resizing it to ``--image-size`` (bicubic),
-   samples per second likewise. The goal: the loader reaches at least 0.9 of it. A second loop also turns
-   each image into the normalised float tensor the loader makes (``transforms.to_tensor``) and stacks them
-   ``--batch`` at a time: the share of the gap that is the tensors themselves.
+   reading its tars and only decoding every JPEG (Pillow, with the loader's rule for decoding at a reduced
+   scale: ``transforms.draft_scale`` of the whole image) and resizing it to ``--image-size`` (bicubic) into
+   the same uint8 [3, H, W] pixels the loader makes (``transforms.to_pixels``), samples per second likewise.
+   The goal: the loader reaches at least 0.9 of it. A second loop also stacks the pixels ``--batch`` at a
+   time, as the loader's collation does.
 4. ``data wait``: a tiny REALBEF (``configs/tiny-realbef.yaml``) trains ``--steps`` steps on scene-graph
    shards of the same kind of scenes plus the web shards, with ``--workers`` workers; the share of the step
    time spent waiting for the next batch (the first 20 steps, which include the workers' start, are left
@@ -28,10 +29,26 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import resource
 import time
 from pathlib import Path
 
 WARM_STEPS = 20
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its children that have ended."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _rates(count: int, seconds: float, cpu: float) -> dict:
+    return {
+        "samples": count,
+        "seconds": round(seconds, 3),
+        "samples_per_s": round(count / seconds, 1),
+        "cpu_ms_per_sample": round(1000 * cpu / count, 3),
+    }
 
 
 def web_corpus(out: Path, images: int, jpeg_size: int, seed: int) -> Path:
@@ -66,13 +83,13 @@ def scene_graph_corpus(out: Path, images: int, seed: int) -> Path:
 
 
 def _decode_resize(args: tuple[list[str], int, int]) -> int:
-    """Worker of the tight loop: read the tars, decode and resize every JPEG (and, with ``batch`` > 0, make
-    normalised float tensors stacked ``batch`` at a time, as the loader's workers do); returns the count."""
+    """Worker of the tight loop: read the tars, decode and resize every JPEG into uint8 pixels (and, with
+    ``batch`` > 0, stack them ``batch`` at a time, as the loader's collation does); returns the count."""
     import torch
     from PIL import Image
 
     from sgverbalise.shards import read_shard
-    from training.data.transforms import to_tensor
+    from training.data.transforms import Crop, draft_scale, to_pixels
 
     urls, size, batch = args
     torch.set_num_threads(1)
@@ -80,9 +97,12 @@ def _decode_resize(args: tuple[list[str], int, int]) -> int:
     for url in urls:
         for _, members in read_shard(url):
             with Image.open(io.BytesIO(members["jpg"])) as image:
-                resized = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+                width, height = image.size
+                scale = draft_scale(image, Crop(0, 0, width, height), size)
+                box = (0, 0, width * scale, height * scale)
+                pixels = to_pixels(image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC, box=box))
             if batch:
-                pending.append(to_tensor(resized))
+                pending.append(pixels)
                 if len(pending) == batch:
                     torch.stack(pending)
                     pending = []
@@ -91,13 +111,14 @@ def _decode_resize(args: tuple[list[str], int, int]) -> int:
 
 
 def tight_loop(urls: list[str], size: int, processes: int, batch: int = 0) -> dict:
-    """Samples/s of decode + resize (+ tensors with ``batch``) over ``urls`` split across ``processes``."""
+    """Samples/s of decode + resize to pixels (+ stacking with ``batch``) over ``urls`` split across
+    ``processes``."""
     parts = [(urls[w::processes], size, batch) for w in range(processes)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     with mp.get_context("fork").Pool(processes) as pool:
         count = sum(pool.map(_decode_resize, parts))
-    seconds = time.perf_counter() - start
-    return {"samples": count, "seconds": round(seconds, 3), "samples_per_s": round(count / seconds, 1)}
+        seconds = time.perf_counter() - start
+    return _rates(count, seconds, cpu_seconds() - cpu)  # the workers have ended: their CPU time is counted
 
 
 def loader_pass(web: Path, tok: Path, size: int, batch: int, workers: int) -> dict:
@@ -114,15 +135,13 @@ def loader_pass(web: Path, tok: Path, size: int, batch: int, workers: int) -> di
         tokenizer=str(tok),
     )
     loader = build_loader(cfg)
-    start, count, first = time.perf_counter(), 0, None
+    start, cpu, count, first, seconds = time.perf_counter(), cpu_seconds(), 0, None, 0.0
     for b in loader:
         count += int(b["image"].shape[0])
         first = first if first is not None else time.perf_counter() - start
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start  # the last batch (the workers are shut down after it)
     return {
-        "samples": count,
-        "seconds": round(seconds, 3),
-        "samples_per_s": round(count / seconds, 1),
+        **_rates(count, seconds, cpu_seconds() - cpu),  # the loop has joined its workers
         "first_batch_s": round(first or 0.0, 3),
         "counters": loader.counters(),
     }
@@ -182,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     urls = expand_urls(str(root / "web"))
     tight_loop(urls[:1], args.image_size, 1)  # warm the page cache
     loop = tight_loop(urls, args.image_size, args.workers)
-    loop_tensors = tight_loop(urls, args.image_size, args.workers, args.batch)
+    loop_batches = tight_loop(urls, args.image_size, args.workers, args.batch)
     stream = loader_pass(root / "web", root / "tok", args.image_size, args.batch, args.workers)
     sg = scene_graph_corpus(out, args.sg_images, args.seed)
     wait = data_wait(root / "web", sg, root / "tok", out / "loader-train", args.steps, args.workers)
@@ -190,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "args": vars(args),
         "tight_loop": loop,
-        "tight_loop_with_tensors": loop_tensors,
+        "tight_loop_with_batches": loop_batches,
         "loader": stream,
         "loader_vs_loop": round(ratio, 3),
         "data_wait": wait,
@@ -200,14 +219,17 @@ def main(argv: list[str] | None = None) -> dict:
     }
     (out / "loader.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"| measurement ({args.workers} processes, {args.jpeg_size} px JPEGs -> {args.image_size} px) "
-          "| samples/s | note |")
-    print("|---|---:|---|")
-    print(f"| tight loop: read tar, decode, resize | {loop['samples_per_s']:,.0f} | {loop['samples']} |")
-    print(f"| tight loop + normalised float tensors, stacked | {loop_tensors['samples_per_s']:,.0f} | "
-          f"{loop_tensors['samples_per_s'] / loop['samples_per_s']:.2f} of the loop |")
-    print(f"| loader: + crop, tensor, tokenise, collate | {stream['samples_per_s']:,.0f} | "
-          f"{ratio:.2f} of the loop (goal >= 0.9) |")
-    print(f"| tiny REALBEF training, {wait['steps']} steps | {wait['samples_per_s']:,.0f} | data wait "
+          "| samples/s | CPU ms/sample | note |")
+    print("|---|---:|---:|---|")
+    print(f"| tight loop: read tar, decode, resize to uint8 pixels | {loop['samples_per_s']:,.0f} | "
+          f"{loop['cpu_ms_per_sample']:.3f} | {loop['samples']} samples |")
+    print(f"| tight loop + pixels stacked in batches | {loop_batches['samples_per_s']:,.0f} | "
+          f"{loop_batches['cpu_ms_per_sample']:.3f} | "
+          f"{loop_batches['samples_per_s'] / loop['samples_per_s']:.2f} of the loop |")
+    print(f"| loader: + crop, tokenise, collate, to the main process | {stream['samples_per_s']:,.0f} | "
+          f"{stream['cpu_ms_per_sample']:.3f} | {ratio:.2f} of the loop (goal >= 0.9); CPU time "
+          f"{loop['cpu_ms_per_sample'] / stream['cpu_ms_per_sample']:.2f} of the loop's |")
+    print(f"| tiny REALBEF training, {wait['steps']} steps | {wait['samples_per_s']:,.0f} | | data wait "
           f"{100 * wait['data_wait_share']:.1f}% of step time (goal < 5%; "
           f"{100 * wait['data_wait_share_with_start']:.1f}% with the first {WARM_STEPS} steps) |")
     return result

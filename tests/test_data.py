@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import random
+import subprocess
+import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -25,9 +28,9 @@ from sgverbalise.synth import COLOURS, make_scene, render_scene
 from training.batches import check_batch
 from training.data import DataConfig, ImageTransform, SourceConfig, build_loader, expand_urls, swap_left_right
 from training.data.sources import load_relations
-from training.data.streams import draw, plan_streams, stream_seed
+from training.data.streams import as_tensors, draw, inline_small, plan_streams, stream_seed
 from training.data.tokenizer import encode_texts, load_tokenizer, shard_texts, train_tokenizer
-from training.data.transforms import Crop, crop_box, to_image
+from training.data.transforms import Crop, crop_box, draft_scale, to_image, to_pixels
 from training.data.webshards import write_web_shards
 
 SIZE = 96  # side of the synthetic scenes
@@ -273,7 +276,7 @@ def test_each_batch_type_meets_the_contract(sg, web, tokenizer, kind):
         check_batch(batch)
         assert batch["type"] == kind
         image = batch["image"]
-        assert image.dtype == torch.float32 and image.shape == (n, 3, RES, RES)
+        assert image.dtype == torch.uint8 and image.shape == (n, 3, RES, RES) and image.is_contiguous()
         if kind in ("caption", "vsg"):
             ids, mask, words = batch["input_ids"], batch["attention_mask"], batch["word_ids"]
             assert ids.dtype == mask.dtype == words.dtype == batch["image_ids"].dtype == torch.long
@@ -409,6 +412,93 @@ def test_crop_box_drops_boxes_less_than_half_visible():
     assert ImageTransform(size=8, train=False).sample(30, 20) == Crop(0, 0, 30, 20)
 
 
+def _big_scene(width: int = 640, height: int = 480) -> tuple[bytes, list[float]]:
+    """A JPEG much larger than the output, grey with a red box; and the box, normalised."""
+    image = Image.new("RGB", (width, height), (128, 128, 128))
+    image.paste((230, 20, 20), (384, 120, 544, 360))  # x 384-544, y 120-360
+    return _jpeg(image), [384 / width, 120 / height, 160 / width, 240 / height]
+
+
+def test_jpeg_draft_decodes_small_and_keeps_boxes_and_pixels_in_place():
+    data, box = _big_scene()
+    image = Image.open(io.BytesIO(data))
+    assert draft_scale(image, Crop(0, 0, 640, 480), 32) == 0.125 and image.size == (80, 60)  # 60 px >= 32
+    image = Image.open(io.BytesIO(data))
+    assert draft_scale(image, Crop(0, 0, 640, 480), 64) == 0.25 and image.size == (160, 120)  # 1/8: 60 < 64
+    image = Image.open(io.BytesIO(data))
+    assert draft_scale(image, Crop(100, 40, 300, 300), 64) == 0.25  # the crop: 75 px at 1/4, 37.5 at 1/8
+    image = Image.open(io.BytesIO(data))
+    assert draft_scale(image, Crop(0, 0, 100, 100), 64) == 1.0 and image.size == (640, 480)  # < 2x: no draft
+    png = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(png, format="PNG")
+    assert draft_scale(Image.open(png), Crop(0, 0, 640, 480), 64) == 1.0  # only JPEGs are drafted
+    drafted, full = (ImageTransform(size=RES, flip=True, scale=(0.2, 1.0), draft=d) for d in (True, False))
+    dropped = 0
+    for seed in range(40):
+        a, (box_a,), flip_a = drafted(Image.open(io.BytesIO(data)), [box], torch.Generator().manual_seed(seed))
+        b, (box_b,), flip_b = full(Image.open(io.BytesIO(data)), [box], torch.Generator().manual_seed(seed))
+        assert a.dtype == torch.uint8 and a.shape == (3, RES, RES)
+        assert box_a == box_b and flip_a == flip_b  # the same crop: boxes do not depend on the decode scale
+        # the same picture (the red edge may move by a fraction of a pixel): a few grey levels on average
+        assert (a.float() - b.float()).abs().mean() < 4, seed
+        if box_a is None:
+            dropped += 1
+            continue
+        picture = to_image(a)
+        x, y, w, h = (v * RES for v in box_a)
+        inside = np.asarray(picture.crop((round(x) + 1, round(y) + 1, round(x + w) - 1, round(y + h) - 1)))
+        assert (inside[..., 0] > 150).all() and (inside[..., 1] < 100).all(), (seed, box_a)  # red in the box
+        if x > 2:
+            assert picture.getpixel((int(x) - 2, int(y + h / 2)))[0] < 160  # grey just left of it
+    assert dropped < 40
+    pixels = to_pixels(Image.new("RGB", (5, 3), (1, 2, 3)))
+    assert pixels.shape == (3, 3, 5) and pixels[:, 0, 0].tolist() == [1, 2, 3]
+    assert to_image(pixels).getpixel((4, 2)) == (1, 2, 3)
+
+
+def test_drafted_loader_batches_keep_colours_in_their_boxes(tmp_path, tokenizer):
+    """Scenes stored as 4x larger JPEGs, so the loader decodes them drafted: every box still shows its colour."""
+    rng = random.Random(7)
+    samples = []
+    for i in range(12):
+        key, members = scene_sample(i + 1, rng)
+        big = Image.open(io.BytesIO(members["jpg"])).resize((4 * SIZE, 4 * SIZE), Image.Resampling.NEAREST)
+        samples.append((key, {**members, "jpg": _jpeg(big)}))
+    write_shard(str(tmp_path / "sg" / "train" / "shard-000000.tar"), samples, relative_to=str(tmp_path / "sg"))
+    shards = str(tmp_path / "sg" / "train" / "shard-000000.tar")
+    for kind in ("entity", "mrc"):
+        batches = {}
+        for draft in (True, False):
+            cfg = DataConfig(
+                sources={kind: [shards]}, ratios={kind: 1}, batch_sizes={kind: 4}, image_size=RES,
+                num_workers=0, shuffle_buffer=0, resampled=False, jpeg_draft=draft,
+            )  # fmt: skip
+            batches[draft] = list(build_loader(cfg, tokenizer))
+        for drafted, full in zip(batches[True], batches[False], strict=True):
+            assert drafted.keys() == full.keys()
+            for key in sorted(set(drafted) - {"image", "type"}):  # the same crops, so the same boxes and texts
+                assert torch.equal(drafted[key], full[key]), key
+            assert (drafted["image"].float() - full["image"].float()).abs().mean() < 6
+            pictures = [to_image(im) for im in drafted["image"]]
+            pairs = (
+                [("input_ids", "box")] if kind == "entity" else [("subj_ids", "subj_box"), ("obj_ids", "obj_box")]
+            )
+            for ids_key, box_key in pairs:
+                texts = tokenizer.batch_decode(drafted[ids_key], skip_special_tokens=True)
+                rows = zip(drafted["image_index"].tolist(), texts, drafted[box_key].tolist(), strict=True)
+                for i, text, box in rows:
+                    assert _dominant_colour(pictures[i], box) == text.split()[0]
+
+
+def test_check_batch_wants_uint8_images(sg, web, tokenizer):
+    batch = next(iter(build_loader(config(sg, web, ratios={"caption": 1}), tokenizer)))
+    check_batch(batch)
+    with pytest.raises(ValueError, match="uint8"):
+        check_batch({**batch, "image": batch["image"].float()})
+    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
+        check_batch({**batch, "image": batch["image"][:, :1]})
+
+
 def test_flip_swaps_left_and_right_words():
     assert (
         swap_left_right("A dog left of a man, Right-hand side; LEFT")
@@ -520,10 +610,31 @@ def _one_pass(web: Path, **overrides) -> DataConfig:
 
 def test_two_workers_read_disjoint_samples(web, tokenizer):
     loader = build_loader(_one_pass(web, num_workers=2), tokenizer)
-    keys = [k for batch in loader for k in batch["keys"]]
+    batches = list(loader)
+    for batch in batches:  # small tensors cross from the workers pickled inline, and come back as tensors
+        check_batch(batch)
+        assert all(isinstance(batch[k], torch.Tensor) for k in ("image", "input_ids", "word_ids", "image_ids"))
+    keys = [k for batch in batches for k in batch["keys"]]
     assert len(keys) == len(set(keys)) and set(keys) == web_keys(web)
     counters = loader.counters()  # both workers' counters reach the main process
     assert counters["samples"] == len(keys) == 32 and counters["batches"] == 12
+
+
+def test_small_tensors_go_inline_and_come_back_whole():
+    batch = {
+        "type": "caption",
+        "image": torch.arange(4 * 3 * 224 * 224, dtype=torch.int32).to(torch.uint8).reshape(4, 3, 224, 224),
+        "input_ids": torch.arange(12).reshape(3, 4),
+        "box": torch.rand(5, 4),
+        "keys": ["a", "b"],
+    }
+    small = inline_small(batch)
+    assert isinstance(small["image"], torch.Tensor)  # 602 KB: through shared memory
+    assert isinstance(small["input_ids"], np.ndarray) and isinstance(small["box"], np.ndarray)
+    back = as_tensors(small)
+    assert back.keys() == batch.keys() and back["keys"] == batch["keys"] and back["type"] == "caption"
+    for key in ("image", "input_ids", "box"):
+        assert back[key].dtype == batch[key].dtype and torch.equal(back[key], batch[key])
 
 
 def test_split_by_node_from_args_and_env(web, tokenizer, monkeypatch):
@@ -612,6 +723,49 @@ def test_trained_tokenizer_round_trips_and_word_ids_mark_whole_words(sg, web, to
     assert fixed["input_ids"].shape == (1, 12) and (fixed["word_ids"][0, 3:] == -1).all()
     with pytest.raises(FileNotFoundError):
         load_tokenizer(tmp_path / "absent")
+
+
+_TRAIN = (
+    "import sys\n"
+    "from training.data.tokenizer import shard_texts, train_tokenizer\n"
+    "train_tokenizer(shard_texts(sys.argv[2:]), sys.argv[1], vocab_size=120, min_frequency=1)\n"
+)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_tokenizer_training_is_deterministic_across_processes(sg, web, tmp_path):
+    """The trainer of ``tokenizers`` numbers pieces in hash-map order (the same texts gave another vocabulary
+    in every process); ours gives the same files everywhere. 120 tokens: the vocabulary fills up, so ties in
+    the merges decide both the ids and which tokens make the cut."""
+    root = Path(__file__).resolve().parents[1]
+    runs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "TOKENIZERS_PARALLELISM": "true"}
+        command = [sys.executable, "-c", _TRAIN, str(tmp_path / f"seed{seed}"), str(sg), str(web)]
+        runs.append(subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True))  # fmt: skip
+    for process in runs:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+    in_process = train_tokenizer(shard_texts([str(sg), str(web)]), tmp_path / "here", vocab_size=120,
+                                 min_frequency=1)  # fmt: skip
+    first, second, here = (_files(tmp_path / name) for name in ("seed1", "seed2", "here"))
+    assert "tokenizer.json" in first and first == second == here  # byte for byte
+    tokens = in_process.convert_ids_to_tokens(list(range(len(in_process))))
+    assert len(tokens) == 120 and tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    singles = [t for t in tokens[5:] if len(t) == 1]
+    continuations = [t for t in tokens[5:] if len(t) == 3 and t.startswith("##")]
+    assert tokens[5 : 5 + len(singles) + len(continuations)] == sorted(singles) + sorted(continuations)
+    words = {w for text in shard_texts([str(sg), str(web)]) for w in text.lower().split()}
+    assert {t.removeprefix("##") for t in continuations} <= {c for w in words for c in w[1:]}
+    texts = list(dict.fromkeys(shard_texts([str(sg), str(web)])))[:30]
+    for text in texts:  # a working tokenizer: every word in known pieces, decoded back
+        ids = in_process(text)["input_ids"]
+        assert in_process.unk_token_id not in ids
+        assert in_process.decode(ids, skip_special_tokens=True) == text.lower()
 
 
 def test_cli_train_tokenizer(sg, web, tmp_path, capsys):

@@ -14,10 +14,10 @@ transformers = pytest.importorskip("transformers")
 from transformers import BertConfig, BertForMaskedLM, BertModel, ViTConfig, ViTModel  # noqa: E402
 
 from sgverbalise.vocab import RelationVocab  # noqa: E402
-from training.batches import BATCH_TYPES  # noqa: E402
+from training.batches import BATCH_TYPES, IMAGE_MEAN, IMAGE_STD  # noqa: E402
 from training.models import PRESETS, ModelConfig, RelationVLM, box_mostly_inside, build_model  # noqa: E402
 from training.models import losses as L  # noqa: E402
-from training.models.vlm import patch_mask_for_boxes  # noqa: E402
+from training.models.vlm import normalise_images, patch_mask_for_boxes  # noqa: E402
 
 SIZE = 32  # tiny configs: 32 px images, 8 px patches, a 4 x 4 grid
 CLS, SEP, PAD, MASK = 1, 2, 0, 3
@@ -66,7 +66,7 @@ def text_rows(gen: torch.Generator, rows: int, words: int) -> tuple[torch.Tensor
 def caption_batch(kind: str = "caption", rows: int = 4, seed: int = 0) -> dict:
     """Rows 0 and 1 show the same image (same image id)."""
     gen = torch.Generator().manual_seed(seed)
-    image = torch.randn(rows, 3, SIZE, SIZE, generator=gen)
+    image = torch.randint(0, 256, (rows, 3, SIZE, SIZE), dtype=torch.uint8, generator=gen)
     image[1] = image[0]
     ids, mask, word_ids = text_rows(gen, rows, 4)
     image_ids = torch.arange(rows)
@@ -97,7 +97,7 @@ def mrc_batch(seed: int = 0, triplets: int = 4, relations: int = 7) -> dict:
     boxes = torch.cat([corner, size], dim=1)
     return {
         "type": "mrc",
-        "image": torch.randn(2, 3, SIZE, SIZE, generator=gen),
+        "image": torch.randint(0, 256, (2, 3, SIZE, SIZE), dtype=torch.uint8, generator=gen),
         "image_index": torch.arange(triplets) % 2,
         "subj_ids": subj_ids,
         "subj_mask": subj_mask,
@@ -117,7 +117,7 @@ def entity_batch(seed: int = 0, entities: int = 5) -> dict:
     size = 0.2 + torch.rand(entities, 2, generator=gen) * 0.3
     return {
         "type": "entity",
-        "image": torch.randn(2, 3, SIZE, SIZE, generator=gen),
+        "image": torch.randint(0, 256, (2, 3, SIZE, SIZE), dtype=torch.uint8, generator=gen),
         "image_index": torch.arange(entities) % 2,
         "input_ids": ids,
         "attention_mask": mask,
@@ -332,6 +332,32 @@ def test_mrc_logits_ignore_pixels_outside_both_boxes() -> None:
         assert torch.allclose(model.mrc_logits(batch), base, atol=1e-6)
         batch["image"][0, :, 2, 2] = 7.0  # inside the first subject box
         assert (model.mrc_logits(batch) - base).abs().max() > 1e-4
+
+
+def test_uint8_images_are_normalised_on_their_device() -> None:
+    gen = torch.Generator().manual_seed(2)
+    pixels = torch.randint(0, 256, (2, 3, SIZE, SIZE), dtype=torch.uint8, generator=gen)
+    mean, std = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
+    normalised = normalise_images(pixels)
+    assert normalised.dtype == torch.float32 and normalised.shape == pixels.shape
+    assert torch.allclose(normalised, (pixels.float() / 255 - mean) / std, atol=1e-6)
+    assert normalise_images(normalised) is normalised  # already normalised: left alone
+    with pytest.raises(TypeError, match="uint8"):
+        normalise_images(pixels.long())
+    on_meta = normalise_images(torch.zeros(1, 3, 4, 4, dtype=torch.uint8, device="meta"))
+    assert on_meta.device.type == "meta" and on_meta.dtype == torch.float32  # computed where the pixels are
+    model = model_of("rexvlm").eval()
+    with torch.no_grad():
+        assert torch.equal(model.encode_image(pixels), model.encode_image(normalised))
+        batch = caption_batch()
+        args = (batch["input_ids"], batch["attention_mask"])
+        float_image = normalise_images(batch["image"])
+        assert torch.equal(model.itm_score(batch["image"], *args), model.itm_score(float_image, *args))
+        assert torch.equal(model.itc_embeddings(batch["image"])[0], model.itc_embeddings(float_image)[0])
+        mrc = mrc_batch()
+        assert torch.equal(model.mrc_logits(mrc), model.mrc_logits({**mrc, "image": normalise_images(mrc["image"])}))
+        with pytest.raises(ValueError, match="uint8"):
+            model({**batch, "image": float_image})  # the batch contract: uint8 pixels only
 
 
 def test_whole_word_masking_rate_and_specials() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -255,6 +257,64 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(data, tmp_path, workers
     ranks = [json.loads((d / "ranks" / "rank00000.json").read_text()) for d in (tmp_path / "a", cut)]
     assert ranks[0]["parameters_sha256"] == ranks[1]["parameters_sha256"]
     assert {s for s, _ in ckpt.list_checkpoints(cut)} == {10, 12}  # keep_last 2 of the tiny config
+
+
+def _sgv_train(data: dict[str, Path], out: Path, *more: str) -> list[str]:
+    """The ``sgv train`` command line of the tiny config on ``data``, writing to ``out``."""
+    sets = (a for item in overrides(data, out, *more) for a in ("--set", item))
+    return [sys.executable, "-m", "sgverbalise.cli", "train", "--config", str(TINY), *sets]
+
+
+def _without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("samples_per_s", "data_wait", "step_s", "loader")} for r in rows]
+
+
+@pytest.mark.slow
+def test_killed_trainer_resumes_with_the_losses_of_an_uninterrupted_run(data, tmp_path):
+    """SIGKILL the whole ``sgv train`` process group (trainer and loader workers) once its first checkpoint is
+    on disk, run it again with --resume: every step after the checkpoint has the uninterrupted run's losses."""
+    steps = 60
+    common = [f"train.steps={steps}", "train.ckpt_every=10", "data.epoch_batches=25", "data.num_workers=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = tmp_path / "straight"
+    done = subprocess.run(_sgv_train(data, straight, *common), capture_output=True, text=True, env=env,
+                          timeout=300, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    cut = tmp_path / "cut"
+    with (tmp_path / "killed.log").open("w") as log:
+        process = subprocess.Popen(_sgv_train(data, cut, *common), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   cwd=ROOT, start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300  # a guard against a hang, not a measurement
+            while not list(cut.glob("step-*")):  # a step-* folder is renamed into place only once complete
+                assert process.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "no checkpoint appeared"
+                time.sleep(0.005)
+            os.killpg(process.pid, signal.SIGKILL)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL  # killed mid-run, not finished
+    kept = [s for s, _ in ckpt.list_checkpoints(cut)]
+    assert kept and kept[-1] < steps
+    resumed_from = kept[-1]
+    assert len(_rows(cut)) < steps
+    done = subprocess.run([*_sgv_train(data, cut, *common), "--resume"], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    assert summary["resumed_from"].endswith(ckpt.step_name(resumed_from))
+    assert summary["steps_run"] == steps - resumed_from
+    rows, expected = _rows(cut), _rows(straight)
+    assert [r["step"] for r in rows] == list(range(1, steps + 1))  # every step once
+    after = [r for r in rows if r["step"] > resumed_from]
+    assert _without_timing(after) == _without_timing(expected[resumed_from:])  # the losses, bit for bit
+    assert _without_timing(rows) == _without_timing(expected)
+    assert not list(cut.glob(".tmp-*"))  # no half-written checkpoint is left behind
+    assert [s for s, _ in ckpt.list_checkpoints(cut)] == [s for s, _ in ckpt.list_checkpoints(straight)]
+    digests = [json.loads((d / "ranks" / "rank00000.json").read_text())["parameters_sha256"] for d in (straight, cut)]
+    assert digests[0] == digests[1]
 
 
 def test_resume_without_checkpoint_starts_fresh(data, tmp_path):

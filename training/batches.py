@@ -1,10 +1,13 @@
 """The batches the data streams produce and the models consume: one data type per batch, as the paper.
 
-Every batch is a dict with ``"type"`` and tensors; images are float tensors normalised for the vision encoder,
-boxes are normalised ``x, y, w, h`` in [0, 1] of the (transformed) image. Text is tokenised in the data workers.
+Every batch is a dict with ``"type"`` and tensors. Images are uint8 RGB pixels [N, 3, H, W] (contiguous,
+channels first), exactly as the workers resized them: the model normalises them on its own device with
+``IMAGE_MEAN`` / ``IMAGE_STD`` (``training.models.vlm.normalise_images``), so a batch crosses process and
+device boundaries at a quarter of the size of float images. Boxes are normalised ``x, y, w, h`` in [0, 1] of
+the (transformed) image. Text is tokenised in the data workers.
 
 ``caption`` (web image-text) and ``vsg`` (verbalised scene graphs): the ITC / ITM / MLM batches.
-    image           float [B, 3, H, W]
+    image           uint8 [B, 3, H, W]
     input_ids       long  [B, L]     [CLS] text [SEP] [PAD]...
     attention_mask  long  [B, L]
     word_ids        long  [B, L]     index of the word each token belongs to, -1 for special/pad tokens
@@ -13,7 +16,7 @@ boxes are normalised ``x, y, w, h`` in [0, 1] of the (transformed) image. Text i
                                      such pairs as positives)
 
 ``mrc`` (masked relation classification): T triplets over N images.
-    image           float [N, 3, H, W]
+    image           uint8 [N, 3, H, W]
     image_index     long  [T]        which image each triplet is on
     subj_ids, subj_mask  long [T, Le]  the subject's label as text
     obj_ids, obj_mask    long [T, Le]  the object's label as text
@@ -21,7 +24,7 @@ boxes are normalised ``x, y, w, h`` in [0, 1] of the (transformed) image. Text i
     relation        long  [T]        relation id (relations.json)
 
 ``entity`` (X-VLM grounding): E entities over N images.
-    image           float [N, 3, H, W]
+    image           uint8 [N, 3, H, W]
     image_index     long  [E]
     input_ids, attention_mask  long [E, Le]  the entity's label (name, or attributes + name) as text
     box             float [E, 4]     normalised x, y, w, h
@@ -29,6 +32,11 @@ boxes are normalised ``x, y, w, h`` in [0, 1] of the (transformed) image. Text i
 
 from __future__ import annotations
 
+import torch
+
+# the vision encoder's input normalisation (ALBEF's, i.e. CLIP's, per-channel mean and std of 0-1 pixels)
+IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
+IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 BATCH_TYPES = ("caption", "entity", "mrc", "vsg")
 
 CAPTION_KEYS = ("image", "input_ids", "attention_mask", "word_ids", "image_ids")
@@ -38,10 +46,15 @@ KEYS = {"caption": CAPTION_KEYS, "vsg": CAPTION_KEYS, "mrc": MRC_KEYS, "entity":
 
 
 def check_batch(batch: dict) -> None:
-    """Raise ValueError when ``batch`` lacks a key its type needs."""
+    """Raise ValueError when ``batch`` lacks a key its type needs or its images are not uint8 [N, 3, H, W]."""
     kind = batch.get("type")
     if kind not in KEYS:
         raise ValueError(f"batch type {kind!r} is not one of {BATCH_TYPES}")
     missing = [k for k in KEYS[kind] if k not in batch]
     if missing:
         raise ValueError(f"{kind} batch lacks {missing}")
+    image = batch["image"]
+    if not isinstance(image, torch.Tensor) or image.dtype != torch.uint8:
+        raise ValueError(f"{kind} batch images must be a uint8 tensor, not {getattr(image, 'dtype', type(image))}")
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"{kind} batch images must be [N, 3, H, W], not {list(image.shape)}")

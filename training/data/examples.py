@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 import torch
 from PIL import Image
+from torch.utils.data import default_collate
 
 from training.data.tokenizer import encode_texts
 from training.data.transforms import Crop, ImageTransform, crop_box, swap_left_right
@@ -59,14 +60,13 @@ def image_id(namespace: str, ident: str) -> int:
     return int.from_bytes(digest, "big") >> 1
 
 
-def decode_image(sample: dict) -> Image.Image:
-    """The sample's image as RGB; raises on a missing or undecodable image."""
+def open_image(sample: dict) -> Image.Image:
+    """The sample's image, opened but not decoded yet (the transform decodes it, maybe at a reduced scale);
+    raises on a missing image or an unknown format (undecodable pixels raise in the transform)."""
     ext = next((e for e in IMAGE_EXTS if e in sample), None)
     if ext is None:
         raise KeyError(f"sample {sample.get('__key__')!r} has no image member ({'/'.join(IMAGE_EXTS)})")
-    with Image.open(io.BytesIO(sample[ext])) as image:
-        image.load()
-        return image.convert("RGB")
+    return Image.open(io.BytesIO(sample[ext]))
 
 
 def decode_json(sample: dict) -> dict:
@@ -92,9 +92,9 @@ def caption_example(sample: dict, ctx: Context, generator: torch.Generator) -> d
     text = sample.get("txt", b"").decode("utf-8").strip()
     if not text:
         return None
-    tensor, _, flipped = ctx.transform(decode_image(sample), generator=generator)
+    pixels, _, flipped = ctx.transform(open_image(sample), generator=generator)
     return {
-        "image": tensor,
+        "image": pixels,
         "text": swap_left_right(text) if flipped else text,
         "image_id": image_id(ctx.source, sample["__key__"]),
         "key": sample["__key__"],
@@ -108,9 +108,9 @@ def vsg_example(sample: dict, ctx: Context, generator: torch.Generator) -> dict 
     if not vsgs:
         return None
     text = vsgs[_randint(generator, len(vsgs))] if len(vsgs) > 1 else vsgs[0]
-    tensor, _, flipped = ctx.transform(decode_image(sample), generator=generator)
+    pixels, _, flipped = ctx.transform(open_image(sample), generator=generator)
     return {
-        "image": tensor,
+        "image": pixels,
         "text": swap_left_right(text) if flipped else text,
         "image_id": image_id("scene-graph", str(meta["image_id"])),
         "key": sample["__key__"],
@@ -124,18 +124,18 @@ def grounded_transform(
     generator: torch.Generator,
     usable: Callable[[list], bool],
 ) -> tuple[torch.Tensor, list, bool]:
-    """Crop until ``usable(boxes)`` holds (``crop_attempts`` tries), else the whole image; returns image,
-    boxes and whether it was mirrored."""
+    """Crop until ``usable(boxes)`` holds (``crop_attempts`` tries), else the whole image; returns the uint8
+    pixels, boxes and whether it was mirrored."""
     t = ctx.transform
     width, height = image.size
     if t.train:
         for _ in range(ctx.crop_attempts):
             crop = t.sample(width, height, generator=generator)
             if usable([crop_box(b, crop, width, height, t.min_visible) for b in boxes]):
-                tensor, out = t.apply(image, crop, boxes)
-                return tensor, out, crop.flip
-    tensor, out = t.apply(image, Crop(0, 0, width, height), boxes)
-    return tensor, out, False
+                pixels, out = t.apply(image, crop, boxes)
+                return pixels, out, crop.flip
+    pixels, out = t.apply(image, Crop(0, 0, width, height), boxes)
+    return pixels, out, False
 
 
 def entity_label(entity: dict, with_attributes: bool = False) -> str:
@@ -149,8 +149,8 @@ def entity_example(sample: dict, ctx: Context, generator: torch.Generator) -> di
     entities = meta.get("entities", [])
     if not entities:
         return None
-    image = decode_image(sample)
-    tensor, boxes, flipped = grounded_transform(
+    image = open_image(sample)
+    pixels, boxes, flipped = grounded_transform(
         image, [e["box_norm"] for e in entities], ctx, generator, lambda bs: any(b is not None for b in bs)
     )
     alive = [i for i, b in enumerate(boxes) if b is not None]
@@ -160,7 +160,7 @@ def entity_example(sample: dict, ctx: Context, generator: torch.Generator) -> di
     labels = [entity_label(entities[i], ctx.entity_attributes) for i in chosen]
     if flipped:
         labels = [swap_left_right(label) for label in labels]
-    return {"image": tensor, "labels": labels, "boxes": [boxes[i] for i in chosen], "key": sample["__key__"]}
+    return {"image": pixels, "labels": labels, "boxes": [boxes[i] for i in chosen], "key": sample["__key__"]}
 
 
 def _entity_keys(t: dict) -> tuple:
@@ -177,8 +177,8 @@ def mrc_example(sample: dict, ctx: Context, generator: torch.Generator) -> dict 
         return None
     n = len(triplets)
     boxes = [t["subject_box_norm"] for t in triplets] + [t["object_box_norm"] for t in triplets]
-    image = decode_image(sample)
-    tensor, out, _ = grounded_transform(
+    image = open_image(sample)
+    pixels, out, _ = grounded_transform(
         image,
         boxes,
         ctx,
@@ -199,7 +199,7 @@ def mrc_example(sample: dict, ctx: Context, generator: torch.Generator) -> dict 
         return None
     chosen.sort()
     return {
-        "image": tensor,
+        "image": pixels,
         "subjects": [triplets[i]["subject"] for i in chosen],
         "objects": [triplets[i]["object"] for i in chosen],
         "subj_boxes": [out[i] for i in chosen],
@@ -207,6 +207,12 @@ def mrc_example(sample: dict, ctx: Context, generator: torch.Generator) -> dict 
         "relations": [int(triplets[i]["relation_id"]) for i in chosen],
         "key": sample["__key__"],
     }
+
+
+def stack_pixels(pixels: list[torch.Tensor]) -> torch.Tensor:
+    """The examples' uint8 pixels as one contiguous [N, 3, H, W] tensor; in a DataLoader worker it is built in
+    shared memory (``default_collate``), so handing the batch to the main process copies nothing."""
+    return default_collate(pixels)
 
 
 def _finish(batch: dict, examples: list[dict], ctx: Context) -> dict:
@@ -224,7 +230,7 @@ def collate_text(examples: list[dict], ctx: Context) -> dict:
     enc = _encode(ctx, [e["text"] for e in examples])
     batch = {
         "type": ctx.kind,
-        "image": torch.stack([e["image"] for e in examples]),
+        "image": stack_pixels([e["image"] for e in examples]),
         **enc,
         "image_ids": torch.tensor([e["image_id"] for e in examples], dtype=torch.long),
     }
@@ -240,7 +246,7 @@ def collate_entity(examples: list[dict], ctx: Context) -> dict:
     enc = _encode(ctx, [label for e in examples for label in e["labels"]])
     batch = {
         "type": "entity",
-        "image": torch.stack([e["image"] for e in examples]),
+        "image": stack_pixels([e["image"] for e in examples]),
         "image_index": torch.tensor(
             [i for i, e in enumerate(examples) for _ in e["labels"]], dtype=torch.long
         ),
@@ -257,7 +263,7 @@ def collate_mrc(examples: list[dict], ctx: Context) -> dict:
     obj = _encode(ctx, [o for e in examples for o in e["objects"]])
     batch = {
         "type": "mrc",
-        "image": torch.stack([e["image"] for e in examples]),
+        "image": stack_pixels([e["image"] for e in examples]),
         "image_index": torch.tensor(
             [i for i, e in enumerate(examples) for _ in e["relations"]], dtype=torch.long
         ),

@@ -17,6 +17,10 @@ probability proportional to its weight. Every rank and every DataLoader worker d
 an epoch is ``epoch_batches`` batches per rank; in one-pass mode an exhausted stream leaves its worker's
 draw and the epoch ends when all are exhausted (or at ``epoch_batches``).
 
+A worker hands a batch to the main process with its large tensors (the images, built in shared memory by the
+collation) in shared memory and its small ones pickled inline (``inline_small``, ``INLINE_BYTES``): each
+shared-memory tensor costs the main process a fixed price, which made up most of the data wait of small models.
+
 Counters (``MixedLoader.counters()``): per ``{type}/{source}/``: ``samples`` (read from shards), ``skipped``
 (undecodable samples), ``filtered`` (samples with nothing for the type), ``shard_errors``, ``batches``; and
 the totals ``samples_skipped``, ``shards_skipped``, ``samples_filtered``, ``batches``. More than
@@ -36,6 +40,7 @@ from dataclasses import dataclass, field, fields
 from itertools import islice
 from typing import Any
 
+import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -64,6 +69,10 @@ MAX_TEXT_LEN: dict[str, int] = {"caption": 40, "vsg": 112, "entity": 16, "mrc": 
 # horizontal flip per batch type (see training.data.transforms for the policy)
 FLIP: dict[str, bool] = {"caption": True, "vsg": False, "entity": False, "mrc": False}
 _LOG_FIRST = 10  # errors logged one by one per stream and kind, then every 1000th
+# A tensor a worker hands over goes through shared memory, and the main process pays a fixed price per tensor
+# (~0.3-0.5 ms: a file descriptor to fetch from the worker, an mmap); a small one is cheaper pickled inline, as
+# a NumPy array that the main process turns back into a tensor without a copy.
+INLINE_BYTES = 256 * 1024
 
 
 def _realbef_sizes() -> dict[str, int]:
@@ -77,7 +86,8 @@ def _realbef_ratios() -> dict[str, float]:
 @dataclass
 class DataConfig:
     """Everything the data side needs. Batch sizes count images (an MRC/entity batch holds several
-    triplets/entities per image). Ratios of 0 switch a type off."""
+    triplets/entities per image). Ratios of 0 switch a type off. ``jpeg_draft``: decode JPEGs at a reduced
+    scale when the crop is at least twice the output side (``training.data.transforms``)."""
 
     sources: dict[str, list[SourceConfig]] = field(default_factory=dict)
     batch_sizes: dict[str, int] = field(default_factory=_realbef_sizes)
@@ -90,6 +100,7 @@ class DataConfig:
     flip: dict[str, bool] = field(default_factory=lambda: dict(FLIP))
     min_visible: float = 0.5
     crop_attempts: int = 5
+    jpeg_draft: bool = True
     entities_per_image: int = 4
     relations_per_image: int = 2
     entity_attributes: bool = False
@@ -244,6 +255,7 @@ def make_context(cfg: DataConfig, kind: str, source: SourceConfig, tokenizer: An
         flip=cfg.train and cfg.flip.get(kind, False),
         scale=cfg.crop_scale,
         min_visible=cfg.min_visible,
+        draft=cfg.jpeg_draft,
     )
     return Context(
         kind=kind,
@@ -300,7 +312,7 @@ def build_stream(
             )
         )
     stages.append(functools.partial(examples, ctx=ctx, errors=errors, seed=stream_seed(local, "examples")))
-    # examples {"image": [3, H, W], texts, boxes, ...}
+    # examples {"image": uint8 [3, H, W], texts, boxes, ...}
     stages.append(
         wds.batched(
             cfg.batch_sizes[kind],
@@ -399,7 +411,7 @@ class MixedBatches(IterableDataset):
             counters[f"{plan.kind}/{plan.source.label}/batches"] += 1
             batch["_counters"] = dict(counters)
             batch["_worker"] = worker
-            yield batch
+            yield inline_small(batch) if get_worker_info() is not None else batch
 
     def _stream(self, choice: int, counters: Counter) -> wds.DataPipeline:
         plan = self.plans[choice]
@@ -415,6 +427,22 @@ class MixedBatches(IterableDataset):
             world_size=self.world_size,
             stream_index=choice,
         )
+
+
+def inline_small(batch: dict) -> dict:
+    """The batch with its tensors of at most ``INLINE_BYTES`` as NumPy arrays (pickled inline by a worker)."""
+    return {
+        k: v.numpy() if isinstance(v, torch.Tensor) and v.nbytes <= INLINE_BYTES else v for k, v in batch.items()
+    }
+
+
+def as_tensors(batch: dict) -> dict:
+    """The batch with its NumPy arrays as tensors again (sharing their memory)."""
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+
+
+def _as_is(batch: dict) -> dict:
+    return batch  # the workers' batches are complete: no default_convert (it would undo ``inline_small``)
 
 
 def _need(path: str | None) -> str:
@@ -481,10 +509,11 @@ class MixedLoader:
             pin_memory=self.pin_memory,
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             multiprocessing_context=self.multiprocessing_context if self.num_workers > 0 else None,
+            collate_fn=_as_is,
         )
         for batch in loader:
             self._current[int(batch.pop("_worker"))] = batch.pop("_counters")
-            yield batch
+            yield as_tensors(batch)
 
     def counters(self) -> dict[str, int]:
         """Cumulative counters over all epochs and workers so far, with totals (see ``summarise``)."""

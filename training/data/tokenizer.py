@@ -6,6 +6,15 @@ case, accents stripped), BERT pre-tokenisation (whitespace and punctuation), Wor
 continuations, ``[CLS] text [SEP]`` post-processing, special tokens ``[PAD] [UNK] [CLS] [SEP] [MASK]``
 (ids 0-4).
 
+Training is deterministic: the same texts and parameters give byte-identical files in any process. The trainer
+of ``tokenizers`` numbers the ``##`` continuation pieces in the order of a randomly seeded hash map, and breaks
+ties between equally frequent merges by those numbers, so on its own it learns other tokens from run to run.
+``train_tokenizer`` therefore counts the words itself (with the tokenizer's own normaliser and pre-tokeniser),
+gives every initial piece a fixed id before the merges (the continuation pieces are handed to the trainer up
+front, in code-point order) and feeds it the counted words in sorted order; the learned vocabulary is then
+renumbered canonically: special tokens, single characters, single-character continuations, then the learned
+pieces in the order the trainer merged them.
+
 The text a tokenizer is trained on (``shard_texts``): web shards' ``.txt`` captions; scene-graph samples' VSG
 strings split at their ``[SEP]`` separators, entity names and attributes, triplets' subjects, predicates and
 objects.
@@ -14,6 +23,7 @@ objects.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -78,6 +88,57 @@ def shard_texts(
         yield from sample_texts(members)
 
 
+CONTINUATION = "##"
+_REPEAT = 1024  # a counted word goes back to the trainer as texts of at most this many copies
+
+
+def word_counts(texts: Iterable[str], normalizer: Any, pre_tokenizer: Any) -> Counter:
+    """How often each word (normalised, pre-tokenised) occurs in ``texts``."""
+    counts: Counter = Counter()
+    for text in texts:
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    return counts
+
+
+def _repeated(counts: Counter) -> Iterator[str]:
+    """The counted words as whitespace-separated texts again, word by word in sorted order."""
+    for word in sorted(counts):
+        left = counts[word]
+        while left > 0:
+            take = min(left, _REPEAT)
+            yield " ".join([word] * take)
+            left -= take
+
+
+def _canonical_order(vocab: dict[str, int]) -> list[str]:
+    """Special tokens, single characters, single-character continuations, then the rest by trainer id."""
+
+    def rank(token: str) -> tuple[int, int]:
+        if len(token) == 1:
+            return 0, vocab[token]
+        if token.startswith(CONTINUATION) and len(token) == len(CONTINUATION) + 1:
+            return 1, vocab[token]
+        return 2, vocab[token]
+
+    learned = sorted((t for t in vocab if t not in SPECIAL_TOKENS), key=rank)
+    return [*SPECIAL_TOKENS, *learned]
+
+
+def learn_vocab(counts: Counter, vocab_size: int, min_frequency: int) -> list[str]:
+    """The WordPiece vocabulary (tokens in canonical id order) learned from word counts, deterministically."""
+    continuing = sorted({char for word in counts for char in word[1:]})
+    core = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # the words are already normalised and split
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[*SPECIAL_TOKENS, *(CONTINUATION + char for char in continuing)],
+        continuing_subword_prefix=CONTINUATION,
+    )
+    core.train_from_iterator(_repeated(counts), trainer)
+    return _canonical_order(core.get_vocab(with_added_tokens=False))
+
+
 def train_tokenizer(
     texts: Iterable[str],
     out: str | Path | None = None,
@@ -86,24 +147,28 @@ def train_tokenizer(
     lowercase: bool = True,
     model_max_length: int = 512,
 ) -> PreTrainedTokenizerBase:
-    """Train a WordPiece tokenizer on ``texts``; saved as a BertTokenizerFast folder when ``out`` is given."""
-    core = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-    core.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
-    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=list(SPECIAL_TOKENS),
-        continuing_subword_prefix="##",
+    """Train a WordPiece tokenizer on ``texts`` (deterministically, see the module docstring); saved as a
+    BertTokenizerFast folder when ``out`` is given."""
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokens = learn_vocab(word_counts(texts, normalizer, pre_tokenizer), vocab_size, min_frequency)
+    core = Tokenizer(
+        models.WordPiece(
+            {token: i for i, token in enumerate(tokens)},
+            unk_token="[UNK]",
+            max_input_chars_per_word=100,
+            continuing_subword_prefix=CONTINUATION,
+        )
     )
-    core.train_from_iterator(texts, trainer)
-    cls_id, sep_id = core.token_to_id("[CLS]"), core.token_to_id("[SEP]")
+    core.normalizer = normalizer
+    core.pre_tokenizer = pre_tokenizer
+    cls_id, sep_id = tokens.index("[CLS]"), tokens.index("[SEP]")
     core.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
-    core.decoder = decoders.WordPiece(prefix="##")
+    core.decoder = decoders.WordPiece(prefix=CONTINUATION)
     tokenizer = BertTokenizerFast(
         tokenizer_object=core,
         unk_token="[UNK]",

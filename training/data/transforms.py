@@ -1,8 +1,15 @@
 """Image transforms of the ALBEF recipe that keep boxes consistent, deterministic given a torch Generator.
 
 Training: random resized crop (scale ``(0.5, 1.0)``, aspect ``(3/4, 4/3)``, bicubic, to a square side), an
-optional horizontal flip, conversion to a float tensor normalised with ALBEF's (CLIP's) mean and std.
-Evaluation: a plain bicubic resize to the square side. ALBEF's RandAugment is not applied.
+optional horizontal flip. Evaluation: a plain bicubic resize to the square side. ALBEF's RandAugment is not
+applied. The result is a uint8 tensor [3, H, W] (``to_pixels``): the model normalises it on its own device
+(``training.models.vlm.normalise_images``), which keeps the workers' batches a quarter of the size of float ones.
+
+Decoding: the crop is drawn from the size in the image header, before any pixel is decoded. When the crop is
+at least twice the output side in both directions, a JPEG is decoded at 1/2, 1/4 or 1/8 scale (Pillow's
+``draft``: libjpeg scales in the DCT) to the smallest size that still leaves the crop at least the output side;
+the crop rectangle is mapped to the reduced image by the scale Pillow reports, so the boxes (normalised, of the
+whole image) stay where they were. ``ImageTransform(draft=False)`` always decodes at full size.
 
 Boxes are normalised ``x, y, w, h`` of the image they belong to. After a crop a box is clipped to the crop and
 re-expressed in the crop's frame; a box whose visible part is less than ``min_visible`` (half, as X-VLM) of
@@ -23,12 +30,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from PIL import Image
 
-MEAN = (0.48145466, 0.4578275, 0.40821073)
-STD = (0.26862954, 0.26130258, 0.27577711)
 Box = tuple[float, float, float, float]
 
 _LEFT_RIGHT = re.compile(r"\b(left|right)(most|ward|wards|-hand|hand)?\b", re.IGNORECASE)
@@ -117,23 +121,39 @@ def _unit(v: float) -> float:
     return min(1.0, max(0.0, v))
 
 
-def to_tensor(image: Image.Image, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
-    """An RGB PIL image as a normalised float tensor [3, H, W]."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(array).permute(2, 0, 1)
-    return (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+def to_pixels(image: Image.Image) -> torch.Tensor:
+    """An image as a contiguous uint8 tensor [3, H, W] (RGB)."""
+    rgb = image.convert("RGB") if image.mode != "RGB" else image
+    width, height = rgb.size
+    # channel planes straight from Pillow: no strided transposition (slow, and slower still when the
+    # process has several threads and the cores are busy)
+    planes = bytearray().join(band.tobytes() for band in rgb.split())
+    return torch.frombuffer(planes, dtype=torch.uint8).view(3, height, width)
 
 
-def to_image(tensor: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> Image.Image:
-    """A normalised tensor [3, H, W] back as an RGB PIL image (for checks and pictures)."""
-    array = tensor * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
-    array = (array.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(array, "RGB")
+def to_image(pixels: torch.Tensor) -> Image.Image:
+    """A uint8 tensor [3, H, W] back as an RGB PIL image (for checks and pictures)."""
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"pixels must be uint8, not {pixels.dtype}")
+    return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), "RGB")
+
+
+def draft_scale(image: Image.Image, crop: Crop, size: int) -> float:
+    """Decode ``image`` (not loaded yet) at a reduced scale when ``crop`` allows it (see the module docstring);
+    returns the scale from source pixels to the pixels that will be decoded (1.0: full size)."""
+    width, height = image.size
+    need = (math.ceil(width * size / crop.width), math.ceil(height * size / crop.height))
+    if 2 * need[0] > width or 2 * need[1] > height:
+        return 1.0
+    drafted = image.draft("RGB", need)
+    if drafted is None:  # not a JPEG, or already loaded
+        return 1.0
+    return drafted[1][2] / width
 
 
 @dataclass(frozen=True)
 class ImageTransform:
-    """Crop (training), resize, flip and normalise an image and its boxes; see the module docstring."""
+    """Crop (training), resize and flip an image to uint8 pixels, and its boxes; see the module docstring."""
 
     size: int = 224
     train: bool = True
@@ -141,6 +161,7 @@ class ImageTransform:
     scale: tuple[float, float] = (0.5, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     min_visible: float = 0.5
+    draft: bool = True
 
     def sample(self, width: int, height: int, generator: torch.Generator | None = None) -> Crop:
         """The random crop and flip for an image of this size (the whole image when not training)."""
@@ -153,13 +174,22 @@ class ImageTransform:
     def apply(
         self, image: Image.Image, crop: Crop, boxes: Sequence[Sequence[float]] = ()
     ) -> tuple[torch.Tensor, list[Box | None]]:
-        """The image tensor and the boxes (None where dropped) under ``crop``."""
+        """The uint8 pixels [3, size, size] and the boxes (None where dropped) under ``crop``; an image not
+        loaded yet is decoded here, in place (at a reduced scale when the crop allows, see the module docstring)."""
         width, height = image.size
-        box = (crop.left, crop.top, crop.left + crop.width, crop.top + crop.height)
-        out = image.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
+        out_boxes = [crop_box(b, crop, width, height, self.min_visible) for b in boxes]
+        scale = draft_scale(image, crop, self.size) if self.draft else 1.0
+        box = (
+            crop.left * scale,
+            crop.top * scale,
+            (crop.left + crop.width) * scale,
+            (crop.top + crop.height) * scale,
+        )
+        rgb = image.convert("RGB") if image.mode != "RGB" else image
+        out = rgb.resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
         if crop.flip:
             out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return to_tensor(out), [crop_box(b, crop, width, height, self.min_visible) for b in boxes]
+        return to_pixels(out), out_boxes
 
     def __call__(
         self,

@@ -2,7 +2,8 @@
 
 The tokenizer is read from the checkpoint's ``tokenizer/`` folder, else from the checkpoint folder itself
 (``tokenizer.json`` beside the weights), else from ``tokenizer_path``. Images get the evaluation transform of
-training (a bicubic resize to the model's square side, ALBEF's mean and std).
+training (a bicubic resize to the model's square side) and go to the model as uint8 pixels, which it
+normalises on its device (``training.models.vlm.normalise_images``), as in training.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class OursScorer:
         self.transform = ImageTransform(size=self.model.config.vision.image_size, train=False)
 
     def _pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """uint8 pixels [N, 3, H, W] on the model's device (the model normalises them there)."""
         return torch.stack([self.transform(image)[0] for image in images]).to(self.device)
 
     def _tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,11 @@ it restricts the ViT's self-attention (so the entity's tokens never see other pa
 cross-attention. Boxes are clipped to the image; a box of zero area still keeps the patch at its corner.
 X-VLM's rule "keep a box only if more than half of it lies inside the cropped image" is a data-side decision
 (the data streams crop); ``box_mostly_inside`` implements it for them.
+
+Images come as uint8 pixels [N, 3, H, W] (the batch contract) and are normalised on the model's device by
+``normalise_images``: ``forward`` does it once per batch, and every public method that takes images does it
+for its caller (the evaluation scorers pass uint8 pixels too). A floating tensor is taken as already
+normalised, which is how ``forward`` hands its batch on to the methods it shares with those callers.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 
-from training.batches import check_batch
+from training.batches import IMAGE_MEAN, IMAGE_STD, check_batch
 from training.models import losses as L
 from training.models.config import ModelConfig
 from training.models.encoders import TextEncoder, VisionEncoder, bert_config
@@ -38,6 +43,18 @@ from training.models.fusion import FusionEncoder
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 _EDGE_EPS = 1e-4  # in patch units: a box edge this close to a patch border does not pull in the next patch
+
+
+def normalise_images(image: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels [N, 3, H, W] as the vision encoder's input: float32 ``(pixels / 255 - mean) / std`` on the
+    pixels' device; a floating tensor is taken as already normalised and returned unchanged."""
+    if image.is_floating_point():
+        return image
+    if image.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8 pixels (or normalised floats), not {image.dtype}")
+    mean = torch.tensor(IMAGE_MEAN, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
+    return image.float().div_(255.0).sub_(mean).div_(std)
 
 
 def patch_mask_for_boxes(boxes: torch.Tensor, grid: int) -> torch.Tensor:
@@ -169,8 +186,9 @@ class RelationVLM(nn.Module):
             self.mlm_head.load_state_dict(found, strict=False)
 
     def encode_image(self, image: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """ViT token states [N, 1 + patches, Hv] ([CLS] first), optionally restricted by a token keep-mask."""
-        return self.vision(image, token_mask)
+        """ViT token states [N, 1 + patches, Hv] ([CLS] first) of uint8 pixels, optionally restricted by a
+        token keep-mask."""
+        return self.vision(normalise_images(image), token_mask)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Text-encoder token states [B, L, H]."""
@@ -197,6 +215,7 @@ class RelationVLM(nn.Module):
 
         The ViT runs once per distinct (image, box) pair.
         """
+        image = normalise_images(image)
         keys = torch.cat([image_index[:, None].to(boxes.dtype), boxes], dim=1)
         unique, inverse = torch.unique(keys, dim=0, return_inverse=True)
         first = _first_occurrence(inverse, unique.shape[0])
@@ -357,7 +376,7 @@ class RelationVLM(nn.Module):
 
     def _caption_losses(self, batch: dict, alpha: float) -> dict[str, torch.Tensor]:
         """Caption and VSG batches: ITC / ITM / MLM, with momentum distillation when configured."""
-        image = batch["image"]
+        image = normalise_images(batch["image"])
         image_embeds = self.vision(image)
         image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.long, device=image.device)
         momentum_image = image if self.momentum_towers is not None else None
@@ -405,6 +424,7 @@ class RelationVLM(nn.Module):
         ``alpha`` overrides the distillation weight (e.g. ALBEF's ramp-up over the first epoch).
         """
         check_batch(batch)
+        batch = {**batch, "image": normalise_images(batch["image"])}
         kind = batch["type"]
         if kind not in self.batch_types:
             raise ValueError(
@@ -443,7 +463,7 @@ class RelationVLM(nn.Module):
         """Predicted boxes [E, 4] (normalised centre x, centre y, w, h) of each label in its whole image."""
         if self.box_head is None:
             raise ValueError(f"{self.config.name} has no box head (use_box is off)")
-        image_embeds = self.vision(image)[image_index]
+        image_embeds = self.vision(normalise_images(image))[image_index]
         fused = self.fuse(self.text(input_ids, attention_mask), attention_mask, image_embeds)
         return self.box_head(fused[:, 0]).sigmoid()
 
@@ -453,7 +473,7 @@ class RelationVLM(nn.Module):
     ) -> torch.Tensor:
         """Probability of "match" [B] of image i with text i (softmax of the ITM head; no gradients)."""
         return self.itm_score_encoded(
-            self.vision(image), self.text(input_ids, attention_mask), attention_mask
+            self.vision(normalise_images(image)), self.text(input_ids, attention_mask), attention_mask
         )
 
     @torch.no_grad()
@@ -472,7 +492,7 @@ class RelationVLM(nn.Module):
         attention_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """L2-normalised ITC embeddings (image [N, D] or None, text [B, D] or None); similarity = dot."""
-        image_feat = None if image is None else self._image_feat(self.vision(image))
+        image_feat = None if image is None else self._image_feat(self.vision(normalise_images(image)))
         text_feat = None
         if input_ids is not None:
             if attention_mask is None:
