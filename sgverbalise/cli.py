@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("sgverbalise.commands.eval", "zero-shot evaluation: VSR, VALSE, SVO-Probes, Winoground, retrieval"),
     "sweep": ("sgverbalise.commands.sweep", "evaluate every checkpoint of a run: skills against training step"),
     "train": ("sgverbalise.commands.train", "pretrain a model: YAML config, --set overrides, DDP, checkpoints"),
+    "experiment": ("sgverbalise.commands.experiment", "run a small-scale replication: sgv experiment relations"),
 }
 # Subcommands that accept unknown arguments (passed on to Beam's PipelineOptions).
 PASS_THROUGH = {"build-shards", "demo"}

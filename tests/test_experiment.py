@@ -1,0 +1,230 @@
+"""The relations experiment: the held-out rule, training data without held-out pairs, probes in the published
+formats, the configs (tiny ones equal where it matters, the GPU recipe's batches), and the whole pipeline."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("torch")
+
+from sgverbalise.shards import read_shard  # noqa: E402
+from sgverbalise.synth import COLOURS, PREDICATES, SHAPES, make_scene, relation_between  # noqa: E402
+from training.config import load_config  # noqa: E402
+from training.eval.benchmarks import read_suite  # noqa: E402
+from training.eval.runner import EvalConfig, check_suite  # noqa: E402
+from training.experiment.corpus import heldout_image_keys, object_pairs, write_web_shards  # noqa: E402
+from training.experiment.heldout import (  # noqa: E402
+    HELDOUT_LABELS,
+    HELDOUT_PAIRS,
+    OPPOSITE,
+    false_variant,
+    is_heldout,
+    probe_relation,
+    training_scene,
+)
+from training.experiment.probes import ProbeSizes, write_probes  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_PROBES = ProbeSizes(vsr_dev=5, vsr_test=7, valse=6, retrieval_test=4, retrieval_dev=3)
+
+
+def _labels(text: str) -> set[str]:
+    words = text.replace(",", " ").split()
+    return {f"{a} {b}" for a, b in zip(words, words[1:], strict=False) if a in COLOURS and b in SHAPES}
+
+
+# ------------------------------------------------------------------------------------------------ the rule
+
+
+def test_heldout_pairs_leave_every_colour_and_shape_in_training():
+    assert len(HELDOUT_PAIRS) == 5
+    assert sorted(s for _, s in HELDOUT_PAIRS) == sorted(SHAPES)  # one held-out colour per shape
+    assert len({c for c, _ in HELDOUT_PAIRS}) == 5
+    expected = {"black circle", "yellow square", "red triangle", "purple rectangle", "pink diamond"}
+    assert HELDOUT_LABELS == expected
+    assert is_heldout("red", "triangle") and not is_heldout("red", "circle")
+
+
+def test_false_statements_are_false_in_the_picture():
+    assert set(OPPOSITE) == set(PREDICATES)
+    rng = random.Random(7)
+    checked = 0
+    for _ in range(300):
+        scene = make_scene(rng, 128)
+        for relation in scene.relations:
+            s, predicate, o = false_variant(rng, relation)
+            assert relation_between(scene.objects[s], scene.objects[o], 128) != predicate
+            assert (s, predicate, o) != relation
+            checked += 1
+    assert checked > 1000
+
+
+def test_training_scenes_and_probe_relations_are_disjoint_by_the_rule():
+    rng = random.Random(3)
+    for _ in range(100):
+        assert not any(is_heldout(o.colour, o.shape) for o in training_scene(rng, 64).objects)
+        scene, (s, _, o) = probe_relation(rng, 64)
+        assert {scene.objects[s].label, scene.objects[o].label} & HELDOUT_LABELS
+
+
+def test_object_pairs_read_both_ways_of_naming():
+    assert object_pairs(["red circle"], []) == [("red", "circle")]
+    assert object_pairs(["triangle"], ["red"]) == [("red", "triangle")]
+    assert object_pairs(["man"], ["tall"]) == []
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def test_web_shards_have_no_heldout_pair_and_are_deterministic(tmp_path: Path):
+    a = write_web_shards(tmp_path / "a", 40, seed=1, samples_per_shard=16, image_size=64, relation_rate=0.3)
+    write_web_shards(tmp_path / "b", 40, seed=1, samples_per_shard=16, image_size=64, relation_rate=0.3)
+    assert a == {"samples": 40, "shards": 3}
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["00000.parquet", "00000.tar", "00001.parquet", "00001.tar", "00002.parquet", "00002.tar"]
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    captions = []
+    for tar in sorted((tmp_path / "a").glob("*.tar")):
+        for _, members in read_shard(str(tar)):
+            meta = json.loads(members["json"])
+            captions.append(members["txt"].decode())
+            assert meta["caption"] == captions[-1] and not set(meta["objects"]) & HELDOUT_LABELS
+            assert _labels(captions[-1]) <= set(meta["objects"])
+    assert any(any(p in c for p in PREDICATES) for c in captions)  # a few name a relation
+    assert sum(any(f" {p} " in c for p in PREDICATES) for c in captions) < len(captions) / 2
+
+
+def test_heldout_image_keys_of_a_synthetic_corpus(tmp_path: Path):
+    from sgverbalise.synth import synthesize
+
+    synthesize(str(tmp_path), 40, seed=2, with_images=True, image_size=64)
+    keys = heldout_image_keys(str(tmp_path / "vg"), str(tmp_path / "gqa" / "train_sceneGraphs.json"))
+    graphs = json.loads((tmp_path / "vg" / "scene_graphs.json").read_text())
+    expected = [f"vg-{g['image_id']}" for g in graphs
+                if any(_labels(" ".join(o.get("attributes", []) + o["names"])) & HELDOUT_LABELS
+                       for o in g["objects"])]
+    assert [k for k in keys if k.startswith("vg-")] == expected
+    assert 0 < len(keys) < 40
+
+
+def test_probes_are_read_by_the_harness_and_name_heldout_pairs(tmp_path: Path):
+    summary = write_probes(tmp_path / "p", TINY_PROBES, seed=0, image_size=64)
+    write_probes(tmp_path / "q", TINY_PROBES, seed=0, image_size=64)
+    for rel in [*summary["files"], "probes.json"]:
+        assert (tmp_path / "p" / rel).read_bytes() == (tmp_path / "q" / rel).read_bytes(), rel
+    data = str(tmp_path / "p")
+    vsr = read_suite("vsr", data)
+    assert vsr.found == vsr.kept == 2 * (5 + 7) and not vsr.dropped
+    by_image: dict[tuple, list] = {}
+    for ex in vsr.examples:
+        by_image.setdefault(ex.image, []).append(ex)
+        assert _labels(ex.caption) & HELDOUT_LABELS
+        assert ex.caption == f"{ex.subj} {ex.relation} {ex.obj}"
+    assert all(sorted(e.label for e in pair) == [0, 1] for pair in by_image.values())
+    valse = read_suite("valse", data)
+    assert valse.kept == 6 and {e.instrument for e in valse.examples} == {"relations"}
+    for ex in valse.examples:
+        assert ex.caption != ex.foil and _labels(ex.caption) == _labels(ex.foil)
+        assert _labels(ex.caption) & HELDOUT_LABELS
+    for suite, images in (("coco", 4), ("coco_dev", 3)):
+        gallery = read_suite(suite, data).examples[0]
+        assert len(gallery.images) == images and len(gallery.texts) == 2 * images
+        assert not any(f" {p} " in t for t in gallery.texts for p in PREDICATES)  # coarse: objects only
+    cfg = EvalConfig(data=data, progress=False)
+    for suite in ("vsr", "valse", "coco", "coco_dev"):
+        report = check_suite(cfg, suite)
+        assert report["status"] == "ok" and report["missing_images"] == 0, report
+
+
+# ------------------------------------------------------------------------------------------------ configs
+
+
+def test_experiment_configs_share_architecture_steps_and_images_per_step():
+    cfgs = {m: load_config(ROOT / "configs" / "experiment" / f"{m}.yaml") for m in
+            ("albef", "realbef", "xvlm", "rexvlm")}
+    sizes = [(c.model.vision, c.model.text, c.model.fusion, c.model.embed_dim) for c in cfgs.values()]
+    assert all(s == sizes[0] for s in sizes)
+    assert len({(c.train.steps, c.train.lr, c.train.warmup, c.train.ckpt_every) for c in cfgs.values()}) == 1
+    for name, cfg in cfgs.items():
+        assert cfg.model.name == name
+        assert {cfg.data.batch_sizes[k] for k in cfg.data.active_types()} == {32}
+        assert cfg.train.milestone_every == cfg.train.ckpt_every  # every checkpoint kept for the sweep
+    assert cfgs["albef"].data.active_types() == ["caption"]
+    assert cfgs["realbef"].data.active_types() == ["caption", "mrc", "vsg"]
+    assert cfgs["rexvlm"].data.ratios == {"caption": 2.0, "entity": 1.5, "mrc": 1.0, "vsg": 1.0}
+
+
+def test_replication_configs_have_the_paper_batches_on_eight_gpus():
+    expected = {
+        "albef": {"caption": 512, "entity": 0, "mrc": 0, "vsg": 0},
+        "realbef": {"caption": 512, "entity": 0, "mrc": 128, "vsg": 128},
+        "xvlm": {"caption": 1024, "entity": 1024, "mrc": 0, "vsg": 0},
+        "rexvlm": {"caption": 1024, "entity": 1024, "mrc": 256, "vsg": 128},
+    }
+    for name, batches in expected.items():
+        path = ROOT / "configs" / "replication" / f"{name}-cc3m.yaml"
+        cfg = load_config(path)
+        assert {k: 8 * v for k, v in cfg.data.batch_sizes.items()} == batches
+        t = cfg.train
+        assert (t.steps, t.lr, t.warmup, t.weight_decay) == (200_000, 1e-4, 5000, 0.02)
+        assert cfg.model.vision.init_path and cfg.model.text.init_path and cfg.data.image_size == 224
+        assert f"--config configs/replication/{name}-cc3m.yaml" in path.read_text()
+    assert load_config(ROOT / "configs/replication/realbef-cc3m.yaml").data.ratios["mrc"] == 1.0
+    rexvlm = yaml.safe_load((ROOT / "configs/replication/rexvlm-cc3m.yaml").read_text())
+    assert rexvlm["data"]["preset"] == "rexvlm"
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+@pytest.mark.slow
+def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):
+    from sgverbalise.cli import main
+
+    out = tmp_path / "exp"
+    assert main(["experiment", "relations", "--out", str(out), "--smoke"]) == 0
+    printed = capsys.readouterr().out
+    assert "| REALBEF |" in printed and f"command: sgv experiment relations --out {out} --smoke" in printed
+    results = json.loads((out / "results.json").read_text())
+    models = ["albef", "realbef", "xvlm", "rexvlm"]
+    assert sorted(results["table"]) == sorted(models) and results["meta"]["config"]["models"] == models
+    assert results["samples_per_run"] == 4 * 32  # the same images seen by every model: steps x batch size
+    for model in models:
+        cells = results["table"][model]
+        assert {"vsr_dev", "vsr_test", "valse", "coco_tr1", "coco_ir1"} <= set(cells)
+        assert all(c["n"] == 1 and 0.0 <= c["mean"] <= 100.0 for c in cells.values())
+        assert ("mrc_val" in cells) == (model in ("realbef", "rexvlm"))
+        assert [p["step"] for p in results["curves"][model]["vsr_test"]] == [2, 4]
+    types = {r["model"]: set(r["batch_types"]) for r in results["runs"]}
+    assert types["albef"] == {"caption"} and types["realbef"] <= {"caption", "vsg", "mrc"}
+    assert set(results["differences"]) == {"realbef-albef", "rexvlm-xvlm"}
+    assert (out / "skills.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "results.md").read_text()
+    assert "| model | VSR-style dev |" in table and "sgv experiment relations" in table
+    # held out: no training text or training image names a held-out pair; every probe caption does
+    data = out / "data"
+    excluded = (data / "exclude_image_ids.txt").read_text().split()
+    manifest = json.loads((data / "sg" / "manifest.json").read_text())
+    assert manifest["rejects"]["image/excluded_eval"] == len(excluded) > 0
+    for tar in sorted((data / "sg").glob("*/shard-*.tar")):
+        for key, members in read_shard(str(tar)):
+            sample = json.loads(members["json"])
+            assert key not in excluded
+            for entity in sample["entities"]:
+                assert not _labels(" ".join(entity["attributes"] + [entity["name"]])) & HELDOUT_LABELS
+            assert not any(_labels(v) & HELDOUT_LABELS for v in sample["vsg"])
+    for tar in sorted((data / "web").glob("*.tar")):
+        for _, members in read_shard(str(tar)):
+            assert not _labels(members["txt"].decode()) & HELDOUT_LABELS
+    for line in (data / "probes" / "vsr" / "random" / "test.jsonl").read_text().splitlines():
+        assert _labels(json.loads(line)["caption"]) & HELDOUT_LABELS
+    # a rerun reuses the data and the complete runs
+    before = (out / "runs" / "realbef-seed0" / "run.json").read_bytes()
+    assert main(["experiment", "relations", "--out", str(out), "--smoke"]) == 0
+    assert (out / "runs" / "realbef-seed0" / "run.json").read_bytes() == before

@@ -1,0 +1,293 @@
+"""``sgv experiment relations``: does VSG + MRC data teach a model relations? A small, reproducible answer.
+
+Steps (everything under ``out``):
+
+1. ``data/``: a synthetic VG + GQA corpus with images (``sgverbalise.synth``), the keys of its images that
+   show a held-out colour/shape pair (``data/exclude_image_ids.txt``), ``build-shards`` with those excluded
+   (``data/sg``: VSG + MRC shards), a web set of training scenes with alt-text captions (``data/web``), a
+   WordPiece tokenizer on the training texts (``data/tokenizer``) and the held-out probes (``data/probes``,
+   ``training.experiment.probes``). Reused when ``data/data.json`` says it was made with the same settings.
+2. ``runs/{model}-seed{seed}/``: one training run per model and seed from ``configs/experiment/{model}.yaml``
+   (same architecture, steps and batch size per batch type in every config), a checkpoint every
+   ``ckpt_every`` steps, then ``sweep`` over the probes (``runs/.../sweep/``) and, for models with an MRC
+   head, MRC accuracy on the scene-graph val split; ``run.json`` holds it all and marks the run complete
+   (a rerun skips complete runs and resumes interrupted ones).
+3. ``results.json``, ``results.md`` and ``skills.png`` (``training.experiment.report``).
+
+Samples seen: the images in the batches of all optimizer steps (what the trainer counts). Every batch type
+has the same batch size in the experiment's configs, so each model sees ``steps x batch size`` images:
+ALBEF spends all of them on caption batches, REALBEF half on captions and a quarter each on VSG and MRC.
+Runs go ``jobs`` at a time in separate processes, one torch thread each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shlex
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .probes import ProbeSizes
+
+log = logging.getLogger(__name__)
+
+MODELS: tuple[str, ...] = ("albef", "realbef", "xvlm", "rexvlm")
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "experiment"
+SUITES: tuple[str, ...] = ("vsr", "valse", "coco", "coco_dev")
+RUN_FILE = "run.json"
+DATA_FILE = "data.json"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """What the experiment runs; ``smoke()`` is the few-step version the tests run."""
+
+    out: str = "out/experiment"
+    models: tuple[str, ...] = MODELS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    steps: int = 1500
+    ckpt_every: int = 300
+    sg_images: int = 5000  # synthetic VG + GQA images before the held-out ones are excluded
+    web_images: int = 4000
+    image_size: int = 128  # side of the generated JPEGs (the models see 64 px)
+    probes: ProbeSizes = field(default_factory=ProbeSizes)
+    data_seed: int = 0
+    jobs: int = 2
+    k_test: int = 16  # ITC candidates re-ranked by ITM in retrieval
+    configs: str = str(CONFIG_DIR)
+    overrides: tuple[str, ...] = ()  # more --set overrides for every run
+
+    def smoke(self) -> ExperimentConfig:
+        """One seed, a few steps, a few dozen images: the whole pipeline in well under a minute."""
+        return replace(self, seeds=self.seeds[:1], steps=4, ckpt_every=2, sg_images=60, web_images=64,
+                       probes=ProbeSizes(vsr_dev=6, vsr_test=6, valse=6, retrieval_test=6, retrieval_dev=6),
+                       k_test=4, jobs=1)
+
+    def data_settings(self) -> dict[str, Any]:
+        """The settings that decide ``data/`` (its cache key)."""
+        return {"sg_images": self.sg_images, "web_images": self.web_images, "image_size": self.image_size,
+                "probes": asdict(self.probes), "data_seed": self.data_seed}
+
+
+def command_line(cfg: ExperimentConfig, smoke: bool = False) -> str:
+    """The ``sgv`` command that runs ``cfg``."""
+    parts = ["sgv", "experiment", "relations", "--out", cfg.out]
+    if smoke:
+        return shlex.join([*parts, "--smoke"])
+    parts += ["--seeds", str(len(cfg.seeds)), "--steps", str(cfg.steps), "--ckpt-every", str(cfg.ckpt_every),
+              "--jobs", str(cfg.jobs)]
+    if cfg.models != MODELS:
+        parts += ["--models", ",".join(cfg.models)]
+    for item in cfg.overrides:
+        parts += ["--set", item]
+    return shlex.join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------- data
+
+
+def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
+    """Corpus, scene-graph shards, web shards, tokenizer and probes under ``out/data`` (reused when made with
+    the same settings); returns their paths."""
+    root = Path(cfg.out) / "data"
+    paths = {name: str(root / name) for name in ("sg", "web", "tokenizer", "probes")}
+    stamp = root / DATA_FILE
+    if stamp.is_file() and json.loads(stamp.read_text()).get("settings") == cfg.data_settings():
+        return paths
+    from pipelines.build_shards import run as build_shards
+    from sgverbalise.synth import synthesize
+    from training.data.tokenizer import shard_texts, train_tokenizer
+
+    from .corpus import heldout_image_keys, write_web_shards
+    from .probes import write_probes
+
+    stamp.unlink(missing_ok=True)
+    shutil.rmtree(Path(cfg.out) / "runs", ignore_errors=True)  # trained on other data
+    started = time.perf_counter()
+    corpus = root / "corpus"
+    synthesize(str(corpus), cfg.sg_images, seed=cfg.data_seed, with_images=True, image_size=cfg.image_size)
+    gqa = corpus / "gqa" / "train_sceneGraphs.json"
+    excluded = heldout_image_keys(str(corpus / "vg"), str(gqa))
+    exclude_file = root / "exclude_image_ids.txt"
+    exclude_file.write_text("".join(k + "\n" for k in excluded))
+    manifest = build_shards([
+        "--vg", str(corpus / "vg"), "--vg-images", str(corpus / "vg"),
+        "--gqa", str(gqa), "--gqa-images", str(corpus / "gqa" / "images"),
+        "--out", paths["sg"], "--exclude-image-ids", str(exclude_file), "--vsg-attributes", "1",
+        "--val-fraction", "0.05", "--samples-per-shard", "500", "--seed", str(cfg.data_seed),
+    ])  # fmt: skip
+    web = write_web_shards(paths["web"], cfg.web_images, seed=cfg.data_seed, image_size=cfg.image_size)
+    tokenizer = train_tokenizer(shard_texts([paths["sg"], paths["web"]]), paths["tokenizer"], vocab_size=400,
+                                min_frequency=1)
+    probes = write_probes(paths["probes"], cfg.probes, seed=cfg.data_seed, image_size=cfg.image_size)
+    summary = {
+        "settings": cfg.data_settings(),
+        "corpus_images": cfg.sg_images,
+        "excluded_images": len(excluded),
+        "sg_samples": {s: manifest["splits"][s]["samples"] for s in manifest["splits"]},
+        "web_samples": web["samples"],
+        "tokenizer_size": len(tokenizer),
+        "probes": probes["counts"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    stamp.write_text(json.dumps(summary, indent=2) + "\n")
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------- runs
+
+
+def run_overrides(
+    cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int, run_dir: Path
+) -> list[str]:
+    """The ``--set`` overrides of one run: data paths, steps, seed, checkpoints, quiet."""
+    sg, web = data["sg"], data["web"]
+    sources = {"caption": web, "vsg": sg, "mrc": sg, "entity": sg}
+    from training.config import load_config
+
+    active = load_config(Path(cfg.configs) / f"{model}.yaml").data.active_types()
+    return [
+        *[f"data.sources.{kind}=[{sources[kind]}]" for kind in active],
+        f"data.tokenizer={data['tokenizer']}",
+        f"train.out={run_dir}",
+        f"train.steps={cfg.steps}",
+        f"train.seed={seed}",
+        f"train.ckpt_every={cfg.ckpt_every}",
+        f"train.milestone_every={cfg.ckpt_every}",
+        "train.keep_last=1",
+        f"train.resume={'true' if any(run_dir.glob('step-*')) else 'false'}",
+        "train.progress=false",
+        "train.tensorboard=false",
+        "train.threads=1",
+        *cfg.overrides,
+    ]
+
+
+def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) -> dict[str, Any]:
+    """Train one model with one seed, sweep its checkpoints over the probes; returns (and writes) run.json."""
+    import torch
+
+    from training.config import load_config
+    from training.eval.ours import OursScorer
+    from training.eval.runner import EvalConfig
+    from training.eval.sweep import sweep, sweep_markdown
+    from training.loop import train
+
+    run_dir = Path(cfg.out) / "runs" / f"{model}-seed{seed}"
+    done = run_dir / RUN_FILE
+    if done.is_file():
+        previous = json.loads(done.read_text())
+        if previous.get("steps") == cfg.steps and previous.get("ckpt_every") == cfg.ckpt_every:
+            return previous
+        shutil.rmtree(run_dir)  # made with other settings: its checkpoints cannot be resumed
+    torch.set_num_threads(1)
+    run_cfg = load_config(Path(cfg.configs) / f"{model}.yaml", run_overrides(cfg, data, model, seed, run_dir))
+    started = time.perf_counter()
+    summary = train(run_cfg)
+    trained = time.perf_counter()
+    eval_cfg = EvalConfig(data=data["probes"], suites=SUITES, k_test=cfg.k_test, progress=False)
+
+    def load(checkpoint: str) -> OursScorer:
+        return OursScorer(checkpoint, device="cpu")
+
+    result = sweep(str(run_dir), eval_cfg, load, str(run_dir / "sweep"))
+    (run_dir / "sweep" / "sweep.md").write_text(sweep_markdown(result))
+    mrc = None
+    if run_cfg.model.use_mrc:
+        from training.evaluate_mrc import evaluate_mrc
+
+        scorer = OursScorer(result.rows[-1]["checkpoint"], device="cpu")
+        found = evaluate_mrc(scorer.model, data["sg"], scorer.tokenizer, split="val")
+        mrc = {k: found[k] for k in ("accuracy", "majority_rate", "triplets")}
+    doc = {
+        "model": model,
+        "seed": seed,
+        "steps": summary["step"],
+        "ckpt_every": cfg.ckpt_every,
+        "samples": summary["samples"],
+        "batch_types": dict(sorted(_count_types(summary["history"]).items())),
+        "train_seconds": round(trained - started, 1),
+        "eval_seconds": round(time.perf_counter() - trained, 1),
+        "rows": [{k: v for k, v in row.items() if k != "checkpoint"} for row in result.rows],
+        "selected": result.selected,
+        "mrc_val": mrc,
+    }
+    done.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return doc
+
+
+def _count_types(history: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in history:
+        counts[row["type"]] = counts.get(row["type"], 0) + 1
+    return counts
+
+
+def _run_in_child(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) -> dict[str, Any]:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    logging.basicConfig(level=logging.WARNING)
+    return run_one(cfg, data, model, seed)
+
+
+def run_all(cfg: ExperimentConfig, data: dict[str, str]) -> list[dict[str, Any]]:
+    """Every (model, seed) run, ``jobs`` at a time (in this process when ``jobs`` is 1), seed by seed."""
+    plan = [(model, seed) for seed in cfg.seeds for model in cfg.models]
+    if cfg.jobs <= 1:
+        docs = []
+        for model, seed in plan:
+            docs.append(run_one(cfg, data, model, seed))
+            _report_run(docs[-1])
+        return docs
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=context) as pool:
+        futures = [pool.submit(_run_in_child, cfg, data, model, seed) for model, seed in plan]
+        docs = []
+        for future in futures:
+            docs.append(future.result())
+            _report_run(docs[-1])
+    return docs
+
+
+def _report_run(doc: dict[str, Any]) -> None:
+    last = doc["rows"][-1] if doc["rows"] else {}
+    skills = " ".join(f"{k} {v:.1f}" for k, v in sorted(last.items()) if k != "step")
+    log.info("%s seed %d: %d steps (%d images) in %.0f s + eval %.0f s; last: %s", doc["model"], doc["seed"],
+             doc["steps"], doc["samples"], doc["train_seconds"], doc["eval_seconds"], skills)
+
+
+def run_experiment(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any]:
+    """Data, runs, aggregation: writes results.json, results.md and skills.png under ``cfg.out``; returns the
+    results."""
+    from .report import write_report
+
+    unknown = [m for m in cfg.models if not (Path(cfg.configs) / f"{m}.yaml").is_file()]
+    if unknown:
+        raise ValueError(f"no config for {unknown} in {cfg.configs}")
+    started = time.perf_counter()
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    data = prepare_data(cfg)
+    prepared = time.perf_counter()
+    log.info("data ready in %.0f s: %s", prepared - started, data)
+    docs = run_all(cfg, data)
+    now = time.perf_counter()
+    timing = {"data_seconds": round(prepared - started, 1), "runs_seconds": round(now - prepared, 1),
+              "wall_seconds": round(now - started, 1)}
+    data_summary = json.loads((Path(cfg.out) / "data" / DATA_FILE).read_text())
+    meta = {"command": command or command_line(cfg), "config": _plain(asdict(cfg)), "timing": timing,
+            "data": data_summary, "cpus": os.cpu_count()}
+    return write_report(docs, meta, cfg.out)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
