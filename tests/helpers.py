@@ -21,6 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 JOB = "import sys; from pipelines.build_shards import run; run(sys.argv[1:])"
 
 
+def job_args(corpus: str | Path, out: str | Path, *extra: str, samples_per_shard: int = 16,
+             val_fraction: float = 0.25) -> list[str]:
+    """build-shards arguments for a corpus written by ``sgverbalise.synth.synthesize`` (a folder or URL prefix)."""
+    return ["--vg", f"{corpus}/vg", "--vg-images", f"{corpus}/vg", "--gqa", f"{corpus}/gqa/train_sceneGraphs.json",
+            "--gqa-images", f"{corpus}/gqa/images", "--out", str(out), "--samples-per-shard", str(samples_per_shard),
+            "--val-fraction", str(val_fraction), *extra]
+
+
 def files_sha(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import check_output, files_sha, read_tar
+from helpers import check_output, files_sha, job_args, read_tar
 from PIL import Image
 
 from pipelines.build_shards import run
@@ -51,15 +51,9 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
-def corpus_args(corpus: Path, out: Path, *extra: str) -> list[str]:
-    return ["--vg", str(corpus / "vg"), "--vg-images", str(corpus / "vg"),
-            "--gqa", str(corpus / "gqa" / "train_sceneGraphs.json"), "--gqa-images", str(corpus / "gqa" / "images"),
-            "--out", str(out), "--samples-per-shard", "16", "--val-fraction", "0.25", *extra]
-
-
 def test_generated_corpus_with_images(tmp_path, corpus):
     out = tmp_path / "out"
-    manifest = run(corpus_args(corpus, out, "--max-image-side", "64"))
+    manifest = run(job_args(corpus, out, "--max-image-side", "64"))
     samples = check_output(out, manifest)
     assert manifest["rejects"]["image/image_missing"] == 1 and manifest["rejects"]["image/image_unreadable"] == 1
     assert manifest["totals"]["relations_in_rejected_images"] > 0
@@ -81,7 +75,7 @@ def test_deterministic_across_worker_counts_and_portable_runner(tmp_path, corpus
         "portable": ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"],
     }.items():
         outs[name] = tmp_path / name
-        run(corpus_args(corpus, outs[name], *beam_args))
+        run(job_args(corpus, outs[name], *beam_args))
     digests = {name: files_sha(path) for name, path in outs.items()}
     assert digests["one"] == digests["two"] == digests["portable"]
     assert any(name.endswith(".tar") for name in digests["one"])
@@ -101,14 +95,14 @@ def test_exclusion_lists_keep_evaluation_images_out(tmp_path, vg_sample):
 
 def test_rerun_after_kill_completes_and_cleans_up(tmp_path, corpus):
     reference = tmp_path / "reference"
-    run(corpus_args(corpus, reference))
+    run(job_args(corpus, reference))
     out = tmp_path / "out"
     # a stale shard and a temp file from an earlier, different run
     (out / "train").mkdir(parents=True)
     (out / "train" / "shard-000999.tar").write_bytes(b"old")
     (out / "train" / (".shard-000000.tar.tmp-" + "0123456789abcdef" * 2)).write_bytes(b"half")
     code = ("import sys; from pipelines.build_shards import run; run(sys.argv[1:])")
-    proc = subprocess.Popen([sys.executable, "-c", code, *corpus_args(corpus, out, "--direct_num_workers=1")],
+    proc = subprocess.Popen([sys.executable, "-c", code, *job_args(corpus, out, "--direct_num_workers=1")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / "val").glob("shard-*.tar")) and proc.poll() is None:
@@ -116,6 +110,6 @@ def test_rerun_after_kill_completes_and_cleans_up(tmp_path, corpus):
     os.killpg(proc.pid, signal.SIGKILL)  # the job and its Beam workers, mid-way through writing
     proc.wait()
     assert not (out / "manifest.json").exists()
-    manifest = run(corpus_args(corpus, out))
+    manifest = run(job_args(corpus, out))
     check_output(out, manifest)
     assert files_sha(out) == files_sha(reference)

@@ -19,6 +19,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 import torch
+from helpers import job_args
 from PIL import Image
 
 from schemas import validator
@@ -834,25 +835,7 @@ def built(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("built")
     synthesize(str(root / "corpus"), 24, seed=2, with_images=True, image_size=128)
-    c = root / "corpus"
-    run(
-        [
-            "--vg",
-            str(c / "vg"),
-            "--vg-images",
-            str(c / "vg"),
-            "--gqa",
-            str(c / "gqa" / "train_sceneGraphs.json"),
-            "--gqa-images",
-            str(c / "gqa" / "images"),
-            "--out",
-            str(root / "out"),
-            "--samples-per-shard",
-            "6",
-            "--val-fraction",
-            "0.2",
-        ]
-    )
+    run(job_args(root / "corpus", root / "out", samples_per_shard=6, val_fraction=0.2))
     return root / "out"
 
 

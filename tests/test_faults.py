@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import check_output, files_sha, run_killed
+from helpers import check_output, files_sha, job_args, run_killed
 
 from pipelines.build_shards import run
 from sgverbalise.shards import read_shard
@@ -28,17 +28,11 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
-def job_args(corpus: Path, out: Path, *extra: str) -> list[str]:
-    return ["--vg", str(corpus / "vg"), "--vg-images", str(corpus / "vg"),
-            "--gqa", str(corpus / "gqa" / "train_sceneGraphs.json"), "--gqa-images", str(corpus / "gqa" / "images"),
-            "--out", str(out), "--samples-per-shard", "6", "--val-fraction", "0.25", *extra]
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, corpus) -> dict[str, str]:
     """The digests of every file of an uninterrupted run."""
     out = tmp_path_factory.mktemp("reference") / "out"
-    check_output(out, run(job_args(corpus, out)))
+    check_output(out, run(job_args(corpus, out, samples_per_shard=6)))
     return files_sha(out)
 
 
@@ -46,7 +40,7 @@ def reference(tmp_path_factory, corpus) -> dict[str, str]:
 def earlier(tmp_path_factory, corpus) -> Path:
     """The complete output of an earlier run with other options, plus a stale shard and a temp leftover."""
     out = tmp_path_factory.mktemp("earlier") / "out"
-    run(job_args(corpus, out, "--seed", "7", "--samples-per-shard", "4", "--max-image-side", "48"))
+    run(job_args(corpus, out, "--seed", "7", "--max-image-side", "48", samples_per_shard=4))
     (out / STALE).write_bytes(b"stale")
     (out / LEFTOVER).write_bytes(b"half a shard")
     return out
@@ -80,7 +74,7 @@ POINTS = {
 def test_rerun_after_kill_is_identical_to_an_uninterrupted_run(tmp_path, corpus, reference, earlier, point):
     out = tmp_path / "out"
     shutil.copytree(earlier, out)
-    where = run_killed(job_args(corpus, out, "--direct_num_workers=1"), point, tmp_path)
+    where = run_killed(job_args(corpus, out, "--direct_num_workers=1", samples_per_shard=6), point, tmp_path)
     assert where == point.split(":")[0]
     published_files_are_whole(out)
     leftovers = list_leftovers(str(out))
@@ -94,6 +88,6 @@ def test_rerun_after_kill_is_identical_to_an_uninterrupted_run(tmp_path, corpus,
         assert not (out / "manifest.json").exists()  # removed at the start: the output is not complete
         assert [u for u in leftovers if u != str(out / LEFTOVER)] or point.startswith("ingest")
     # the rerun, with the default two workers
-    manifest = run(job_args(corpus, out))
+    manifest = run(job_args(corpus, out, samples_per_shard=6))
     check_output(out, manifest)
     assert files_sha(out) == reference

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import check_output, files_sha, run_killed
+from helpers import check_output, files_sha, job_args, run_killed
 from s3 import s3_server  # noqa: F401  (the fixture)
 
 from pipelines.build_shards import run
@@ -15,12 +15,6 @@ from sgverbalise.cli import main as sgv_main
 from sgverbalise.shards import read_shard
 from sgverbalise.storage import AtomicFile, atomic_open, atomic_write, list_leftovers
 from sgverbalise.synth import synthesize
-
-
-def job_args(inputs: str, out: str, *extra: str) -> list[str]:
-    return ["--vg", f"{inputs}/vg", "--vg-images", f"{inputs}/vg", "--gqa", f"{inputs}/gqa/train_sceneGraphs.json",
-            "--gqa-images", f"{inputs}/gqa/images", "--out", out, "--samples-per-shard", "8", "--val-fraction", "0.25",
-            *extra]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +30,7 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory, corpus) -> Path:
     out = tmp_path_factory.mktemp("local") / "out"
-    check_output(out, run(job_args(str(corpus), str(out))))
+    check_output(out, run(job_args(corpus, out, samples_per_shard=8)))
     return out
 
 
@@ -49,7 +43,7 @@ def s3_inputs(s3_server, corpus) -> str:  # noqa: F811
 def s3_run(s3_server, s3_inputs, tmp_path_factory) -> tuple[str, dict, Path]:  # noqa: F811
     """The job with inputs and outputs on s3://: (output URL, manifest, a local copy of the output)."""
     out = s3_server.prefix("out")
-    manifest = run(job_args(s3_inputs, out))
+    manifest = run(job_args(s3_inputs, out, samples_per_shard=8))
     return out, manifest, s3_server.download(out, tmp_path_factory.mktemp("s3copy"))
 
 
@@ -110,7 +104,8 @@ def test_kill_while_writing_to_s3_then_rerun(s3_server, s3_inputs, s3_run, tmp_p
     leftover = f"{bucket_path}/train/.shard-000000.tar.tmp-" + "0123456789abcdef" * 2
     s3_server.fs.pipe_file(leftover, b"half a shard")
     s3_server.fs.pipe_file(f"{bucket_path}/train/shard-000999.tar", b"stale")
-    assert run_killed(job_args(s3_inputs, out, "--direct_num_workers=1"), "shard:2", tmp_path) == "shard"
+    killed = job_args(s3_inputs, out, "--direct_num_workers=1", samples_per_shard=8)
+    assert run_killed(killed, "shard:2", tmp_path) == "shard"
     s3_server.fs.invalidate_cache()
     assert not s3_server.fs.exists(f"{bucket_path}/manifest.json")
     published = [p for p in s3_server.fs.find(bucket_path) if p.endswith(".tar") and ".tmp-" not in p
@@ -118,7 +113,7 @@ def test_kill_while_writing_to_s3_then_rerun(s3_server, s3_inputs, s3_run, tmp_p
     assert published  # the first shard was published before the kill: whole, as every final key
     for path in published:
         assert list(read_shard(f"s3://{path}"))
-    manifest = run(job_args(s3_inputs, out))
+    manifest = run(job_args(s3_inputs, out, samples_per_shard=8))
     copy = s3_server.download(out, tmp_path / "copy")
     check_output(copy, manifest)
     assert list_leftovers(out) == []

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
+from helpers import job_args, read_tar
 from PIL import Image
 
 from sgverbalise.cli import main
@@ -618,25 +619,7 @@ def built(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("built")
     synthesize(str(root / "corpus"), 40, seed=5, with_images=True, image_size=128)
-    c = root / "corpus"
-    run(
-        [
-            "--vg",
-            str(c / "vg"),
-            "--vg-images",
-            str(c / "vg"),
-            "--gqa",
-            str(c / "gqa" / "train_sceneGraphs.json"),
-            "--gqa-images",
-            str(c / "gqa" / "images"),
-            "--out",
-            str(root / "shards"),
-            "--samples-per-shard",
-            "16",
-            "--val-fraction",
-            "0.25",
-        ]
-    )
+    run(job_args(root / "corpus", root / "shards", samples_per_shard=16, val_fraction=0.25))
     return root / "shards"
 
 
@@ -646,15 +629,6 @@ def built_copy(built, tmp_path) -> Path:
     shutil.copytree(built, out)
     return out
 
-
-def read_tar(path: Path) -> dict[str, dict[str, bytes]]:
-    """Independent reading: tarfile, every member."""
-    samples: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(path) as tar:
-        for member in tar.getmembers():
-            key, ext = member.name.split(".", 1)
-            samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
-    return samples
 
 
 @pytest.mark.slow
