@@ -555,3 +555,36 @@ def test_tiny_model_overfits_one_mrc_batch() -> None:
     with torch.no_grad():
         final = float(model.eval()(batch)["mrc"])
     assert final < 0.1 * first, (first, final)
+
+
+def _gather_on_rank(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from training.models.losses import gather_ranks
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        rows = rank + 2  # ranks hold different numbers of rows
+        x = torch.full((rows, 3), float(rank)) + torch.arange(rows).unsqueeze(1) / 10
+        torch.save(gather_ranks(x), f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gather_ranks_concatenates_every_rank_in_order(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from training.models.losses import gather_ranks
+
+    x = torch.randn(4, 3)
+    assert gather_ranks(x) is x  # outside torch.distributed: unchanged
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_gather_on_rank, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    expected = torch.cat([torch.full((2, 3), 0.0) + torch.arange(2).unsqueeze(1) / 10,
+                          torch.full((3, 3), 1.0) + torch.arange(3).unsqueeze(1) / 10])
+    for rank in range(2):
+        assert torch.equal(torch.load(tmp_path / f"rank{rank}.pt", weights_only=True), expected)

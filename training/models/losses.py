@@ -23,6 +23,26 @@ def group_ids_of_rows(rows: torch.Tensor) -> torch.Tensor:
     return inverse
 
 
+@torch.no_grad()
+def gather_ranks(x: torch.Tensor) -> torch.Tensor:
+    """``x`` of every rank concatenated along dim 0 in rank order (``x`` itself outside torch.distributed);
+    ranks may hold different numbers of rows. No gradient flows through (for momentum features)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return x
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return x
+    rows = torch.tensor([x.shape[0]], device=x.device)
+    counts = [torch.zeros_like(rows) for _ in range(world)]
+    torch.distributed.all_gather(counts, rows)
+    counts = [int(c.item()) for c in counts]
+    padded = torch.zeros((max(counts), *x.shape[1:]), dtype=x.dtype, device=x.device)
+    padded[: x.shape[0]] = x
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    torch.distributed.all_gather(parts, padded.contiguous())
+    return torch.cat([part[:n] for part, n in zip(parts, counts, strict=True)])
+
+
 def itc_loss(
     image_feat: torch.Tensor,
     text_feat: torch.Tensor,

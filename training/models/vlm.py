@@ -256,8 +256,11 @@ class RelationVLM(nn.Module):
 
     @torch.no_grad()
     def _enqueue(self, image_feat: torch.Tensor, text_feat: torch.Tensor) -> None:
-        """Write momentum features into the ring-buffer queues (the newest ``queue_size`` are kept)."""
+        """Write momentum features into the ring-buffer queues (the newest ``queue_size`` are kept). Under
+        torch.distributed the features of every rank are enqueued, in rank order, as ALBEF does: the queues hold
+        negatives from the whole global batch and stay the same on every rank."""
         size = self.config.queue_size
+        image_feat, text_feat = L.gather_ranks(image_feat), L.gather_ranks(text_feat)
         image_feat, text_feat = image_feat[-size:], text_feat[-size:]
         slots = (self.queue_ptr + torch.arange(image_feat.shape[0], device=image_feat.device)) % size
         self.image_queue[slots] = image_feat.to(self.image_queue.dtype)
