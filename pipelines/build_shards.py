@@ -83,7 +83,6 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
     by_reason = rejects | "ByReason" >> beam.Map(lambda r: (f"{r['kind']}/{r['reason']}", r))
     reject_files = (by_reason | "GroupRejects" >> beam.GroupByKey()
                     | "WriteRejects" >> beam.ParDo(WriteRejectsFn(cfg.out)))
-    reject_counts = by_reason | "CountRejects" >> beam.combiners.Count.PerKey()
     stats = ((read_stats, made[STATS]) | "AllStats" >> beam.Flatten()
              | "SumStats" >> beam.CombinePerKey(sum))
 
@@ -94,7 +93,6 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
             FinaliseFn(cfg.out, manifest_config(cfg), input_fingerprints(cfg)),
             shards=beam.pvalue.AsList(shards),
             stats=beam.pvalue.AsList(stats),
-            rejects=beam.pvalue.AsList(reject_counts),
             reject_files=beam.pvalue.AsList(reject_files),
             vocab=beam.pvalue.AsSingleton(vocab),
         )

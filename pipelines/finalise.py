@@ -12,7 +12,6 @@ import apache_beam as beam
 from schemas import SCHEMA_VERSION, validator
 from sgverbalise import __version__
 from sgverbalise.layout import SPLITS
-from sgverbalise.rejects import count_by_reason
 from sgverbalise.storage import atomic_write, join, remove_leftovers, url_fs
 from sgverbalise.vocab import RelationVocab
 
@@ -35,17 +34,18 @@ def _reject_order(r: dict) -> tuple:
 
 
 class WriteRejectsFn(beam.DoFn):
-    """One ``rejects/{kind}-{reason}.jsonl`` per kind and reason, lines sorted."""
+    """One ``rejects/{kind}-{reason}.jsonl`` per kind and reason, lines sorted; yields (``kind/reason``, count,
+    file name), so the manifest's counts come from the files themselves."""
 
     def __init__(self, out: str) -> None:
         self.out = out
 
-    def process(self, element: tuple[str, Iterable[dict]]) -> Iterator[str]:
+    def process(self, element: tuple[str, Iterable[dict]]) -> Iterator[tuple[str, int, str]]:
         group, rejects = element
         lines = [json.dumps(r, sort_keys=True, ensure_ascii=False) for r in sorted(rejects, key=_reject_order)]
         name = rejects_name(group)
         atomic_write(join(self.out, name), ("\n".join(lines) + "\n").encode())
-        yield name
+        yield group, len(lines), name
 
 
 def build_manifest(config: dict, inputs: list[dict], shards: list[dict], stats: dict[str, int],
@@ -101,11 +101,12 @@ class FinaliseFn(beam.DoFn):
     def __init__(self, out: str, config: dict, inputs: list[dict]) -> None:
         self.out, self.config, self.inputs = out, config, inputs
 
-    def process(self, _, shards, stats, rejects, reject_files, vocab) -> Iterator[dict]:
+    def process(self, _, shards, stats, reject_files, vocab) -> Iterator[dict]:
         atomic_write(join(self.out, RELATIONS), vocab.dumps())
-        manifest = build_manifest(self.config, self.inputs, list(shards), dict(stats), dict(rejects), vocab)
+        counts = {group: count for group, count, _ in reject_files}
+        manifest = build_manifest(self.config, self.inputs, list(shards), dict(stats), counts, vocab)
         atomic_write(join(self.out, MANIFEST), dumps(manifest))
-        keep = {s["name"] for s in shards} | set(reject_files)
+        keep = {s["name"] for s in shards} | {name for _, _, name in reject_files}
         removed = remove_stale(self.out, keep)
         if removed:
             log.info("removed %d files an earlier run left: %s", len(removed), removed[:5])
@@ -139,5 +140,3 @@ def summarise(manifest: dict) -> str:
         lines.append("rejects: " + ", ".join(f"{k} {v}" for k, v in manifest["rejects"].items()))
     return "\n".join(lines)
 
-
-__all__ = ["FinaliseFn", "WriteRejectsFn", "build_manifest", "count_by_reason", "dumps", "summarise"]

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
+import fsspec
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
@@ -118,6 +119,18 @@ class NormaliseFn(beam.DoFn):
         yield self.normaliser.record(record)
 
 
+def predicate_counts(record: dict) -> Counter[tuple[str, str]]:
+    """(source, normalised predicate) counts of one record."""
+    return Counter((record["source"], rel["predicate"]) for rel in record["relations"] if rel["predicate"])
+
+
+def sum_counters(counters: Iterable[Counter]) -> Counter:
+    total: Counter = Counter()
+    for counter in counters:
+        total.update(counter)
+    return total
+
+
 def vocabulary_from_counts(counts: dict[tuple[str, str], int], cfg: BuildConfig) -> RelationVocab:
     """The vocabulary from (source, predicate) counts; predicates only of the sources left out are ``excluded``."""
     given = (["vg"] if cfg.vg else []) + (["gqa"] if cfg.gqa else [])
@@ -143,10 +156,8 @@ class BuildVocabulary(beam.PTransform):
         cfg = self.cfg
         return (
             records
-            | "Predicates" >> beam.FlatMap(
-                lambda r: [(r["source"], rel["predicate"]) for rel in r["relations"] if rel["predicate"]])
-            | "Count" >> beam.combiners.Count.PerElement()
-            | "AllCounts" >> beam.combiners.ToDict()
+            | "Predicates" >> beam.Map(predicate_counts)  # one Counter per image, not one element per relation
+            | "AllCounts" >> beam.CombineGlobally(sum_counters)
             | "Vocabulary" >> beam.Map(vocabulary_from_counts, cfg)
         )
 
@@ -155,10 +166,8 @@ def read_id_list(url: str | None) -> frozenset[str]:
     """Ids from a file, one per line (``#`` comments and blank lines ignored)."""
     if not url:
         return frozenset()
-    import fsspec
-
     with fsspec.open(url, "rt", encoding="utf-8") as f:
-        return frozenset(line.split("#", 1)[0].strip() for line in f if line.split("#", 1)[0].strip())
+        return frozenset(item for line in f if (item := line.split("#", 1)[0].strip()))
 
 
 class MakeSampleFn(CountingDoFn):
