@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from sgverbalise.synth import synthesize
+from bench.read_json import corpus_for
 
 RUNS = {
     "beam": "prepare_image in Beam (DirectRunner, {w} workers)",
@@ -45,17 +45,7 @@ IMAGE_MODES = ("resize", "passthrough")
 def image_corpus(out: Path, images: int, seed: int, size: int) -> tuple[Path, list[Path], float | None]:
     """The corpus with images cached for these arguments (generated when absent), its JPEGs, the
     generation time (None when reused)."""
-    corpus = out / f"corpus-vg{images}-seed{seed}-img{size}"
-    params = {"n_images": images, "seed": seed, "with_images": True, "gqa_fraction": 0.0, "layout": "split",
-              "image_size": size}
-    summary_path = corpus / "synth_summary.json"
-    took = None
-    if not (summary_path.exists() and json.loads(summary_path.read_text()).get("params") == params):
-        print(f"generating {images} images of {size} px in {corpus} ...", file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        synthesize(str(corpus), images, seed=seed, with_images=True, gqa_fraction=0.0, layout="split",
-                   image_size=size)
-        took = time.perf_counter() - start
+    corpus, _, took = corpus_for(out, images, seed, with_images=True, image_size=size)
     return corpus, sorted((corpus / "vg").rglob("*.jpg")), took
 
 

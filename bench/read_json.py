@@ -106,19 +106,24 @@ def _measure(mode: str, corpus: Path) -> dict:
     return figures
 
 
-def corpus_for(out: Path, images: int, seed: int) -> tuple[Path, dict, float | None]:
-    """The corpus cached for these arguments (generated when absent), its summary, and the generation time."""
-    corpus = out / f"corpus-vg{images}-seed{seed}"
-    params = {"n_images": images, "seed": seed, "with_images": False, "gqa_fraction": 0.0, "layout": "split",
-              "image_size": 256}
+def corpus_for(
+    out: Path, images: int, seed: int, *, with_images: bool = False, image_size: int = 256
+) -> tuple[Path, dict, float | None]:
+    """The split-layout VG corpus cached for these arguments (generated when absent), its summary, and the
+    generation time (None when reused)."""
+    corpus = out / (f"corpus-vg{images}-seed{seed}" + (f"-img{image_size}" if with_images else ""))
+    params = {"n_images": images, "seed": seed, "with_images": with_images, "gqa_fraction": 0.0,
+              "layout": "split", "image_size": image_size}
     summary_path = corpus / "synth_summary.json"
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
         if summary.get("params") == params:
             return corpus, summary, None
-    print(f"generating a {images}-image VG corpus in {corpus} ...", file=sys.stderr, flush=True)
+    what = f"{images}-image VG corpus" + (f" with {image_size} px images" if with_images else "")
+    print(f"generating a {what} in {corpus} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    synthesize(str(corpus), images, seed=seed, gqa_fraction=0.0, layout="split")
+    synthesize(str(corpus), images, seed=seed, with_images=with_images, gqa_fraction=0.0, layout="split",
+               image_size=image_size)
     took = time.perf_counter() - start
     return corpus, json.loads(summary_path.read_text()), took
 

@@ -465,8 +465,8 @@ def _vg_object(ids: _Ids, rng: random.Random, name: str, synset: str | None, att
     return obj, sg
 
 
-def _vg_relationship(ids: _Ids, predicate: str, synset: str | None, s: int, o: int, objects: list[dict],
-                     sg_objects: list[dict]) -> tuple[dict, dict]:
+def _vg_relationship(ids: _Ids, predicate: str, synset: str | None, s: int, o: int,
+                     objects: list[dict]) -> tuple[dict, dict]:
     rid = ids.take("relationship_id")
     synsets = [synset] if synset else []
     rel = {"predicate": predicate, "object": _embedded(objects[o]), "relationship_id": rid,
@@ -513,7 +513,7 @@ def _vg_random(rng: random.Random, ids: _Ids, image_id: int) -> _VgImage:
         o = int(r() * (n_obj - 1))
         o += o >= s
         synset = synset if r() > 0.1 else None
-        rel, sg_rel = _vg_relationship(ids, predicate, synset, s, o, objects, sg_objects)
+        rel, sg_rel = _vg_relationship(ids, predicate, synset, s, o, objects)
         relationships.append(rel)
         sg_relationships.append(sg_rel)
     regions = []
@@ -544,7 +544,7 @@ def _vg_from_scene(rng: random.Random, ids: _Ids, image_id: int, scene: Scene) -
     relationships, sg_relationships = [], []
     for s, predicate, o in scene.relations:
         rel, sg_rel = _vg_relationship(ids, _vg_case(rng, predicate), _PREDICATE_SYNSETS[predicate], s, o,
-                                       objects, sg_objects)
+                                       objects)
         relationships.append(rel)
         sg_relationships.append(sg_rel)
     regions = []

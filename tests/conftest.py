@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
+import fsspec
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,3 +33,14 @@ def vg_sample() -> Path:
 def gqa_sample() -> Path:
     """Folder with a real GQA train_sceneGraphs.json excerpt (first 100 images)."""
     return _shared("gqa-sample")
+
+
+@pytest.fixture
+def mem_root():
+    """A fresh memory:// folder, removed afterwards (the memory store is process-wide)."""
+    root = f"memory://sgv-test-{uuid.uuid4().hex}"
+    yield root
+    fs = fsspec.filesystem("memory")
+    path = root[len("memory://"):]
+    if fs.exists(path):
+        fs.rm(path, recursive=True)

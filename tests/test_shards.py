@@ -7,7 +7,6 @@ import io
 import json
 import os
 import tarfile
-import uuid
 from pathlib import Path
 
 import fsspec
@@ -48,16 +47,6 @@ def _shard_schema() -> dict:
     schema = json.loads((REPO / "schemas" / "manifest.schema.json").read_text())
     return {**schema["$defs"]["shard"], "$defs": schema["$defs"]}
 
-
-@pytest.fixture
-def mem_root():
-    """A fresh memory:// folder, removed afterwards (the memory store is process-wide)."""
-    root = f"memory://sgv-shards-{uuid.uuid4().hex}"
-    yield root
-    fs = fsspec.filesystem("memory")
-    path = root[len("memory://"):]
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
 
 
 # -- encode_sample ------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 import fsspec
 import pytest
@@ -21,17 +20,6 @@ from sgverbalise.storage import (
     remove_leftovers,
     url_fs,
 )
-
-
-@pytest.fixture
-def mem_root():
-    """A fresh memory:// folder, removed afterwards (the memory store is process-wide)."""
-    root = f"memory://sgv-test-{uuid.uuid4().hex}"
-    yield root
-    fs = fsspec.filesystem("memory")
-    path = root[len("memory://"):]
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
 
 
 def _files(folder) -> list[str]:
