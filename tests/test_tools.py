@@ -598,15 +598,15 @@ def test_progress_bar_off_when_not_a_terminal(capsys):
 
 
 def test_every_command_has_json_output(ours, tmp_path, capsys):
-    for argv in (
-        ["inspect", str(ours)],
-        ["validate", str(ours)],
-        ["show", str(ours), "vg-000"],
-        ["render", str(ours), "vg-000", "--out", str(tmp_path / "r.png")],
-        ["stats", str(ours)],
+    for argv, field, value in (
+        (["inspect", str(ours)], "format", "sgverbalise"),
+        (["validate", str(ours)], "ok", True),
+        (["show", str(ours), "vg-000"], "key", "vg-000"),
+        (["render", str(ours), "vg-000", "--out", str(tmp_path / "r.png")], "keys", ["vg-000"]),
+        (["stats", str(ours)], "format", "sgverbalise"),
     ):
         code, out, _ = sgv(capsys, *argv, "--json")
-        assert code == 0 and isinstance(json.loads(out), dict), argv
+        assert code == 0 and json.loads(out)[field] == value, argv
 
 
 # -- on a shard set written by the Beam job ---------------------------------------------------------------

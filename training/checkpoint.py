@@ -97,7 +97,7 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def begin(out: str | Path, step: int) -> Path:
     """Create the temporary folder of ``step``'s checkpoint (rank 0; a stale one is removed first)."""
-    tmp = Path(out) / (_TMP_PREFIX + step_name(step))
+    tmp = temp_dir(out, step)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)

@@ -47,7 +47,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from training import checkpoint as ckpt
 from training.config import ConfigError, RunConfig
-from training.data.sources import MANIFEST, expand_urls, load_relations
+from training.data.sources import MANIFEST, RELATIONS, TAR_SUFFIXES, expand_urls, load_relations
 from training.data.streams import build_loader, stream_seed
 from training.data.tokenizer import load_tokenizer
 from training.models import RelationVLM, build_model
@@ -151,14 +151,14 @@ def relations_url(cfg: RunConfig) -> str | None:
     spec = source.urls if isinstance(source.urls, str) else source.urls[0]
     spec = spec.split("::")[0]
     if spec.endswith(MANIFEST):
-        return spec[: -len(MANIFEST)] + "relations.json"
+        return spec[: -len(MANIFEST)] + RELATIONS
     if spec.endswith(".json"):
         return spec
-    if not any(c in spec for c in "{*?[") and not spec.endswith(".tar"):
-        return spec.rstrip("/") + "/relations.json"
+    if not any(c in spec for c in "{*?[") and not spec.endswith(TAR_SUFFIXES):
+        return spec.rstrip("/") + "/" + RELATIONS
     first = expand_urls(spec, split=source.split, **source.storage_options)[0]
     # shards are {set}/{split}/shard-N.tar: relations.json is two levels up
-    return first.rsplit("/", 2)[0] + "/relations.json"
+    return first.rsplit("/", 2)[0] + "/" + RELATIONS
 
 
 def align_model_config(cfg: RunConfig, tokenizer: Any) -> RunConfig:

@@ -7,9 +7,17 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
-from sgverbalise.storage import join, redact, url_fs
+from sgverbalise.storage import redact
 from sgverbalise.tools.paths import ShardSet
-from sgverbalise.tools.scan import ext_kind, is_sgv_sample, parse_json, progress_bar, streams
+from sgverbalise.tools.scan import (
+    ext_kind,
+    first_shards,
+    is_sgv_sample,
+    parse_json,
+    progress_bar,
+    read_relations,
+    streams,
+)
 from sgverbalise.tools.sidecars import read_parquet, read_stats, summarise_stats
 
 TOP = 10
@@ -28,16 +36,11 @@ def _source(key: str, meta: Any) -> str:
 
 def relations_summary(shardset: ShardSet, **storage_options: Any) -> dict | None:
     """Size, mode and most frequent predicates of the set's ``relations.json`` (None when absent)."""
-    if shardset.root is None or shardset.manifest is None:
+    found = read_relations(shardset, **storage_options)
+    if found is None or shardset.manifest is None:
         return None
+    _, vocab, error = found
     info = shardset.manifest.get("relations") or {}
-    url = join(shardset.root, info.get("file") or "relations.json")
-    fs, path = url_fs(url, **storage_options)
-    try:
-        with fs.open(path, "rb") as f:
-            vocab, error = parse_json(f.read())
-    except OSError:
-        vocab, error = None, "missing"
     out: dict[str, Any] = {"file": info.get("file"), "size": info.get("size"), "mode": info.get("mode")}
     if isinstance(vocab, dict) and isinstance(vocab.get("relations"), list):
         rel = [r for r in vocab["relations"] if isinstance(r, dict)]
@@ -98,7 +101,7 @@ def inspect_set(
     stats_files: list[dict] = []
     parquet_rows = 0
     parquet_files = 0
-    shards = shardset.shards if max_shards is None else shardset.shards[:max_shards]
+    shards = first_shards(shardset, max_shards)
     with progress_bar(sum(s.size or 0 for s in shards) or None, "inspect", progress) as bar:
         for stream in streams(shardset, bar, max_shards, **storage_options):
             split = (stream.shard.entry or {}).get("split", "(all)")

@@ -14,7 +14,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from sgverbalise.shards import ShardError, read_members, split_member_name
-from sgverbalise.storage import url_fs
+from sgverbalise.storage import join, url_fs
 from sgverbalise.tools.paths import Shard, ShardSet
 
 # Extensions webdataset decodes by unpickling (or torch.load): never loaded here.
@@ -217,22 +217,35 @@ def progress_bar(total: int | None, desc: str, enabled: bool | None = None) -> t
     )
 
 
+def first_shards(shardset: ShardSet, max_shards: int | None = None) -> list[Shard]:
+    """The shards of the set to read: all, or the first ``max_shards``."""
+    return shardset.shards if max_shards is None else shardset.shards[:max_shards]
+
+
 def streams(
     shardset: ShardSet, bar: tqdm | None = None, max_shards: int | None = None, **storage_options: Any
 ) -> Iterator[ShardStream]:
     """A ShardStream per shard of the set (the first ``max_shards`` only, when given)."""
-    shards = shardset.shards if max_shards is None else shardset.shards[:max_shards]
-    for shard in shards:
+    for shard in first_shards(shardset, max_shards):
         yield ShardStream(shard, bar, storage_options)
 
 
-def iter_samples(
-    shardset: ShardSet, bar: tqdm | None = None, max_shards: int | None = None, **storage_options: Any
-) -> Iterator[tuple[ShardStream, Sample]]:
-    """Every sample of the set, with the stream of its shard."""
-    for stream in streams(shardset, bar, max_shards, **storage_options):
-        for sample in stream:
-            yield stream, sample
+MISSING = "missing"
+
+
+def read_relations(shardset: ShardSet, **storage_options: Any) -> tuple[str, Any, str | None] | None:
+    """The relations.json the set's manifest names: its name, its decoded JSON (None when it cannot be read)
+    and why not (``MISSING`` or the decoding error); None for a set without a manifest."""
+    if shardset.manifest is None or shardset.root is None:
+        return None
+    name = (shardset.manifest.get("relations") or {}).get("file") or "relations.json"
+    fs, path = url_fs(join(shardset.root, name), **storage_options)
+    try:
+        with fs.open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return name, None, MISSING
+    return (name, *parse_json(data))
 
 
 SGV = "sgverbalise"

@@ -11,7 +11,7 @@ from typing import Any
 
 from sgverbalise.storage import redact
 from sgverbalise.tools.paths import ShardSet
-from sgverbalise.tools.scan import SGV, detect_format, parse_json, progress_bar, streams
+from sgverbalise.tools.scan import SGV, detect_format, first_shards, parse_json, progress_bar, streams
 
 PLOT_TOP = 30
 
@@ -48,7 +48,8 @@ def compute_stats(
     samples = triplets = vsg_captions = shards = 0
     problems: list[str] = []
     complete = True
-    with progress_bar(shardset.known_bytes, "stats", progress) as bar:
+    shards_read = first_shards(shardset, max_shards)
+    with progress_bar(sum(s.size or 0 for s in shards_read) or None, "stats", progress) as bar:
         for stream in streams(shardset, bar, max_shards, **storage_options):
             for sample in stream:
                 samples += 1

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import validator
-from sgverbalise.storage import join, redact, url_fs
+from sgverbalise.storage import redact, url_fs
 from sgverbalise.tools.paths import ShardSet
 from sgverbalise.tools.scan import (
     GENERIC,
+    MISSING,
     SGV,
     Problem,
     Sample,
@@ -22,6 +23,7 @@ from sgverbalise.tools.scan import (
     image_info,
     parse_json,
     progress_bar,
+    read_relations,
     streams,
 )
 from sgverbalise.tools.sidecars import read_parquet, read_stats
@@ -208,18 +210,12 @@ def check_manifest(shardset: ShardSet) -> list[Problem]:
 
 def load_relation_ids(shardset: ShardSet, report: Report, **storage_options: Any) -> dict[int, str] | None:
     """``{id: predicate}`` from the set's relations.json (problems reported when it is missing or invalid)."""
-    if shardset.manifest is None or shardset.root is None:
+    found = read_relations(shardset, **storage_options)
+    if found is None or shardset.manifest is None:
         return None
-    name = (shardset.manifest.get("relations") or {}).get("file") or "relations.json"
-    fs, path = url_fs(join(shardset.root, name), **storage_options)
-    try:
-        with fs.open(path, "rb") as f:
-            vocab, error = parse_json(f.read())
-    except OSError:
-        report.problems.append(Problem(name, "missing (the manifest names it)"))
-        return None
+    name, vocab, error = found
     if error:
-        report.problems.append(Problem(name, error))
+        report.problems.append(Problem(name, "missing (the manifest names it)" if error == MISSING else error))
         return None
     problems = _schema_problems(name, "relations", vocab)
     report.problems += problems

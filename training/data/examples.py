@@ -131,8 +131,9 @@ def grounded_transform(
     if t.train:
         for _ in range(ctx.crop_attempts):
             crop = t.sample(width, height, generator=generator)
-            if usable([crop_box(b, crop, width, height, t.min_visible) for b in boxes]):
-                pixels, out = t.apply(image, crop, boxes)
+            out = [crop_box(b, crop, width, height, t.min_visible) for b in boxes]
+            if usable(out):
+                pixels, _ = t.apply(image, crop)
                 return pixels, out, crop.flip
     pixels, out = t.apply(image, Crop(0, 0, width, height), boxes)
     return pixels, out, False

@@ -23,7 +23,7 @@ shared-memory tensor costs the main process a fixed price, which made up most of
 
 Counters (``MixedLoader.counters()``): per ``{type}/{source}/``: ``samples`` (read from shards), ``skipped``
 (undecodable samples), ``filtered`` (samples with nothing for the type), ``shard_errors``, ``batches``; and
-the totals ``samples_skipped``, ``shards_skipped``, ``samples_filtered``, ``batches``. More than
+the totals ``samples``, ``samples_skipped``, ``shards_skipped``, ``samples_filtered``, ``batches``. More than
 ``max_consecutive_errors`` failures in a row without one good sample is a configuration error and raises.
 """
 
@@ -286,7 +286,7 @@ def build_stream(
     stream_index: int = 0,
 ) -> wds.DataPipeline:
     """The batches of one (type, source) for this rank and DataLoader worker (see the module docstring)."""
-    worker, num_workers = _worker_info()
+    worker, _ = _worker_info()
     shared = stream_seed(cfg.seed, epoch, kind, stream_index)  # the same on every rank and worker
     local = stream_seed(shared, rank, worker)
     ctx = make_context(cfg, kind, source, tokenizer)
@@ -452,7 +452,8 @@ def _need(path: str | None) -> str:
 
 
 def summarise(counters: dict[str, int]) -> dict[str, int]:
-    """The counters with totals over streams: samples_skipped, shards_skipped, samples_filtered, batches."""
+    """The counters with totals over streams: samples_skipped, shards_skipped, samples_filtered, batches,
+    samples."""
     out = dict(sorted(counters.items()))
     for total, what in (
         ("samples_skipped", "skipped"),

@@ -59,13 +59,15 @@ def sample_texts(sample: dict[str, bytes]) -> Iterator[str]:
     """The texts of one raw shard sample (scene-graph or web)."""
     if "json" in sample:
         meta = orjson.loads(sample["json"])
-        for vsg in meta.get("vsg", []) if isinstance(meta, dict) else []:
+        if not isinstance(meta, dict):
+            meta = {}
+        for vsg in meta.get("vsg", []):
             yield from (part.strip() for part in vsg.split(VSG_SEPARATOR) if part.strip())
-        for entity in meta.get("entities", []) if isinstance(meta, dict) else []:
+        for entity in meta.get("entities", []):
             yield " ".join([*entity.get("attributes", []), entity["name"]])
-        for t in meta.get("triplets", []) if isinstance(meta, dict) else []:
+        for t in meta.get("triplets", []):
             yield f"{t['subject']} {t['predicate']} {t['object']}"
-        if isinstance(meta, dict) and "vsg" in meta:
+        if "vsg" in meta:
             return  # a scene-graph sample: its .txt is its first VSG again
     if "txt" in sample:
         text = sample["txt"].decode("utf-8", errors="replace").strip()

@@ -40,6 +40,8 @@ FIELDS = (
     "sha256",
     "caption",
 )
+_INT_FIELDS = frozenset({"width", "height", "original_width", "original_height"})
+_SCHEMA = pa.schema([(name, pa.int64() if name in _INT_FIELDS else pa.string()) for name in FIELDS])
 
 
 def _join_names(names: list[str]) -> str:
@@ -66,24 +68,7 @@ def _jpeg(image: Any) -> bytes:
 
 
 def _sidecars(out: str, index: int, rows: list[dict], **storage_options: Any) -> None:
-    table = pa.Table.from_pylist(
-        rows,
-        schema=pa.schema(
-            [
-                ("url", pa.string()),
-                ("key", pa.string()),
-                ("status", pa.string()),
-                ("error_message", pa.string()),
-                ("width", pa.int64()),
-                ("height", pa.int64()),
-                ("original_width", pa.int64()),
-                ("original_height", pa.int64()),
-                ("exif", pa.string()),
-                ("sha256", pa.string()),
-                ("caption", pa.string()),
-            ]
-        ),
-    )
+    table = pa.Table.from_pylist(rows, schema=_SCHEMA)
     buf = io.BytesIO()
     pq.write_table(table, buf)
     atomic_write(join(out, f"{index:05d}.parquet"), buf.getvalue(), **storage_options)

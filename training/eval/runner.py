@@ -308,8 +308,8 @@ def _similarity(image_emb, text_emb, chunk: int = 256) -> np.ndarray:
 def _itm_matrix(ctx: _Context, paths: list[str], texts: list[str], mask: np.ndarray) -> np.ndarray:
     """ITM p(match) where ``mask`` is set (NaN elsewhere), each image loaded once with all its candidates."""
     itm = np.full(mask.shape, np.nan)
-    pairs = [(paths[i], texts[t]) for i, t in zip(*np.nonzero(mask), strict=True)]
     where = list(zip(*np.nonzero(mask), strict=True))
+    pairs = [(paths[i], texts[t]) for i, t in where]
     scores = ctx.pair_scorer.score(pairs, "itm", f"{ctx.suite} re-rank (itm)")
     for (i, t), s in zip(where, scores, strict=True):
         itm[i, t] = np.nan if s is None else s

@@ -64,10 +64,9 @@ def best_per_skill(rows: list[dict], skills: list[str]) -> dict[str, dict]:
 
 def select_checkpoint(rows: list[dict], by: str = SELECT_BY) -> dict:
     """The checkpoint with the best ``by`` skill, or the last one when no checkpoint measured it."""
-    scored = [(r[by], -r["step"]) for r in rows if r.get(by) is not None]
-    if scored:
-        value, neg_step = max(scored)
-        return {"by": by, "step": -neg_step, "value": value}
+    best = best_per_skill(rows, [by]).get(by)
+    if best:
+        return {"by": by, **best}
     return {"by": "last", "step": rows[-1]["step"], "value": None} if rows else {}
 
 

@@ -29,6 +29,7 @@ import os
 import shlex
 import shutil
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -212,7 +213,7 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
         "steps": summary["step"],
         "ckpt_every": cfg.ckpt_every,
         "samples": summary["samples"],
-        "batch_types": dict(sorted(_count_types(summary["history"]).items())),
+        "batch_types": dict(sorted(Counter(row["type"] for row in summary["history"]).items())),
         "train_seconds": round(trained - started, 1),
         "eval_seconds": round(time.perf_counter() - trained, 1),
         "rows": [{k: v for k, v in row.items() if k != "checkpoint"} for row in result.rows],
@@ -221,13 +222,6 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
     }
     done.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return doc
-
-
-def _count_types(history: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for row in history:
-        counts[row["type"]] = counts.get(row["type"], 0) + 1
-    return counts
 
 
 def _run_in_child(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) -> dict[str, Any]:

@@ -119,9 +119,7 @@ class RelationVLM(nn.Module):
         super().__init__()
         self.config = cfg = copy.deepcopy(config)
         text_init = cfg.text.init_path
-        self.vision = VisionEncoder(
-            cfg.vision
-        )  # sizes in cfg follow the checkpoint when initialised from one
+        self.vision = VisionEncoder(cfg.vision)  # sizes in cfg follow the checkpoint when initialised from one
         self.text = TextEncoder(cfg.text, spare_layers=cfg.fusion.num_layers)
         fusion_cfg = bert_config(cfg.text, cfg.fusion.num_layers)
         self.fusion = FusionEncoder(fusion_cfg, cfg.fusion.num_layers, cfg.vision.hidden_size)
