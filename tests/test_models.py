@@ -17,7 +17,8 @@ from sgverbalise.vocab import RelationVocab  # noqa: E402
 from training.batches import BATCH_TYPES, IMAGE_MEAN, IMAGE_STD  # noqa: E402
 from training.models import PRESETS, ModelConfig, RelationVLM, box_mostly_inside, build_model  # noqa: E402
 from training.models import losses as L  # noqa: E402
-from training.models.vlm import normalise_images, patch_mask_for_boxes  # noqa: E402
+from training.models.config import TEMP_MAX, TEMP_MIN  # noqa: E402
+from training.models.vlm import WEIGHTS_NAME, normalise_images, patch_mask_for_boxes  # noqa: E402
 
 SIZE = 32  # tiny configs: 32 px images, 8 px patches, a 4 x 4 grid
 CLS, SEP, PAD, MASK = 1, 2, 0, 3
@@ -188,7 +189,7 @@ def test_every_preset_and_batch_type(preset: str, kind: str) -> None:
     if model.momentum_towers is not None:
         assert all(p.grad is None and not p.requires_grad for p in model.momentum_towers.parameters())
     if kind in ("caption", "vsg"):
-        assert model.temp.grad is not None
+        assert model.log_temp.grad is not None
 
 
 def test_presets_carry_the_family_betas_and_losses() -> None:
@@ -458,6 +459,96 @@ def test_momentum_queue_and_ema() -> None:
     with torch.no_grad():
         model(caption_batch(seed=1))
     assert int(model.queue_ptr) == 4, "evaluation must not enqueue"
+
+
+def test_queue_fill_survives_a_save_load_round_trip(tmp_path) -> None:
+    model = model_of("realbef").train()
+    for seed in range(3):
+        model(caption_batch(seed=seed))  # 12 of the 32 queue slots filled
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = RelationVLM.from_pretrained(tmp_path / "ckpt").train()
+    image_queue, text_queue = loaded._queues()
+    assert image_queue.shape[0] == text_queue.shape[0] == 12
+    assert torch.equal(image_queue, model._queues()[0]) and torch.equal(text_queue, model._queues()[1])
+    # Both go on alike: the queue's negatives take part in ITC, and the next batch fills 4 more slots.
+    torch.manual_seed(5)
+    before = model(caption_batch(seed=7))
+    torch.manual_seed(5)
+    after = loaded(caption_batch(seed=7))
+    assert torch.equal(before["itc"], after["itc"])
+    assert int(loaded.queue_count) == 16 and loaded._queues()[0].shape[0] == 16
+    fresh = model_of("realbef", seed=1)
+    fresh.load_state_dict(model.state_dict())
+    assert fresh._queues()[0].shape[0] == 16
+
+
+def test_temperature_is_learnt_in_log_space_within_bounds() -> None:
+    steps = {}
+    for initial in (0.07, 0.01):
+        cfg = tiny("albef")
+        cfg.temperature = initial
+        torch.manual_seed(0)
+        model = build_model(cfg).train()
+        groups = model.param_groups(0.02)
+        assert any(p is model.log_temp for p in groups[1]["params"]), "no weight decay on the temperature"
+        optimiser = torch.optim.AdamW(groups, lr=0.2, betas=cfg.adam_betas)
+        assert float(model.temp.detach()) == pytest.approx(initial, rel=1e-6)
+        model(caption_batch())["itc"].backward()
+        optimiser.step()
+        steps[initial] = float(model.temp.detach()) / initial
+    # Adam's first step moves a parameter by about lr: the temperature is scaled by exp(+-0.2) whatever its
+    # value (a linear parameter would move by 0.2 and leave the bounds).
+    for ratio in steps.values():
+        assert abs(abs(math.log(ratio)) - 0.2) < 1e-3, steps
+    model = model_of("albef").train()
+    with torch.no_grad():
+        model.log_temp.fill_(math.log(1e-6))
+    assert float(model.temp.detach()) == pytest.approx(TEMP_MIN)
+    model(caption_batch())["itc"].backward()
+    assert float(model.log_temp.detach()) == pytest.approx(math.log(TEMP_MIN)), "training clamps the parameter"
+    assert float(model.log_temp.grad) != 0.0, "at the floor the temperature can still rise"
+    with torch.no_grad():
+        model.log_temp.fill_(math.log(10.0))
+    assert float(model.temp.detach()) == pytest.approx(TEMP_MAX)
+    fixed = tiny("albef")
+    fixed.learn_temperature = False
+    assert not build_model(fixed).log_temp.requires_grad
+    with pytest.raises(ValueError, match="temperature"):
+        ModelConfig(temperature=0.0)
+
+
+def test_checkpoint_with_a_linear_temperature_loads(tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    model = model_of("realbef")
+    state = dict(model.state_dict())
+    del state["log_temp"]
+    state["temp"] = torch.tensor(0.05)  # the parameter as older checkpoints hold it
+    fresh = model_of("realbef", seed=1)
+    fresh.load_state_dict(state, strict=True)
+    assert float(fresh.temp.detach()) == pytest.approx(0.05, rel=1e-6)
+    model.save_pretrained(tmp_path / "ckpt")
+    weights = tmp_path / "ckpt" / WEIGHTS_NAME
+    tensors = load_file(weights)
+    del tensors["log_temp"]
+    tensors["temp"] = torch.tensor(0.03)
+    save_file(tensors, weights)
+    loaded = RelationVLM.from_pretrained(tmp_path / "ckpt")
+    assert float(loaded.temp.detach()) == pytest.approx(0.03, rel=1e-6)
+    assert torch.equal(loaded.vision_proj.weight, model.vision_proj.weight)
+
+
+def test_mlm_loss_of_the_chosen_tokens() -> None:
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, generator=gen)
+    labels = torch.tensor([1, 4, 0])
+    ce = torch.nn.functional.cross_entropy(logits, labels)
+    assert torch.allclose(L.mlm_loss(logits, labels), ce)
+    soft = torch.softmax(torch.randn(3, 5, generator=gen), dim=-1)
+    distill = -(torch.log_softmax(logits, dim=-1) * soft).sum(dim=-1).mean()
+    assert torch.allclose(L.mlm_loss(logits, labels, soft, 0.4), 0.6 * ce + 0.4 * distill)
+    none = L.mlm_loss(torch.zeros(0, 5, requires_grad=True), torch.zeros(0, dtype=torch.long))
+    assert float(none.detach()) == 0.0 and none.requires_grad
 
 
 def test_save_load_round_trip(tmp_path) -> None:

@@ -3,14 +3,17 @@ folder, on hostile tars, and (slow) on a shard set written by the Beam job."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import pickle
 import shutil
+import sys
 import tarfile
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
@@ -27,6 +30,7 @@ from sgverbalise.tools import ToolError
 from sgverbalise.tools.paths import resolve
 from sgverbalise.tools.render import PALETTE, line_width, render_members, render_sample
 from sgverbalise.tools.scan import progress_bar
+from sgverbalise.tools.show import iter_from
 from sgverbalise.tools.stats import compute_stats, write_outputs
 from sgverbalise.tools.validate import validate_set
 
@@ -439,6 +443,50 @@ def test_render_without_image_or_boxes(tmp_path):
     with pytest.raises(ValueError):
         render_sample(None, None)
     assert line_width(512) >= 2
+
+
+_OPENS: list[list[str]] = []  # lists collecting the files Python opens while a test watches
+
+
+def _record_open(event: str, args: tuple) -> None:
+    if event == "open" and _OPENS and isinstance(args[0], str):
+        _OPENS[-1].append(args[0])
+
+
+@contextlib.contextmanager
+def watching_opens() -> Iterator[list[str]]:
+    """The paths of the files opened inside the block (from Python's audit events; the hook stays, idle)."""
+    if not getattr(watching_opens, "hooked", False):
+        sys.addaudithook(_record_open)
+        watching_opens.hooked = True
+    opened: list[str] = []
+    _OPENS.append(opened)
+    try:
+        yield opened
+    finally:
+        _OPENS.remove(opened)
+
+
+def test_render_grid_from_a_key_reads_the_start_shard_once(ours, tmp_path, capsys):
+    first, second = (ours / "train" / f"shard-{n:06d}.tar" for n in (0, 1))
+
+    def reads(opened: list[str], shard: Path) -> int:
+        return sum(Path(p).resolve() == shard.resolve() for p in opened)
+
+    with watching_opens() as opened:
+        code, text, _ = sgv(
+            capsys, "render", str(ours), "vg-002", "--grid", "4", "--out", str(tmp_path / "g.png"), "--json"
+        )
+    assert code == 0 and json.loads(text)["keys"] == ["vg-002", "vg-003", "vg-004", "vg-005"]
+    assert reads(opened, first) == 1 and reads(opened, second) == 1
+    shardset = resolve(str(ours))
+    with watching_opens() as opened:
+        keys = [s.key for s in iter_from(shardset, "vg-005")]
+    assert keys == ["vg-005", "vg-006", "vg-007"]
+    assert reads(opened, first) == 0 and reads(opened, second) == 1  # the manifest's key ranges point there
+    assert [s.key for s in iter_from(shardset)] == [f"vg-{i:03d}" for i in range(8)]
+    with pytest.raises(ToolError, match="no sample with key 'vg-999'"):
+        next(iter_from(shardset, "vg-999"))
 
 
 def test_render_command_single_and_grid(ours, i2d, tmp_path, capsys):

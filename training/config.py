@@ -128,9 +128,9 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested values (YAML/JSON), presets resolved."""
-        out: dict[str, Any] = {"train": _plain(dataclasses.asdict(self.train)), "model": self.model.to_dict()}
+        out: dict[str, Any] = {"train": plain(dataclasses.asdict(self.train)), "model": self.model.to_dict()}
         if self.data is not None:
-            out["data"] = _plain(dataclasses.asdict(self.data))
+            out["data"] = plain(dataclasses.asdict(self.data))
         return out
 
     @classmethod
@@ -405,10 +405,10 @@ def _as_dict(value: Any, key: str) -> dict:
     raise ConfigError(f"{key} is a value, not a section")
 
 
-def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively (for YAML)."""
+def plain(value: Any) -> Any:
+    """Tuples to lists, recursively (for YAML and JSON)."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value

@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from sgverbalise.tools.paths import PATTERN_CHARS
 from training import checkpoint as ckpt
 from training.config import ConfigError, RunConfig
 from training.data.sources import MANIFEST, RELATIONS, TAR_SUFFIXES, expand_urls, load_relations
@@ -154,7 +155,7 @@ def relations_url(cfg: RunConfig) -> str | None:
         return spec[: -len(MANIFEST)] + RELATIONS
     if spec.endswith(".json"):
         return spec
-    if not any(c in spec for c in "{*?[") and not spec.endswith(TAR_SUFFIXES):
+    if not any(c in spec for c in PATTERN_CHARS) and not spec.endswith(TAR_SUFFIXES):
         return spec.rstrip("/") + "/" + RELATIONS
     first = expand_urls(spec, split=source.split, **source.storage_options)[0]
     # shards are {set}/{split}/shard-N.tar: relations.json is two levels up

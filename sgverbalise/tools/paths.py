@@ -16,7 +16,8 @@ from sgverbalise.tools import ToolError
 
 MANIFEST = "manifest.json"
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-_GLOB_CHARS = "*?["
+GLOB_CHARS = "*?["  # a path with one of these is a glob
+PATTERN_CHARS = "{" + GLOB_CHARS  # a shard spec with one of these names shards by a pattern (brace or glob)
 
 
 @dataclass
@@ -169,7 +170,7 @@ def resolve(spec: str, **storage_options: Any) -> ShardSet:
         shards = [Shard(u, posixpath.basename(u)) for u in urls]
         return _attach_manifest(ShardSet(spec, shards), **storage_options)
     fs, path = url_fs(spec, **storage_options)
-    if any(c in path for c in _GLOB_CHARS):
+    if any(c in path for c in GLOB_CHARS):
         found = fs.glob(path, detail=True)
         shards = _listing(
             fs, list(found), {p: i.get("size") for p, i in found.items()}, base=common_folder(list(found))

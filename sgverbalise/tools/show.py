@@ -33,17 +33,25 @@ def _candidates(shardset: ShardSet, key: str) -> list[Shard]:
 
 
 def iter_from(shardset: ShardSet, key: str | None = None, **storage_options: Any) -> Iterator[Sample]:
-    """Samples of the set in order, starting at ``key`` (from the first when None); problems are ignored."""
-    start = 0
-    if key is not None:
-        found = find_sample(shardset, key, **storage_options)
-        start = next(i for i, s in enumerate(shardset.shards) if s is found.shard)
-    started = key is None
-    for shard in shardset.shards[start:]:
-        for sample in ShardStream(shard, None, storage_options):
-            started = started or sample.key == key
-            if started:
+    """Samples of the set in order, starting at ``key`` (from the first when None); problems are ignored.
+
+    The shard holding ``key`` is read once: the samples after it come from the same pass that found it.
+    Raises ToolError (when iterated) if no shard holds ``key``."""
+    if key is None:
+        for shard in shardset.shards:
+            yield from ShardStream(shard, None, storage_options)
+        return
+    for shard in _candidates(shardset, key):
+        samples = iter(ShardStream(shard, None, storage_options))
+        for sample in samples:
+            if sample.key == key:
                 yield sample
+                yield from samples
+                start = next(i for i, s in enumerate(shardset.shards) if s is shard)
+                for later in shardset.shards[start + 1 :]:
+                    yield from ShardStream(later, None, storage_options)
+                return
+    raise _not_found(shardset, key)
 
 
 def find_sample(shardset: ShardSet, key: str, **storage_options: Any) -> Sample:
@@ -52,7 +60,11 @@ def find_sample(shardset: ShardSet, key: str, **storage_options: Any) -> Sample:
         for sample in ShardStream(shard, None, storage_options):
             if sample.key == key:
                 return sample
-    raise ToolError(f"no sample with key {key!r} in {len(shardset.shards)} shard(s)")
+    raise _not_found(shardset, key)
+
+
+def _not_found(shardset: ShardSet, key: str) -> ToolError:
+    return ToolError(f"no sample with key {key!r} in {len(shardset.shards)} shard(s)")
 
 
 def describe(sample: Sample) -> dict:

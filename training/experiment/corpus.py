@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 
 from sgverbalise.readers import iter_gqa, iter_vg
 from sgverbalise.shards import ShardWriter
-from sgverbalise.synth import COLOURS, JPEG_QUALITY, SHAPES, Scene, render_scene
+from sgverbalise.synth import COLOURS, SHAPES, Scene, render_scene
 
 from .heldout import is_heldout, training_scene
 
@@ -52,15 +51,6 @@ def alt_text(scene: Scene, rng: random.Random, relation_rate: float) -> str:
     return rng.choice(_TEMPLATES).format(objs=name_list(labels))
 
 
-def jpeg_bytes(scene: Scene, noise_seed: int) -> bytes:
-    """The scene rendered and encoded with the corpus's fixed JPEG settings."""
-    buf = io.BytesIO()
-    render_scene(scene, noise_seed=noise_seed).save(
-        buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=False
-    )
-    return buf.getvalue()
-
-
 def write_web_shards(
     out: str | Path,
     n: int,
@@ -71,6 +61,10 @@ def write_web_shards(
 ) -> dict:
     """``n`` web samples of training scenes under ``out``; returns ``{"samples", "shards"}``. Same arguments,
     same bytes."""
+    # The web-set JPEG encoder of training.data.webshards (private there); imported here, not at the top,
+    # because importing training.data loads torch and transformers.
+    from training.data.webshards import _jpeg as jpeg_bytes
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"sgv-experiment-web:{seed}")
@@ -89,7 +83,7 @@ def write_web_shards(
             shard, within = divmod(i, samples_per_shard)
             key = f"{shard:05d}{within:0{digits}d}"
             scene = training_scene(rng, image_size)
-            jpg = jpeg_bytes(scene, rng.getrandbits(32))
+            jpg = jpeg_bytes(render_scene(scene, noise_seed=rng.getrandbits(32)))
             caption = alt_text(scene, rng, relation_rate)
             meta = {"url": f"https://images.invalid/{seed}/{i}.jpg", "key": key, "status": "success",
                     "error_message": None, "width": image_size, "height": image_size, "caption": caption,

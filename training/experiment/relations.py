@@ -259,6 +259,8 @@ def _report_run(doc: dict[str, Any]) -> None:
 def run_experiment(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any]:
     """Data, runs, aggregation: writes results.json, results.md and skills.png under ``cfg.out``; returns the
     results."""
+    from training.config import plain
+
     from .report import write_report
 
     unknown = [m for m in cfg.models if not (Path(cfg.configs) / f"{m}.yaml").is_file()]
@@ -274,14 +276,6 @@ def run_experiment(cfg: ExperimentConfig, command: str | None = None) -> dict[st
     timing = {"data_seconds": round(prepared - started, 1), "runs_seconds": round(now - prepared, 1),
               "wall_seconds": round(now - started, 1)}
     data_summary = json.loads((Path(cfg.out) / "data" / DATA_FILE).read_text())
-    meta = {"command": command or command_line(cfg), "config": _plain(asdict(cfg)), "timing": timing,
+    meta = {"command": command or command_line(cfg), "config": plain(asdict(cfg)), "timing": timing,
             "data": data_summary, "cpus": os.cpu_count()}
     return write_report(docs, meta, cfg.out)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

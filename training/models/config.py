@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+TEMP_MIN, TEMP_MAX = 0.001, 0.5  # bounds of the ITC temperature (initial value and learnt)
+
 
 @dataclass
 class VisionConfig:
@@ -72,7 +74,7 @@ class ModelConfig:
     text: TextConfig = field(default_factory=TextConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     embed_dim: int = 256
-    temperature: float = 0.07
+    temperature: float = 0.07  # the ITC temperature at the start (learnt in log space with learn_temperature)
     learn_temperature: bool = True
     # ALBEF momentum distillation: EMA copies of the encoders, a queue of their features, soft targets.
     use_momentum: bool = True
@@ -96,6 +98,8 @@ class ModelConfig:
             raise ValueError("queue_size > 0 needs use_momentum (the queue holds momentum features)")
         if self.vision.image_size % self.vision.patch_size:
             raise ValueError("image_size must be a multiple of patch_size")
+        if not TEMP_MIN <= self.temperature <= TEMP_MAX:
+            raise ValueError(f"temperature must lie in [{TEMP_MIN}, {TEMP_MAX}], got {self.temperature}")
         if not 0.0 < self.mlm_probability < 1.0:
             raise ValueError("mlm_probability must lie in (0, 1)")
 

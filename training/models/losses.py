@@ -151,13 +151,13 @@ def token_word_ids(
 def mlm_loss(
     logits: torch.Tensor, labels: torch.Tensor, soft_targets: torch.Tensor | None = None, alpha: float = 0.0
 ) -> torch.Tensor:
-    """Masked-LM cross-entropy over chosen tokens (0 with a graph when none), optionally distilled (ALBEF)."""
-    chosen = labels != IGNORE
-    if not chosen.any():
+    """Masked-LM cross-entropy, optionally distilled (ALBEF), of the chosen tokens only: ``logits`` [M, V],
+    ``labels`` [M] (no IGNORE), ``soft_targets`` [M, V]; 0 with a graph when M is 0."""
+    if labels.numel() == 0:
         return logits.sum() * 0.0
-    loss = F.cross_entropy(logits[chosen], labels[chosen])
+    loss = F.cross_entropy(logits, labels)
     if soft_targets is not None and alpha > 0:
-        distill = -(F.log_softmax(logits[chosen], dim=-1) * soft_targets[chosen]).sum(dim=-1).mean()
+        distill = -(F.log_softmax(logits, dim=-1) * soft_targets).sum(dim=-1).mean()
         loss = (1 - alpha) * loss + alpha * distill
     return loss
 

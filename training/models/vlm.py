@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,12 +38,13 @@ from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 
 from training.batches import IMAGE_MEAN, IMAGE_STD, check_batch
 from training.models import losses as L
-from training.models.config import ModelConfig
+from training.models.config import TEMP_MAX, TEMP_MIN, ModelConfig
 from training.models.encoders import TextEncoder, VisionEncoder, bert_config
 from training.models.fusion import FusionEncoder
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 _EDGE_EPS = 1e-4  # in patch units: a box edge this close to a patch border does not pull in the next patch
+_LOG_TEMP_MIN, _LOG_TEMP_MAX = math.log(TEMP_MIN), math.log(TEMP_MAX)
 
 
 def normalise_images(image: torch.Tensor) -> torch.Tensor:
@@ -132,7 +134,9 @@ class RelationVLM(nn.Module):
         self.mlm_head = MLMHead(fusion_cfg, self.text.word_embeddings)
         if text_init:
             self._load_mlm_head(text_init)
-        self.temp = nn.Parameter(torch.tensor(float(cfg.temperature)), requires_grad=cfg.learn_temperature)
+        # The ITC temperature is learnt in log space (as CLIP's logit scale): a step scales it by a factor.
+        log_temp = torch.tensor(math.log(float(cfg.temperature)))
+        self.log_temp = nn.Parameter(log_temp, requires_grad=cfg.learn_temperature)
         self.mrc_head = None
         if cfg.use_mrc:
             self.mrc_head = nn.Sequential(
@@ -150,8 +154,24 @@ class RelationVLM(nn.Module):
             self.register_buffer("text_queue", torch.zeros(cfg.queue_size, cfg.embed_dim))
             self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
             self.register_buffer("queue_count", torch.zeros((), dtype=torch.long))
+        self._queue_filled = 0  # queue_count on the host: reading the buffer each step would sync the device
 
     # -- building blocks ----------
+
+    @property
+    def temp(self) -> torch.Tensor:
+        """The ITC temperature: ``exp(log_temp)`` within [TEMP_MIN, TEMP_MAX] (a tensor with its gradient)."""
+        return self.log_temp.clamp(_LOG_TEMP_MIN, _LOG_TEMP_MAX).exp()
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Load as nn.Module does, converting an older checkpoint's linear ``temp`` to ``log_temp`` and
+        setting the host-side queue count from the loaded ``queue_count``."""
+        old, new = prefix + "temp", prefix + "log_temp"
+        if old in state_dict and new not in state_dict:
+            state_dict[new] = state_dict.pop(old).float().clamp(TEMP_MIN, TEMP_MAX).log()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if self.config.queue_size:
+            self._queue_filled = int(self.queue_count)
 
     def _towers(self) -> nn.ModuleDict:
         """The modules that have momentum copies, in a fixed order."""
@@ -264,13 +284,14 @@ class RelationVLM(nn.Module):
         self.image_queue[slots] = image_feat.to(self.image_queue.dtype)
         self.text_queue[slots] = text_feat.to(self.text_queue.dtype)
         self.queue_ptr.copy_((self.queue_ptr + image_feat.shape[0]) % size)
-        self.queue_count.copy_(torch.clamp(self.queue_count + image_feat.shape[0], max=size))
+        self._queue_filled = min(self._queue_filled + image_feat.shape[0], size)
+        self.queue_count.fill_(self._queue_filled)
 
     def _queues(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The filled part of the queues (None without a queue)."""
+        """The filled part of the queues (None without a queue); the count is kept on the host (no sync)."""
         if not self.config.queue_size:
             return None, None
-        filled = int(self.queue_count.item())
+        filled = self._queue_filled
         return self.image_queue[:filled], self.text_queue[:filled]
 
     # -- losses ----------
@@ -377,7 +398,7 @@ class RelationVLM(nn.Module):
 
     def _caption_losses(self, batch: dict, alpha: float) -> dict[str, torch.Tensor]:
         """Caption and VSG batches: ITC / ITM / MLM, with momentum distillation when configured."""
-        image = normalise_images(batch["image"])
+        image = batch["image"]  # normalised by ``forward``
         image_embeds = self.vision(image)
         image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.long, device=image.device)
         momentum_image = image if self.momentum_towers is not None else None
@@ -431,9 +452,9 @@ class RelationVLM(nn.Module):
             raise ValueError(
                 f"{self.config.name} does not train on {kind!r} batches (it takes {self.batch_types})"
             )
-        if self.training:
+        if self.training and self.log_temp.requires_grad:
             with torch.no_grad():
-                self.temp.clamp_(0.001, 0.5)
+                self.log_temp.clamp_(_LOG_TEMP_MIN, _LOG_TEMP_MAX)
         distill = self.config.distill_alpha if alpha is None else alpha
         losses = _HANDLERS[kind](self, batch, distill if self.momentum_towers is not None else 0.0)
         weights = self.config.weights
