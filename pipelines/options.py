@@ -6,6 +6,7 @@ import argparse
 from dataclasses import asdict, dataclass, field
 
 from sgverbalise.images import ImageConfig
+from sgverbalise.storage import absolute
 from sgverbalise.verbalise import VSGConfig
 
 # DirectRunner's multi_threading mode was seen to lose elements on apache-beam 2.77: refuse it.
@@ -104,8 +105,8 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         out=args.out.rstrip("/"),
         vg=args.vg,
         gqa=tuple(args.gqa),
-        vg_images=tuple(args.vg_images),
-        gqa_images=args.gqa_images,
+        vg_images=tuple(absolute(root) for root in args.vg_images),  # looked up once per image, on any worker
+        gqa_images=absolute(args.gqa_images) if args.gqa_images else None,
         limit=args.limit,
         lemmatize=args.lemmatize,
         relation_aliases=args.relation_aliases,

@@ -5,6 +5,8 @@ Stream at each point (per image unless said otherwise):
   Normalise        -> records with normalised names, attributes, predicates
   BuildVocabulary  -> one RelationVocab (a side input), from corpus counts or a given relations.json
   MakeSamples      -> (split, key, members) with members {"jpg", "json", "txt"}; rejects; stats
+                      (an image passed through travels as an ImageRef, read again by WriteShards: image
+                      bytes never go through the runner's shuffle)
   WriteShards      -> one shard-info dict per written tar
 """
 
@@ -24,12 +26,12 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.options import BuildConfig
 from sgverbalise import layout
-from sgverbalise.images import ImageError, candidate_urls, prepare_image, read_first
+from sgverbalise.images import ImageError, ImageRef, candidate_urls, prepare_image, read_first
 from sgverbalise.normalise import NormaliseConfig, Normaliser
 from sgverbalise.readers import READERS
 from sgverbalise.rejects import reject
 from sgverbalise.sample import build_sample, sample_key
-from sgverbalise.shards import sample_bytes, write_shard
+from sgverbalise.shards import sample_size, write_shard
 from sgverbalise.storage import join, redact
 from sgverbalise.triplets import extract
 from sgverbalise.verbalise import verbalise
@@ -196,7 +198,7 @@ class MakeSampleFn(CountingDoFn):
                 or key in self.exclude_ids:
             yield from self._image_reject(record, "excluded_eval", f"coco_id={coco}")
             return
-        members: dict[str, bytes] = {}
+        members: dict[str, bytes | ImageRef] = {}
         width, height, scale = record.get("width"), record.get("height"), 1.0
         roots = self._roots(source)
         if roots:
@@ -210,7 +212,7 @@ class MakeSampleFn(CountingDoFn):
             # boxes are in the annotation's pixels: map them onto the image as it is written
             scale = image.width / width if width else image.scale
             width, height = image.width, image.height
-            members["jpg"] = image.data
+            members["jpg"] = ImageRef.of(url, data) if image.passed_through else image.data
         elif not (width and height):
             yield from self._image_reject(record, "malformed_record", "image size unknown: give image_data.json "
                                           "or the images")
@@ -233,9 +235,16 @@ class MakeSampleFn(CountingDoFn):
         yield layout.split_of(key, self.cfg.val_fraction), key, members
 
 
-def _size(element: tuple[str, str, dict[str, bytes]]) -> tuple[str, tuple[str, int]]:
+def _size(element: tuple[str, str, dict[str, bytes | ImageRef]]) -> tuple[str, tuple[str, int]]:
     split, key, members = element
-    return split, (key, sample_bytes(key, members))
+    sizes = {ext: m.nbytes if isinstance(m, ImageRef) else len(m) for ext, m in members.items()}
+    return split, (key, sample_size(key, sizes))
+
+
+def _loaded(samples: Iterable[tuple[str, dict[str, bytes | ImageRef]]]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The samples with every ImageRef read back (one sample's images in memory at a time)."""
+    for key, members in samples:
+        yield key, {ext: m.load() if isinstance(m, ImageRef) else m for ext, m in members.items()}
 
 
 class WriteShardFn(beam.DoFn):
@@ -247,7 +256,7 @@ class WriteShardFn(beam.DoFn):
     def process(self, element: tuple[tuple[str, int], Iterable[tuple[str, dict]]]) -> Iterator[dict]:
         (split, index), samples = element
         name = layout.shard_name(split, index)
-        info = write_shard(join(self.out, name), sorted(samples, key=lambda s: s[0]))
+        info = write_shard(join(self.out, name), _loaded(sorted(samples, key=lambda s: s[0])))
         Metrics.counter(NAMESPACE, "shards_written").inc()
         yield dict(info, name=name)
 

@@ -4,6 +4,9 @@ By default the original JPEG bytes pass through untouched (only the header and a
 read, to catch truncated or corrupt files). With ``max_side`` the image is downscaled with Pillow's ``draft()``
 (JPEG DCT scaling, fast) and a final resample, then re-encoded; the caller rescales every box by ``scale``.
 Pillow's decompression-bomb guard stays on: an image over ``Image.MAX_IMAGE_PIXELS`` is rejected.
+
+An image passed through can travel between the steps of a job as an ``ImageRef`` (where it is, its size and
+sha256) instead of its bytes; the step that writes it reads it again and checks it is the same file.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import io
 import posixpath
 import re
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,6 +44,35 @@ class LoadedImage:
     height: int
     scale: float  # factor from the source image's pixels to these (1.0 when passed through)
     url: str
+    passed_through: bool = False  # ``data`` is the source's bytes, untouched
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image passed through, by reference: read again (and checked unchanged) where it is written."""
+
+    url: str
+    nbytes: int
+    crc32: int  # catches a file changed between the steps (not a security check)
+
+    @classmethod
+    def of(cls, url: str, data: bytes) -> ImageRef:
+        return cls(url, len(data), zlib.crc32(data))
+
+    def load(self) -> bytes:
+        """The image's bytes; raises ImageChangedError when the file is no longer the one that was checked."""
+        fs, path = fsspec.core.url_to_fs(self.url)
+        with fs.open(path, "rb") as f:
+            data = f.read()
+        if len(data) != self.nbytes or zlib.crc32(data) != self.crc32:
+            raise ImageChangedError(f"{redact(self.url)} changed while the job ran ({self.nbytes} bytes with "
+                                    f"CRC-32 {self.crc32:08x} when checked; {len(data)} bytes, CRC-32 "
+                                    f"{zlib.crc32(data):08x} now)")
+        return data
+
+
+class ImageChangedError(RuntimeError):
+    """An input image differs between the step that checked it and the step that writes it."""
 
 
 class ImageError(Exception):
@@ -88,7 +121,7 @@ def prepare_image(data: bytes, url: str, cfg: ImageConfig) -> LoadedImage:
             if target is None and im.format in JPEG_FORMATS:
                 im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                 im.load()  # a cheap decode that still finds truncated or corrupt data
-                return LoadedImage(data, width, height, 1.0, url)
+                return LoadedImage(data, width, height, 1.0, url, passed_through=True)
             if target is not None:
                 im.draft("RGB", target)
             im = im.convert("RGB")

@@ -182,14 +182,26 @@ class _OpenShard:
 def _prepare(key: str, members: Mapping[str, bytes]) -> tuple[list[tuple[tarfile.TarInfo, bytes]], int]:
     """Tar entries of a sample and the bytes they take in the archive."""
     entries = [(_tarinfo(name, len(data)), data) for name, data in encode_sample(key, members)]
-    size = sum(len(info.tobuf(TAR_FORMAT, TAR_ENCODING, TAR_ERRORS)) + _padded(info.size)
-               for info, _ in entries)
-    return entries, size
+    return entries, sum(_entry_size(info) for info, _ in entries)
+
+
+def _entry_size(info: tarfile.TarInfo) -> int:
+    return len(info.tobuf(TAR_FORMAT, TAR_ENCODING, TAR_ERRORS)) + _padded(info.size)
 
 
 def sample_bytes(key: str, members: Mapping[str, bytes]) -> int:
     """Exact bytes one sample takes inside a shard (member headers plus data padded to 512-byte blocks)."""
     return _prepare(key, members)[1]
+
+
+def sample_size(key: str, sizes: Mapping[str, int]) -> int:
+    """``sample_bytes`` from the members' sizes alone (extension -> bytes), for members not in memory."""
+    _check_key(key)
+    if not sizes:
+        raise ValueError(f"sample {key!r} has no members")
+    for ext in sizes:
+        _check_ext(key, ext)
+    return sum(_entry_size(_tarinfo(f"{key}.{ext}", size)) for ext, size in sizes.items())
 
 
 class ShardWriter:

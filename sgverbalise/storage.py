@@ -43,6 +43,13 @@ def url_fs(url: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem,
     return fsspec.core.url_to_fs(url, **storage_options)
 
 
+def absolute(url: str) -> str:
+    """A local path made absolute (workers may run in another folder); any other URL as it is."""
+    if "://" in url or "::" in url:
+        return url
+    return os.path.abspath(url)
+
+
 def join(base: str, *parts: str) -> str:
     """Join relative parts onto a local path or URL with '/' (parts' own leading/trailing '/' are dropped)."""
     out = base

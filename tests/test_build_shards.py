@@ -67,6 +67,18 @@ def test_generated_corpus_with_images(tmp_path, corpus):
         assert 0 <= x and x + w <= 64.01 and 0 <= y and y + h <= 64.01
 
 
+def test_pass_through_writes_each_source_file_unchanged(tmp_path, corpus):
+    # pass-through images travel between the steps by reference and are read again where the shard is written
+    out = tmp_path / "out"
+    manifest = run(job_args(corpus, out))
+    check_output(out, manifest)
+    sources = {f"{p.parent.parent.name}-{p.stem}": p for p in corpus.rglob("*.jpg")}
+    written = {key: members["jpg"] for shard in sorted(out.rglob("*.tar")) for key, members in read_tar(shard).items()}
+    assert len(written) == manifest["totals"]["samples"] > 0
+    for key, data in written.items():
+        assert data == sources[key].read_bytes(), key
+
+
 def test_deterministic_across_worker_counts_and_portable_runner(tmp_path, corpus):
     outs = {}
     for name, beam_args in {

@@ -7,7 +7,15 @@ import io
 import pytest
 from PIL import Image
 
-from sgverbalise.images import ImageConfig, ImageError, candidate_urls, prepare_image, read_first
+from sgverbalise.images import (
+    ImageChangedError,
+    ImageConfig,
+    ImageError,
+    ImageRef,
+    candidate_urls,
+    prepare_image,
+    read_first,
+)
 
 
 def jpeg(width=400, height=200, colour=(200, 30, 30)) -> bytes:
@@ -22,6 +30,18 @@ def test_pass_through_keeps_the_original_bytes():
     data = jpeg()
     loaded = prepare_image(data, "x.jpg", ImageConfig())
     assert loaded.data == data and (loaded.width, loaded.height, loaded.scale) == (400, 200, 1.0)
+
+
+def test_image_ref_reads_back_the_checked_file_and_refuses_a_changed_one(tmp_path):
+    path = tmp_path / "1.jpg"
+    path.write_bytes(data := jpeg())
+    loaded = prepare_image(data, str(path), ImageConfig())
+    ref = ImageRef.of(loaded.url, loaded.data)
+    assert loaded.passed_through and ref.nbytes == len(data) and ref.load() == data
+    path.write_bytes(jpeg(colour=(0, 200, 0)))  # another picture under the same name
+    with pytest.raises(ImageChangedError, match="changed while the job ran"):
+        ref.load()
+    assert not prepare_image(data, "x.jpg", ImageConfig(max_side=100)).passed_through
 
 
 def test_downscale_to_max_side_and_report_the_scale():

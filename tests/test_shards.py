@@ -21,6 +21,7 @@ from sgverbalise.shards import (
     finished_size,
     read_shard,
     sample_bytes,
+    sample_size,
     write_shard,
 )
 from sgverbalise.storage import list_leftovers
@@ -137,6 +138,9 @@ def test_sample_bytes_predicts_the_file_size(tmp_path):
     samples = _samples(9, text=300) + [("é" * 120, {"txt": b"long unicode key"})]
     info = write_shard(str(tmp_path / "s.tar"), samples)
     assert info["bytes"] == finished_size(sum(sample_bytes(k, m) for k, m in samples))
+    # the same from the members' sizes alone, as the job plans shards for images it has not in memory
+    assert [sample_size(k, {ext: len(d) for ext, d in m.items()}) for k, m in samples] == \
+        [sample_bytes(k, m) for k, m in samples]
 
 
 def test_empty_shard_is_valid(tmp_path):

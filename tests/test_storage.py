@@ -11,6 +11,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from sgverbalise.storage import (
     AtomicFile,
+    absolute,
     atomic_open,
     atomic_write,
     fingerprint,
@@ -177,3 +178,10 @@ def test_leftovers_on_memory_and_missing_prefix(mem_root):
     assert remove_leftovers(mem_root) == found
     assert list_leftovers(mem_root) == []
     assert list_leftovers(join(mem_root, "nothing-here")) == []
+
+
+def test_absolute_makes_local_paths_absolute_and_leaves_urls(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert absolute("images/VG_100K") == str(tmp_path / "images" / "VG_100K")
+    for url in ("s3://bucket/images", "memory://x/y", "simplecache::s3://bucket/images"):
+        assert absolute(url) == url
