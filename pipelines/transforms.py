@@ -16,6 +16,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 import fsspec
@@ -28,7 +29,8 @@ from pipelines.options import BuildConfig
 from sgverbalise import layout
 from sgverbalise.images import ImageError, ImageRef, candidate_urls, prepare_image, read_first
 from sgverbalise.normalise import NormaliseConfig, Normaliser
-from sgverbalise.readers import READERS
+from sgverbalise.readers import READERS, vg
+from sgverbalise.readers._json import iter_list
 from sgverbalise.rejects import reject
 from sgverbalise.sample import build_sample, sample_key
 from sgverbalise.shards import sample_size, write_shard
@@ -61,8 +63,32 @@ class CountingDoFn(beam.DoFn):
         self._counts.clear()
 
 
-class ReadSourceFn(CountingDoFn):
-    """Streams one input (a VG folder or a GQA file) into per-image canonical records."""
+class _RecordsFn(CountingDoFn):
+    """Counts and emits reader items ``(record | None, rejects)``; a file that breaks off becomes a reject."""
+
+    def emit(self, item: tuple[dict | None, list[dict]]) -> Iterator:
+        record, rejects = item
+        self.count("images_read")
+        for r in rejects:
+            if r["kind"] == "relation":
+                self.count("relations_read")
+            yield beam.pvalue.TaggedOutput(REJECTS, r)
+        if record is None:
+            self.count("images_rejected")
+        else:
+            self.count("relations_read", len(record["relations"]))
+            yield record
+
+    def broken(self, source: str, url: str, exc: ValueError) -> Iterator:
+        """The reject of a cut or corrupt file (the entries before the break have been emitted)."""
+        self.count("images_read")
+        self.count("images_rejected")
+        detail = f"rest of the file unreadable: {str(exc).replace(url, redact(url))}"
+        yield beam.pvalue.TaggedOutput(REJECTS, reject(source, None, "malformed_record", detail))
+
+
+class ReadSourceFn(_RecordsFn):
+    """Streams one input (a GQA file, or VG's scene_graphs.json) into per-image canonical records."""
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
@@ -71,43 +97,97 @@ class ReadSourceFn(CountingDoFn):
         source, url = element
         images = Metrics.counter(NAMESPACE, f"{source}_images_read")
         try:
-            for n, (record, rejects) in enumerate(READERS[source](url, limit=self.limit), start=1):
+            for n, item in enumerate(READERS[source](url, limit=self.limit), start=1):
                 images.inc()
-                self.count("images_read")
-                for r in rejects:
-                    if r["kind"] == "relation":
-                        self.count("relations_read")
-                    yield beam.pvalue.TaggedOutput(REJECTS, r)
-                if record is None:
-                    self.count("images_rejected")
-                else:
-                    self.count("relations_read", len(record["relations"]))
-                    yield record
+                yield from self.emit(item)
                 if n % PROGRESS_EVERY == 0:
                     log.info("read %d %s images from %s", n, source, redact(url))
-        except ValueError as exc:  # a cut or corrupt file: the entries before the break are kept
-            self.count("images_read")
-            self.count("images_rejected")
-            detail = f"rest of the file unreadable: {str(exc).replace(url, redact(url))}"
-            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, None, "malformed_record", detail))
+        except ValueError as exc:
+            yield from self.broken(source, url, exc)
+
+
+class ReadVGPartFn(_RecordsFn):
+    """Streams one file of VG's split layout (objects, relationships, attributes, regions or image data) into
+    ``((image id, occurrence), (role, entry))`` pairs, joined by image id downstream. The occurrence numbers
+    a second entry of the same image in the same file, which joins the second entries of the other files.
+    ``limit`` keeps the first ``limit`` images of each file (the same images when the files are aligned, as in
+    the official releases)."""
+
+    def __init__(self, files: dict[str, str], limit: int | None) -> None:
+        self.files, self.limit = files, limit
+
+    def process(self, element: tuple[str, str]) -> Iterator:
+        role, url = element
+        seen: Counter[str] = Counter()
+        try:
+            for entry in iter_list(url):
+                image_id = vg.image_key(entry)
+                if image_id is None:  # no usable image id: a reject of its own
+                    yield from self.emit(vg.assemble_vg(None, {role: entry}, self.files))
+                    continue
+                if self.limit is not None and image_id not in seen and len(seen) >= self.limit:
+                    break
+                occurrence = seen[image_id]
+                seen[image_id] += 1
+                yield (image_id, occurrence), (role, entry)
+                if len(seen) % PROGRESS_EVERY == 0 and occurrence == 0:
+                    log.info("read %d images from %s", len(seen), redact(url))
+        except ValueError as exc:
+            yield from self.broken("vg", url, exc)
+
+
+class AssembleVGFn(_RecordsFn):
+    """One VG image's record from its joined file entries."""
+
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+
+    def process(self, element: tuple[tuple[str, int], Iterable[tuple[str, Any]]]) -> Iterator:
+        (image_id, _), parts = element
+        Metrics.counter(NAMESPACE, "vg_images_read").inc()
+        yield from self.emit(vg.assemble_vg(image_id, dict(parts), self.files))
 
 
 class ReadSceneGraphs(beam.PTransform):
-    """All inputs of the config as one PCollection of records, spread over workers."""
+    """All inputs of the config as one PCollection of records, spread over workers.
+
+    GQA files (and VG's single scene_graphs.json) are each streamed into records. VG's split layout is read
+    file by file in parallel and joined by image id in the pipeline (a GroupByKey)."""
 
     def __init__(self, cfg: BuildConfig) -> None:
         super().__init__()
         self.cfg = cfg
 
     def expand(self, pbegin):
-        inputs = ([("vg", self.cfg.vg)] if self.cfg.vg else []) + [("gqa", url) for url in self.cfg.gqa]
-        read = (
-            pbegin
-            | "Inputs" >> beam.Create(inputs)
-            | "Stream" >> beam.ParDo(ReadSourceFn(self.cfg.limit)).with_outputs(REJECTS, STATS, main="records")
+        cfg = self.cfg
+        vg_files = vg.resolve_vg_files(cfg.vg) if cfg.vg else {}
+        split = "scene_graphs" not in vg_files
+        inputs = ([("vg", cfg.vg)] if cfg.vg and not split else []) + [("gqa", url) for url in cfg.gqa]
+        outputs = []
+        if inputs:
+            read = (
+                pbegin
+                | "Inputs" >> beam.Create(inputs)
+                | "Stream" >> beam.ParDo(ReadSourceFn(cfg.limit)).with_outputs(REJECTS, STATS, main="records")
+            )
+            outputs.append((read.records | "Spread" >> beam.Reshuffle(), read[REJECTS], read[STATS]))
+        if vg_files and split:
+            parts = (
+                pbegin
+                | "VGFiles" >> beam.Create(sorted(vg_files.items()))
+                | "StreamVG" >> beam.ParDo(ReadVGPartFn(vg_files, cfg.limit)).with_outputs(REJECTS, STATS,
+                                                                                          main="parts")
+            )
+            joined = (
+                parts.parts
+                | "JoinVG" >> beam.GroupByKey()
+                | "AssembleVG" >> beam.ParDo(AssembleVGFn(vg_files)).with_outputs(REJECTS, STATS, main="records")
+            )
+            outputs += [(joined.records, joined[REJECTS], joined[STATS]), (None, parts[REJECTS], parts[STATS])]
+        return tuple(
+            [o[i] for o in outputs if o[i] is not None] | f"All{name}" >> beam.Flatten()
+            for i, name in enumerate(("Records", "Rejects", "Stats"))
         )
-        records = read.records | "Spread" >> beam.Reshuffle()
-        return records, read[REJECTS], read[STATS]
 
 
 class NormaliseFn(beam.DoFn):

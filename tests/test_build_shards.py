@@ -125,3 +125,26 @@ def test_rerun_after_kill_completes_and_cleans_up(tmp_path, corpus):
     manifest = run(job_args(corpus, out))
     check_output(out, manifest)
     assert files_sha(out) == files_sha(reference)
+
+
+def _vg_job(vg: Path, out: Path, *extra: str) -> dict:
+    return run(["--vg", str(vg), "--out", str(out), "--samples-per-shard", "8", "--val-fraction", "0.2", *extra])
+
+
+def test_vg_split_files_are_joined_by_image_id_in_any_order(tmp_path):
+    # VG's objects/relationships/attributes/regions/image data files are read in parallel and joined in the job:
+    # files in other image orders give the same shards as aligned ones
+    synthesize(str(tmp_path / "c"), 40, seed=5, gqa_fraction=0.0, layout="split")
+    vg = tmp_path / "c" / "vg"
+    aligned = _vg_job(vg, tmp_path / "aligned")
+    limited = _vg_job(vg, tmp_path / "limited", "--limit", "6")  # the first 6 images of each (aligned) file
+    assert limited["totals"]["images_read"] == 6 and limited["totals"]["samples"] == 6
+    for name, order in (("relationships.json", reversed), ("objects.json", lambda e: e[1::2] + e[::2])):
+        entries = json.loads((vg / name).read_text())
+        (vg / name).write_text(json.dumps(list(order(entries))))
+    shuffled = _vg_job(vg, tmp_path / "shuffled")
+    sha = {name: files_sha(tmp_path / name) for name in ("aligned", "shuffled")}
+    for digests in sha.values():
+        digests.pop("manifest.json")
+    assert sha["aligned"] == sha["shuffled"]
+    assert aligned["totals"] == shuffled["totals"] and aligned["totals"]["images_read"] == 40

@@ -132,7 +132,7 @@ def iter_vg(
     if limit is not None and limit <= 0:
         return
     streams = [(role, iter_list(url)) for role, url in files.items()]
-    joined = join_by_image(streams, _image_key)
+    joined = join_by_image(streams, image_key)
     count = 0
     try:
         for image_id, group in joined:
@@ -144,7 +144,8 @@ def iter_vg(
         joined.close()
 
 
-def _image_key(entry: Any) -> str | None:
+def image_key(entry: Any) -> str | None:
+    """The image id of an entry of any VG file (None when it has no usable one)."""
     if not isinstance(entry, dict):
         return None
     try:
