@@ -236,6 +236,21 @@ def test_short_run_logs_metrics_and_checkpoints(data, tmp_path):
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["steps"] == 6
 
 
+def test_bf16_autocast_trains_every_batch_type(data, tmp_path):
+    # the mixed precision of GPU runs, exercised on the CPU: every batch type runs under bf16 autocast, its
+    # losses are finite and differ from the fp32 run's (autocast is really on), and the weights stay fp32
+    common = ["train.steps=6", "train.ckpt_every=6", "data.num_workers=0"]
+    runs = {p: train(load_config(TINY, overrides(data, tmp_path / p, *common, f"train.precision={p}")))
+            for p in ("fp32", "bf16")}
+    fp32, bf16 = (runs[p]["history"] for p in ("fp32", "bf16"))
+    assert [r["type"] for r in bf16] == [r["type"] for r in fp32]
+    assert {r["type"] for r in bf16} == {"caption", "mrc", "vsg"}
+    assert all(math.isfinite(r["loss"]) for r in bf16)
+    assert [r["loss"] for r in bf16] != [r["loss"] for r in fp32]
+    model = RelationVLM.from_pretrained(tmp_path / "bf16" / "step-00000006")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_gives_the_losses_of_an_uninterrupted_run(data, tmp_path, workers):
     # 9-batch epochs and a checkpoint every 5 steps: the run stops at step 7, mid-epoch, after its checkpoint
