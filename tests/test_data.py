@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 from collections import Counter
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import fsspec
@@ -28,9 +30,10 @@ from sgverbalise.shards import read_shard, write_shard
 from sgverbalise.synth import COLOURS, make_scene, render_scene
 from training.batches import check_batch
 from training.data import DataConfig, ImageTransform, SourceConfig, build_loader, expand_urls, swap_left_right
+from training.data.pixelring import DEFAULT_SLOTS, PixelRing, RingPixels
 from training.data.sources import load_relations
 from training.data.streams import as_tensors, draw, inline_small, plan_streams, stream_seed
-from training.data.tokenizer import encode_texts, load_tokenizer, shard_texts, train_tokenizer
+from training.data.tokenizer import TextEncoder, encode_texts, load_tokenizer, shard_texts, train_tokenizer
 from training.data.transforms import Crop, crop_box, draft_scale, to_image, to_pixels
 from training.data.webshards import write_web_shards
 
@@ -381,8 +384,8 @@ def test_boxes_follow_crop_and_flip():
     transform = ImageTransform(size=RES, flip=True, scale=(0.2, 1.0))
     flips, dropped = Counter(), 0
     for seed in range(60):
-        tensor, (out,), flipped = transform(image, [box], generator=torch.Generator().manual_seed(seed))
-        again, (out2,), flipped2 = transform(image, [box], generator=torch.Generator().manual_seed(seed))
+        tensor, (out,), flipped = transform(image, [box], rng=random.Random(seed))
+        again, (out2,), flipped2 = transform(image, [box], rng=random.Random(seed))
         assert torch.equal(tensor, again) and out == out2 and flipped == flipped2  # deterministic per seed
         flips[flipped] += 1
         picture = to_image(tensor)
@@ -436,8 +439,8 @@ def test_jpeg_draft_decodes_small_and_keeps_boxes_and_pixels_in_place():
     drafted, full = (ImageTransform(size=RES, flip=True, scale=(0.2, 1.0), draft=d) for d in (True, False))
     dropped = 0
     for seed in range(40):
-        a, (box_a,), flip_a = drafted(Image.open(io.BytesIO(data)), [box], torch.Generator().manual_seed(seed))
-        b, (box_b,), flip_b = full(Image.open(io.BytesIO(data)), [box], torch.Generator().manual_seed(seed))
+        a, (box_a,), flip_a = drafted(Image.open(io.BytesIO(data)), [box], random.Random(seed))
+        b, (box_b,), flip_b = full(Image.open(io.BytesIO(data)), [box], random.Random(seed))
         assert a.dtype == torch.uint8 and a.shape == (3, RES, RES)
         assert box_a == box_b and flip_a == flip_b  # the same crop: boxes do not depend on the decode scale
         # the same picture (the red edge may move by a fraction of a pixel): a few grey levels on average
@@ -638,6 +641,48 @@ def test_small_tensors_go_inline_and_come_back_whole():
         assert back[key].dtype == batch[key].dtype and torch.equal(back[key], batch[key])
 
 
+def _received(pixels: RingPixels | torch.Tensor) -> torch.Tensor:
+    """What the main process gets for a worker's pixels (the DataLoader's pickler, fds for shared memory)."""
+    return ForkingPickler.loads(ForkingPickler.dumps(pixels))
+
+
+def test_pixel_ring_reuses_a_segment_only_once_the_receiver_lets_go():
+    ring = PixelRing(limit=2, inline_bytes=100)
+    images = [torch.full((3, 4, 5), i, dtype=torch.uint8) for i in range(3)]  # 180 bytes
+    first = _received(ring.stack(images))
+    assert first[:, 0, 0, 0].tolist() == [0, 1, 2] and len(ring.segments) == 1
+    view = first[2, 1]  # a view keeps the segment as the batch did
+    del first
+    gc.collect()
+    second = _received(ring.stack(images[::-1]))  # segment 0 is still held: a second one
+    assert len(ring.segments) == 2 and second[:, 0, 0, 0].tolist() == [2, 1, 0]
+    third = _received(ring.stack(images))  # both held, the ring is full: a fresh shared tensor
+    assert ring.fresh == 1 and isinstance(third, torch.Tensor) and third.is_shared()
+    assert view.unique().tolist() == [2]  # untouched
+    del view, second
+    gc.collect()
+    again = _received(ring.stack(images[1:]))  # both segments free again: reused, none added
+    assert len(ring.segments) == 2 and ring.fresh == 1 and again[:, 0, 0, 0].tolist() == [1, 2]
+    pinned_like = again.clone()  # a copy does not hold the segment
+    del again
+    gc.collect()
+    assert all(flag[0] == 0 for flag in ring.flags) and pinned_like[:, 0, 0, 0].tolist() == [1, 2]
+    small = ring.stack(images[:1])  # 60 bytes: ordinary memory, pickled inline by the stream
+    assert isinstance(small, torch.Tensor) and not small.is_shared()
+
+
+def test_worker_batches_through_the_ring_equal_kept_ones(web, tokenizer):
+    """Batches consumed and dropped one by one (the workers refill their segments) equal batches all kept (the
+    segments stay busy, the rest go to fresh shared memory): no segment is overwritten while still held."""
+    cfg = _one_pass(web, num_workers=2, image_size=256, batch_sizes={"caption": 2})  # 384 KB per batch
+    dropped = [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+               for b in build_loader(cfg, tokenizer)]  # fmt: skip
+    kept = list(build_loader(cfg, tokenizer))
+    assert len(kept) == 16 > 2 * DEFAULT_SLOTS  # more batches per worker than segments
+    assert _same(dropped, kept)
+    assert all(b["image"].shape == (2, 3, 256, 256) and b["image"].dtype == torch.uint8 for b in kept)
+
+
 def test_split_by_node_from_args_and_env(web, tokenizer, monkeypatch):
     by_args = [
         {k for b in build_loader(_one_pass(web), tokenizer, rank=r, world_size=2) for k in b["keys"]}
@@ -697,6 +742,35 @@ def test_memory_urls(web, tokenizer):
 
 
 # ------------------------------------------------------------------------------------ tokenizer and CLI
+
+
+def test_text_encoder_matches_the_tokenizer_call(tokenizer):
+    """The stream's encoder (backend configured once, one batch call) gives what the transformers call gives."""
+    rng = random.Random(3)
+    words = "red circle left of blue square [SEP] [MASK] Ünïcode, on-top it's ##x [UNK] zzqx".split()
+    for _ in range(40):
+        texts = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 30))) for _ in range(rng.randint(1, 5))]
+        for max_length, pad_to_max in ((6, False), (16, True), (40, False)):
+            enc = tokenizer(texts, padding="max_length" if pad_to_max else True, truncation=True,
+                            max_length=max_length, return_tensors="pt")  # fmt: skip
+            got = TextEncoder(tokenizer, max_length, pad_to_max)(texts)
+            assert torch.equal(got["input_ids"], enc["input_ids"].long())
+            assert torch.equal(got["attention_mask"], enc["attention_mask"].long())
+            words_of = torch.tensor([[-1 if w is None else w for w in enc.word_ids(i)] for i in range(len(texts))])
+            special = torch.isin(enc["input_ids"], torch.tensor([0, 2, 3, 4]))  # [PAD] [CLS] [SEP] [MASK], not [UNK]
+            assert torch.equal(got["word_ids"], words_of.masked_fill(special, -1))
+    assert TextEncoder(tokenizer, 8)([])["input_ids"].shape == (0, 0)
+
+
+def test_to_pixels_is_the_image_channels_first():
+    image = Image.effect_noise((37, 23), 60).convert("RGB")
+    image.putpixel((0, 0), (1, 2, 3))
+    pixels = to_pixels(image)
+    assert pixels.dtype == torch.uint8 and pixels.is_contiguous() and pixels.shape == (3, 23, 37)
+    assert np.array_equal(pixels.numpy(), np.asarray(image).transpose(2, 0, 1))
+    assert pixels[:, 0, 0].tolist() == [1, 2, 3]
+    grey = Image.effect_noise((8, 6), 60)  # mode L: converted
+    assert np.array_equal(to_pixels(grey).numpy(), np.asarray(grey.convert("RGB")).transpose(2, 0, 1))
 
 
 def test_trained_tokenizer_round_trips_and_word_ids_mark_whole_words(sg, web, tokenizer, tmp_path):

@@ -1,7 +1,7 @@
 """Per-type examples from raw shard samples, and their collation into the batches of ``training.batches``.
 
 A raw sample is ``{"__key__", "__url__", ext: bytes}``. Builders take the sample, a ``Context`` and a seeded
-``torch.Generator`` (every random choice is drawn from it) and return an example dict, or None when the sample
+``random.Random`` (every random choice is drawn from it) and return an example dict, or None when the sample
 has nothing for this type (no caption, no VSG, no entity or triplet left after the crop): the stream counts
 those as filtered. Any exception (a corrupt JPEG, bad JSON) is counted as a skipped sample by the stream.
 
@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -31,7 +32,8 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
-from training.data.tokenizer import encode_texts
+from training.data.pixelring import PixelRing, RingPixels
+from training.data.tokenizer import TextEncoder
 from training.data.transforms import Crop, ImageTransform, crop_box, swap_left_right
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -39,7 +41,8 @@ IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
 @dataclass
 class Context:
-    """What a stream's builders and collation need: its type, source name, transform, tokenizer, settings."""
+    """What a stream's builders and collation need: its type, source name, transform, tokenizer, settings; in a
+    DataLoader worker, the worker's ``PixelRing``."""
 
     kind: str
     source: str
@@ -52,6 +55,8 @@ class Context:
     entity_attributes: bool = False
     crop_attempts: int = 5
     keep_keys: bool = False
+    ring: PixelRing | None = None
+    encoder: TextEncoder | None = field(default=None, repr=False)  # built at the first batch
 
 
 def image_id(namespace: str, ident: str) -> int:
@@ -79,20 +84,16 @@ def decode_json(sample: dict) -> dict:
     return meta
 
 
-def _randint(generator: torch.Generator, n: int) -> int:
-    return int(torch.randint(0, n, (), generator=generator))
+def _order(rng: random.Random, n: int) -> list[int]:
+    return rng.sample(range(n), n)
 
 
-def _order(generator: torch.Generator, n: int) -> list[int]:
-    return torch.randperm(n, generator=generator).tolist()
-
-
-def caption_example(sample: dict, ctx: Context, generator: torch.Generator) -> dict | None:
+def caption_example(sample: dict, ctx: Context, rng: random.Random) -> dict | None:
     """A web image-text example (img2dataset's ``.txt`` caption)."""
     text = sample.get("txt", b"").decode("utf-8").strip()
     if not text:
         return None
-    pixels, _, flipped = ctx.transform(open_image(sample), generator=generator)
+    pixels, _, flipped = ctx.transform(open_image(sample), rng=rng)
     return {
         "image": pixels,
         "text": swap_left_right(text) if flipped else text,
@@ -101,14 +102,14 @@ def caption_example(sample: dict, ctx: Context, generator: torch.Generator) -> d
     }
 
 
-def vsg_example(sample: dict, ctx: Context, generator: torch.Generator) -> dict | None:
+def vsg_example(sample: dict, ctx: Context, rng: random.Random) -> dict | None:
     """A verbalised-scene-graph example: one of the sample's VSG strings, drawn at random."""
     meta = decode_json(sample)
     vsgs = [v for v in meta.get("vsg", []) if v.strip()]
     if not vsgs:
         return None
-    text = vsgs[_randint(generator, len(vsgs))] if len(vsgs) > 1 else vsgs[0]
-    pixels, _, flipped = ctx.transform(open_image(sample), generator=generator)
+    text = vsgs[rng.randrange(len(vsgs))] if len(vsgs) > 1 else vsgs[0]
+    pixels, _, flipped = ctx.transform(open_image(sample), rng=rng)
     return {
         "image": pixels,
         "text": swap_left_right(text) if flipped else text,
@@ -121,7 +122,7 @@ def grounded_transform(
     image: Image.Image,
     boxes: Sequence[Sequence[float]],
     ctx: Context,
-    generator: torch.Generator,
+    rng: random.Random,
     usable: Callable[[list], bool],
 ) -> tuple[torch.Tensor, list, bool]:
     """Crop until ``usable(boxes)`` holds (``crop_attempts`` tries), else the whole image; returns the uint8
@@ -130,7 +131,7 @@ def grounded_transform(
     width, height = image.size
     if t.train:
         for _ in range(ctx.crop_attempts):
-            crop = t.sample(width, height, generator=generator)
+            crop = t.sample(width, height, rng=rng)
             out = [crop_box(b, crop, width, height, t.min_visible) for b in boxes]
             if usable(out):
                 pixels, _ = t.apply(image, crop)
@@ -144,7 +145,7 @@ def entity_label(entity: dict, with_attributes: bool = False) -> str:
     return " ".join([*entity.get("attributes", []), entity["name"]]) if with_attributes else entity["name"]
 
 
-def entity_example(sample: dict, ctx: Context, generator: torch.Generator) -> dict | None:
+def entity_example(sample: dict, ctx: Context, rng: random.Random) -> dict | None:
     """An X-VLM grounding example: up to ``entities_per_image`` entities with their boxes after the crop."""
     meta = decode_json(sample)
     entities = meta.get("entities", [])
@@ -152,12 +153,12 @@ def entity_example(sample: dict, ctx: Context, generator: torch.Generator) -> di
         return None
     image = open_image(sample)
     pixels, boxes, flipped = grounded_transform(
-        image, [e["box_norm"] for e in entities], ctx, generator, lambda bs: any(b is not None for b in bs)
+        image, [e["box_norm"] for e in entities], ctx, rng, lambda bs: any(b is not None for b in bs)
     )
     alive = [i for i, b in enumerate(boxes) if b is not None]
     if not alive:
         return None
-    chosen = sorted(alive[j] for j in _order(generator, len(alive))[: ctx.entities_per_image])
+    chosen = sorted(alive[j] for j in _order(rng, len(alive))[: ctx.entities_per_image])
     labels = [entity_label(entities[i], ctx.entity_attributes) for i in chosen]
     if flipped:
         labels = [swap_left_right(label) for label in labels]
@@ -170,7 +171,7 @@ def _entity_keys(t: dict) -> tuple:
     return subject, obj
 
 
-def mrc_example(sample: dict, ctx: Context, generator: torch.Generator) -> dict | None:
+def mrc_example(sample: dict, ctx: Context, rng: random.Random) -> dict | None:
     """A masked-relation-classification example: triplets whose two boxes survive the crop."""
     meta = decode_json(sample)
     triplets = meta.get("triplets", [])
@@ -183,12 +184,12 @@ def mrc_example(sample: dict, ctx: Context, generator: torch.Generator) -> dict 
         image,
         boxes,
         ctx,
-        generator,
+        rng,
         lambda bs: any(bs[i] is not None and bs[n + i] is not None for i in range(n)),
     )
     chosen: list[int] = []
     seen: set = set()
-    for i in _order(generator, n):
+    for i in _order(rng, n):
         if out[i] is None or out[n + i] is None or len(chosen) >= ctx.relations_per_image:
             continue
         keys = set(_entity_keys(triplets[i]))
@@ -210,10 +211,11 @@ def mrc_example(sample: dict, ctx: Context, generator: torch.Generator) -> dict 
     }
 
 
-def stack_pixels(pixels: list[torch.Tensor]) -> torch.Tensor:
-    """The examples' uint8 pixels as one contiguous [N, 3, H, W] tensor; in a DataLoader worker it is built in
-    shared memory (``default_collate``), so handing the batch to the main process copies nothing."""
-    return default_collate(pixels)
+def stack_pixels(pixels: list[torch.Tensor], ring: PixelRing | None = None) -> torch.Tensor | RingPixels:
+    """The examples' uint8 pixels as one contiguous [N, 3, H, W] tensor; in a DataLoader worker in shared memory,
+    a segment of the worker's ``ring`` reused from batch to batch (else ``default_collate``'s fresh one), so
+    handing the batch to the main process copies nothing."""
+    return ring.stack(pixels) if ring is not None else default_collate(pixels)
 
 
 def _finish(batch: dict, examples: list[dict], ctx: Context) -> dict:
@@ -223,7 +225,9 @@ def _finish(batch: dict, examples: list[dict], ctx: Context) -> dict:
 
 
 def _encode(ctx: Context, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-    return encode_texts(ctx.tokenizer, texts, ctx.max_text_len, ctx.pad_to_max)
+    if ctx.encoder is None:
+        ctx.encoder = TextEncoder(ctx.tokenizer, ctx.max_text_len, ctx.pad_to_max)
+    return ctx.encoder(texts)
 
 
 def collate_text(examples: list[dict], ctx: Context) -> dict:
@@ -231,7 +235,7 @@ def collate_text(examples: list[dict], ctx: Context) -> dict:
     enc = _encode(ctx, [e["text"] for e in examples])
     batch = {
         "type": ctx.kind,
-        "image": stack_pixels([e["image"] for e in examples]),
+        "image": stack_pixels([e["image"] for e in examples], ctx.ring),
         **enc,
         "image_ids": torch.tensor([e["image_id"] for e in examples], dtype=torch.long),
     }
@@ -247,7 +251,7 @@ def collate_entity(examples: list[dict], ctx: Context) -> dict:
     enc = _encode(ctx, [label for e in examples for label in e["labels"]])
     batch = {
         "type": "entity",
-        "image": stack_pixels([e["image"] for e in examples]),
+        "image": stack_pixels([e["image"] for e in examples], ctx.ring),
         "image_index": torch.tensor(
             [i for i, e in enumerate(examples) for _ in e["labels"]], dtype=torch.long
         ),
@@ -264,7 +268,7 @@ def collate_mrc(examples: list[dict], ctx: Context) -> dict:
     obj = _encode(ctx, [o for e in examples for o in e["objects"]])
     batch = {
         "type": "mrc",
-        "image": stack_pixels([e["image"] for e in examples]),
+        "image": stack_pixels([e["image"] for e in examples], ctx.ring),
         "image_index": torch.tensor(
             [i for i, e in enumerate(examples) for _ in e["relations"]], dtype=torch.long
         ),
@@ -279,7 +283,7 @@ def collate_mrc(examples: list[dict], ctx: Context) -> dict:
     return _finish(batch, examples, ctx)
 
 
-BUILDERS: dict[str, Callable[[dict, Context, torch.Generator], dict | None]] = {
+BUILDERS: dict[str, Callable[[dict, Context, random.Random], dict | None]] = {
     "caption": caption_example,
     "vsg": vsg_example,
     "entity": entity_example,

@@ -17,9 +17,11 @@ probability proportional to its weight. Every rank and every DataLoader worker d
 an epoch is ``epoch_batches`` batches per rank; in one-pass mode an exhausted stream leaves its worker's
 draw and the epoch ends when all are exhausted (or at ``epoch_batches``).
 
-A worker hands a batch to the main process with its large tensors (the images, built in shared memory by the
-collation) in shared memory and its small ones pickled inline (``inline_small``, ``INLINE_BYTES``): each
-shared-memory tensor costs the main process a fixed price, which made up most of the data wait of small models.
+A worker hands a batch to the main process with its images in shared memory (stacked by the collation into a
+segment of the worker's ``PixelRing``, reused once the main process has let go of the batch it held: a fresh
+segment per batch costs more than the copy) and its small tensors pickled inline (``inline_small``,
+``INLINE_BYTES``): each shared-memory tensor costs the main process a fixed price, which made up most of the
+data wait of small models.
 
 Counters (``MixedLoader.counters()``): per ``{type}/{source}/``: ``samples`` (read from shards), ``skipped``
 (undecodable samples), ``filtered`` (samples with nothing for the type), ``shard_errors``, ``batches``; and
@@ -47,6 +49,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from training.batches import BATCH_TYPES
 from training.data.examples import BUILDERS, COLLATE, Context
+from training.data.pixelring import PixelRing
 from training.data.sources import SourceConfig, expand_urls, tar_samples
 from training.data.tokenizer import load_tokenizer
 from training.data.transforms import ImageTransform
@@ -219,15 +222,16 @@ class ErrorLog:
 
 
 def examples(src: Iterable[dict], ctx: Context, errors: ErrorLog, seed: int) -> Iterator[dict]:
-    """Stage: raw samples to per-type examples; every sample gets its own seeded torch Generator."""
-    rng = random.Random(seed)
+    """Stage: raw samples to per-type examples; every sample gets its own seeded ``random.Random`` (so a sample's
+    crop does not depend on how many draws the one before it made)."""
+    seeds = random.Random(seed)
     build = BUILDERS[ctx.kind]
     for sample in src:
         errors.counters[errors.prefix + "samples"] += 1
-        generator = torch.Generator().manual_seed(rng.getrandbits(63))
+        rng = random.Random(seeds.getrandbits(63))
         key = sample.get("__key__", "?")
         try:
-            example = build(sample, ctx, generator)
+            example = build(sample, ctx, rng)
         except Exception as exn:
             errors.skipped(key, exn)
             continue
@@ -247,7 +251,9 @@ def _no_worker_seed() -> int:
     return 0  # the stream seed already holds rank and worker
 
 
-def make_context(cfg: DataConfig, kind: str, source: SourceConfig, tokenizer: Any) -> Context:
+def make_context(
+    cfg: DataConfig, kind: str, source: SourceConfig, tokenizer: Any, ring: PixelRing | None = None
+) -> Context:
     """The builders' context of one stream."""
     transform = ImageTransform(
         size=cfg.image_size,
@@ -269,6 +275,7 @@ def make_context(cfg: DataConfig, kind: str, source: SourceConfig, tokenizer: An
         entity_attributes=cfg.entity_attributes,
         crop_attempts=cfg.crop_attempts,
         keep_keys=cfg.keep_keys,
+        ring=ring,
     )
 
 
@@ -284,12 +291,14 @@ def build_stream(
     rank: int = 0,
     world_size: int = 1,
     stream_index: int = 0,
+    ring: PixelRing | None = None,
 ) -> wds.DataPipeline:
-    """The batches of one (type, source) for this rank and DataLoader worker (see the module docstring)."""
+    """The batches of one (type, source) for this rank and DataLoader worker (see the module docstring);
+    ``ring``: the worker's shared-memory buffers for the batches' pixels."""
     worker, _ = _worker_info()
     shared = stream_seed(cfg.seed, epoch, kind, stream_index)  # the same on every rank and worker
     local = stream_seed(shared, rank, worker)
-    ctx = make_context(cfg, kind, source, tokenizer)
+    ctx = make_context(cfg, kind, source, tokenizer, ring)
     errors = ErrorLog(counters, f"{kind}/{source.label}/", cfg.max_consecutive_errors)
     stages: list[Any] = []
     if cfg.resampled:
@@ -387,6 +396,7 @@ class MixedBatches(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         worker, num_workers = _worker_info()
         counters = self.counters = Counter()
+        ring = PixelRing(inline_bytes=INLINE_BYTES) if get_worker_info() is not None else None
         schedule = random.Random(stream_seed(self.cfg.seed, self.epoch, "schedule"))
         streams: dict[int, Iterator[dict]] = {}
         available = list(range(len(self.plans)))
@@ -399,7 +409,7 @@ class MixedBatches(IterableDataset):
             batch = None
             while batch is None and available:
                 if choice not in streams:
-                    streams[choice] = iter(self._stream(choice, counters))
+                    streams[choice] = iter(self._stream(choice, counters, ring))
                 batch = next(streams[choice], None)
                 if batch is None:
                     available.remove(choice)
@@ -413,7 +423,7 @@ class MixedBatches(IterableDataset):
             batch["_worker"] = worker
             yield inline_small(batch) if get_worker_info() is not None else batch
 
-    def _stream(self, choice: int, counters: Counter) -> wds.DataPipeline:
+    def _stream(self, choice: int, counters: Counter, ring: PixelRing | None) -> wds.DataPipeline:
         plan = self.plans[choice]
         return build_stream(
             self.cfg,
@@ -426,6 +436,7 @@ class MixedBatches(IterableDataset):
             rank=self.rank,
             world_size=self.world_size,
             stream_index=choice,
+            ring=ring,
         )
 
 

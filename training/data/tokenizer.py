@@ -29,6 +29,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -187,24 +188,63 @@ def train_tokenizer(
     return tokenizer
 
 
+class TextEncoder:
+    """``encode_texts`` for one tokenizer and length, with the fast tokenizer's backend configured once (truncation
+    and padding as the transformers call sets them) and the whole batch encoded in one ``encode_batch`` call."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, pad_to_max: bool = False) -> None:
+        self.tokenizer, self.max_length, self.pad_to_max = tokenizer, max_length, pad_to_max
+        self.backend: Tokenizer | None = None
+        if getattr(tokenizer, "is_fast", False):
+            backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # a copy: the caller's stays as is
+            backend.enable_truncation(
+                max_length, stride=0, strategy="longest_first", direction=tokenizer.truncation_side
+            )
+            backend.enable_padding(
+                direction=tokenizer.padding_side,
+                pad_id=tokenizer.pad_token_id,
+                pad_type_id=tokenizer.pad_token_type_id,
+                pad_token=tokenizer.pad_token,
+                length=max_length if pad_to_max else None,
+            )
+            self.backend = backend
+        self.special = np.array(sorted(set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}), dtype=np.int64)
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """``input_ids``, ``attention_mask`` and ``word_ids`` of ``texts`` (see ``encode_texts``)."""
+        if not texts:
+            empty = torch.zeros((0, 0), dtype=torch.long)
+            return {"input_ids": empty, "attention_mask": empty.clone(), "word_ids": empty.clone()}
+        if self.backend is None:
+            enc = self.tokenizer(
+                list(texts),
+                padding="max_length" if self.pad_to_max else True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="np",
+            )
+            ids, mask = enc["input_ids"], enc["attention_mask"]
+            words = [enc.word_ids(i) for i in range(len(texts))]
+        else:
+            encodings = self.backend.encode_batch(list(texts))
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            words = [e.word_ids for e in encodings]
+        ids, mask = ids.astype(np.int64).reshape(len(texts), -1), mask.astype(np.int64).reshape(len(texts), -1)
+        word_ids = np.array([[-1 if w is None else w for w in row] for row in words], dtype=np.int64)
+        word_ids = word_ids.reshape(ids.shape)
+        word_ids[np.isin(ids, self.special)] = -1
+        return {
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(mask),
+            "word_ids": torch.from_numpy(word_ids),
+        }
+
+
 def encode_texts(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, pad_to_max: bool = False
 ) -> dict[str, torch.Tensor]:
     """``input_ids``, ``attention_mask`` and ``word_ids`` (-1 on special and pad tokens, not on [UNK]), long
-    tensors [B, L]; L is the longest text (or ``max_length`` with ``pad_to_max``), at most ``max_length``."""
-    enc = tokenizer(
-        list(texts),
-        padding="max_length" if pad_to_max else True,
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
-    )
-    input_ids = enc["input_ids"].long()
-    special = torch.tensor(
-        sorted(set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}), dtype=torch.long
-    )
-    word_ids = torch.tensor(
-        [[-1 if w is None else w for w in enc.word_ids(i)] for i in range(len(texts))], dtype=torch.long
-    ).reshape(input_ids.shape)
-    word_ids[torch.isin(input_ids, special)] = -1
-    return {"input_ids": input_ids, "attention_mask": enc["attention_mask"].long(), "word_ids": word_ids}
+    tensors [B, L]; L is the longest text (or ``max_length`` with ``pad_to_max``), at most ``max_length``.
+    (Streams build a ``TextEncoder`` once and reuse it.)"""
+    return TextEncoder(tokenizer, max_length, pad_to_max)(texts)

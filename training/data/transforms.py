@@ -1,4 +1,4 @@
-"""Image transforms of the ALBEF recipe that keep boxes consistent, deterministic given a torch Generator.
+"""Image transforms of the ALBEF recipe that keep boxes consistent, deterministic given a ``random.Random``.
 
 Training: random resized crop (scale ``(0.5, 1.0)``, aspect ``(3/4, 4/3)``, bicubic, to a square side), an
 optional horizontal flip. Evaluation: a plain bicubic resize to the square side. ALBEF's RandAugment is not
@@ -26,6 +26,7 @@ texts then get the same word swap.
 from __future__ import annotations
 
 import math
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,8 +65,8 @@ class Crop:
     flip: bool = False
 
 
-def _uniform(generator: torch.Generator | None, lo: float, hi: float) -> float:
-    return lo + (hi - lo) * float(torch.rand((), generator=generator))
+def _uniform(rng: random.Random, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * rng.random()
 
 
 def sample_crop(
@@ -73,19 +74,21 @@ def sample_crop(
     height: int,
     scale: tuple[float, float] = (0.5, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    generator: torch.Generator | None = None,
+    rng: random.Random | None = None,
 ) -> Crop:
-    """A random crop of area fraction in ``scale``, aspect log-uniform in ``ratio`` (as RandomResizedCrop)."""
+    """A random crop of area fraction in ``scale``, aspect log-uniform in ``ratio`` (as RandomResizedCrop); every
+    draw comes from ``rng`` (a fresh, unseeded one when None: never the global random state)."""
+    rng = rng if rng is not None else random.Random()
     area = width * height
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
-        target = area * _uniform(generator, *scale)
-        aspect = math.exp(_uniform(generator, *log_ratio))
+        target = area * _uniform(rng, *scale)
+        aspect = math.exp(_uniform(rng, *log_ratio))
         w = round(math.sqrt(target * aspect))
         h = round(math.sqrt(target / aspect))
         if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, (), generator=generator))
-            left = int(torch.randint(0, width - w + 1, (), generator=generator))
+            top = rng.randrange(height - h + 1)
+            left = rng.randrange(width - w + 1)
             return Crop(left, top, w, h)
     # fallback: the central crop of the aspect closest to the allowed range
     in_ratio = width / height
@@ -125,9 +128,9 @@ def to_pixels(image: Image.Image) -> torch.Tensor:
     """An image as a contiguous uint8 tensor [3, H, W] (RGB)."""
     rgb = image.convert("RGB") if image.mode != "RGB" else image
     width, height = rgb.size
-    # channel planes straight from Pillow: no strided transposition (slow, and slower still when the
-    # process has several threads and the cores are busy)
-    planes = bytearray().join(band.tobytes() for band in rgb.split())
+    # channel planes straight from Pillow's packers (one band each, no intermediate band images): no strided
+    # transposition (slow, and slower still when the process has several threads and the cores are busy)
+    planes = bytearray().join(rgb.tobytes("raw", band) for band in "RGB")
     return torch.frombuffer(planes, dtype=torch.uint8).view(3, height, width)
 
 
@@ -163,12 +166,13 @@ class ImageTransform:
     min_visible: float = 0.5
     draft: bool = True
 
-    def sample(self, width: int, height: int, generator: torch.Generator | None = None) -> Crop:
+    def sample(self, width: int, height: int, rng: random.Random | None = None) -> Crop:
         """The random crop and flip for an image of this size (the whole image when not training)."""
         if not self.train:
             return Crop(0, 0, width, height)
-        crop = sample_crop(width, height, self.scale, self.ratio, generator)
-        flip = self.flip and bool(torch.rand((), generator=generator) < 0.5)
+        rng = rng if rng is not None else random.Random()
+        crop = sample_crop(width, height, self.scale, self.ratio, rng)
+        flip = self.flip and rng.random() < 0.5
         return Crop(crop.left, crop.top, crop.width, crop.height, flip)
 
     def apply(
@@ -195,9 +199,9 @@ class ImageTransform:
         self,
         image: Image.Image,
         boxes: Sequence[Sequence[float]] = (),
-        generator: torch.Generator | None = None,
+        rng: random.Random | None = None,
     ) -> tuple[torch.Tensor, list[Box | None], bool]:
         """The transformed image, its boxes (None where dropped) and whether it was mirrored."""
-        crop = self.sample(*image.size, generator=generator)
+        crop = self.sample(*image.size, rng=rng)
         tensor, out = self.apply(image, crop, boxes)
         return tensor, out, crop.flip
