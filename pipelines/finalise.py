@@ -61,7 +61,7 @@ def build_manifest(config: dict, inputs: list[dict], shards: list[dict], stats: 
         "vsg_captions")}
     relation_rejects = sum(n for k, n in reject_counts.items() if k.startswith("relation/"))
     totals["relation_rejects"] = relation_rejects
-    check_accounting(totals)
+    check_accounting(totals, stats)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "generator": f"sgverbalise {__version__}",
@@ -82,15 +82,19 @@ class IncompleteRunError(RuntimeError):
     """Elements were lost between stages: the output is not marked complete (no manifest is written)."""
 
 
-def check_accounting(totals: dict[str, int]) -> None:
+def check_accounting(totals: dict[str, int], stats: dict[str, int] | None = None) -> None:
     """Every image read is a sample or a rejected image; every relation read is an MRC triplet, a relation reject
-    or in a rejected image. Anything else means elements were lost on the way: fail instead of publishing."""
+    or in a rejected image; every entry read from VG's split files reached the join. Anything else means elements
+    were lost on the way: fail instead of publishing."""
+    stats = stats or {}
     images = totals["samples"] + totals["images_rejected"]
     relations = totals["triplets"] + totals["relation_rejects"] + totals["relations_in_rejected_images"]
-    if images != totals["images_read"] or relations != totals["relations_read"]:
+    entries, joined = stats.get("vg_entries_read", 0), stats.get("vg_entries_joined", 0)
+    if images != totals["images_read"] or relations != totals["relations_read"] or entries != joined:
         raise IncompleteRunError(
             f"counts do not add up: images read {totals['images_read']} != samples + rejected images {images}, "
-            f"or relations read {totals['relations_read']} != triplets + rejects + in rejected images {relations}. "
+            f"or relations read {totals['relations_read']} != triplets + rejects + in rejected images {relations}, "
+            f"or VG file entries read {entries} != joined {joined}. "
             "Elements were lost between stages; no manifest was written: run the job again."
         )
 

@@ -129,6 +129,7 @@ class ReadVGPartFn(_RecordsFn):
                     break
                 occurrence = seen[image_id]
                 seen[image_id] += 1
+                self.count("vg_entries_read")
                 yield (image_id, occurrence), (role, entry)
                 if len(seen) % PROGRESS_EVERY == 0 and occurrence == 0:
                     log.info("read %d images from %s", len(seen), redact(url))
@@ -144,8 +145,10 @@ class AssembleVGFn(_RecordsFn):
 
     def process(self, element: tuple[tuple[str, int], Iterable[tuple[str, Any]]]) -> Iterator:
         (image_id, _), parts = element
+        group = dict(parts)  # one entry per file by construction of the key
         Metrics.counter(NAMESPACE, "vg_images_read").inc()
-        yield from self.emit(vg.assemble_vg(image_id, dict(parts), self.files))
+        self.count("vg_entries_joined", len(group))
+        yield from self.emit(vg.assemble_vg(image_id, group, self.files))
 
 
 class ReadSceneGraphs(beam.PTransform):

@@ -14,3 +14,7 @@ def test_a_run_whose_counts_do_not_add_up_is_not_published():
     for name in ("samples", "triplets"):
         with pytest.raises(IncompleteRunError, match="no manifest was written"):
             check_accounting(dict(totals, **{name: totals[name] - 1}))
+    # a VG file entry that never reached the join (e.g. an image's attributes) leaves the totals intact
+    check_accounting(totals, {"vg_entries_read": 50, "vg_entries_joined": 50})
+    with pytest.raises(IncompleteRunError, match="VG file entries read 50 != joined 49"):
+        check_accounting(totals, {"vg_entries_read": 50, "vg_entries_joined": 49})
