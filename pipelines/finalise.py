@@ -61,6 +61,10 @@ def build_manifest(config: dict, inputs: list[dict], shards: list[dict], stats: 
         "vsg_captions")}
     relation_rejects = sum(n for k, n in reject_counts.items() if k.startswith("relation/"))
     totals["relation_rejects"] = relation_rejects
+    written = sum(info["samples"] for info in splits.values())
+    if written != totals["samples"]:
+        raise IncompleteRunError(f"the shards hold {written} samples, {totals['samples']} were made: elements were "
+                                 "lost before the shards were written; no manifest was written: run the job again")
     check_accounting(totals, stats)
     manifest = {
         "schema_version": SCHEMA_VERSION,

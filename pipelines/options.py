@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "and VG_100K_2/ (repeatable)")
     io.add_argument("--gqa-images", help="GQA images/ folder")
     io.add_argument("--out", required=True, help="output prefix: train/, val/, manifest.json, relations.json, rejects/")
-    io.add_argument("--limit", type=int, help="read at most this many images per input (for trials)")
+    io.add_argument("--limit", type=int, help="read at most this many images per input file (for trials)")
     norm = parser.add_argument_group("normalisation and vocabulary")
     norm.add_argument("--lemmatize", action="store_true", help="spaCy lookup lemmas (off: the paper's raw strings)")
     norm.add_argument("--relation-aliases", help="VG relationship_alias.txt")

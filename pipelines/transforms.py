@@ -34,7 +34,7 @@ from sgverbalise.readers._json import iter_list
 from sgverbalise.rejects import reject
 from sgverbalise.sample import build_sample, sample_key
 from sgverbalise.shards import sample_size, write_shard
-from sgverbalise.storage import join, redact
+from sgverbalise.storage import join, redact, url_fs
 from sgverbalise.triplets import extract
 from sgverbalise.verbalise import verbalise
 from sgverbalise.vocab import RelationVocab, vocabulary_sources
@@ -151,6 +151,17 @@ class AssembleVGFn(_RecordsFn):
         yield from self.emit(vg.assemble_vg(image_id, group, self.files))
 
 
+def largest_first(files: dict[str, str]) -> list[tuple[str, str]]:
+    """``(role, url)`` of the files, largest first (ties by role): the longest reads start first, and runners
+    that deal a stage's elements round-robin to their workers (DirectRunner) do not give all large files to one."""
+    def size(url: str) -> int:
+        fs, path = url_fs(url)
+        return fs.size(path) or 0
+
+    sizes = {role: size(url) for role, url in files.items()}
+    return sorted(files.items(), key=lambda item: (-sizes[item[0]], item[0]))
+
+
 class ReadSceneGraphs(beam.PTransform):
     """All inputs of the config as one PCollection of records, spread over workers.
 
@@ -177,7 +188,7 @@ class ReadSceneGraphs(beam.PTransform):
         if vg_files and split:
             parts = (
                 pbegin
-                | "VGFiles" >> beam.Create(sorted(vg_files.items()))
+                | "VGFiles" >> beam.Create(largest_first(vg_files))
                 | "StreamVG" >> beam.ParDo(ReadVGPartFn(vg_files, cfg.limit)).with_outputs(REJECTS, STATS,
                                                                                           main="parts")
             )
@@ -330,16 +341,36 @@ def _loaded(samples: Iterable[tuple[str, dict[str, bytes | ImageRef]]]) -> Itera
         yield key, {ext: m.load() if isinstance(m, ImageRef) else m for ext, m in members.items()}
 
 
+class IncompleteShardError(RuntimeError):
+    """A shard's group holds fewer (or more) samples than its plan: elements were lost or repeated on the way."""
+
+
+def shard_plan(split_sizes: tuple[str, Iterable[tuple[str, int]]], samples_per_shard: int,
+               max_shard_bytes: int | None) -> tuple[str, tuple[dict[str, int], Counter[int]]]:
+    """(split, (shard index of each key, samples planned per shard index))."""
+    split, sizes = split_sizes
+    assignment = layout.plan_shards(sizes, samples_per_shard, max_shard_bytes)
+    return split, (assignment, Counter(assignment.values()))
+
+
 class WriteShardFn(beam.DoFn):
-    """Writes one shard's samples, sorted by key, atomically under its final name."""
+    """Writes one shard's samples, sorted by key, atomically under its final name, after checking that the
+    group holds exactly the samples its plan gave it (a runner that drops elements fails the job here)."""
 
     def __init__(self, out: str) -> None:
         self.out = out
 
-    def process(self, element: tuple[tuple[str, int], Iterable[tuple[str, dict]]]) -> Iterator[dict]:
+    def process(self, element: tuple[tuple[str, int], Iterable[tuple[str, dict]]], plan: dict) -> Iterator[dict]:
         (split, index), samples = element
         name = layout.shard_name(split, index)
-        info = write_shard(join(self.out, name), _loaded(sorted(samples, key=lambda s: s[0])))
+        ordered = sorted(samples, key=lambda s: s[0])
+        planned = plan[split][1][index]
+        if len(ordered) != planned or len({key for key, _ in ordered}) != planned:
+            raise IncompleteShardError(
+                f"{name}: {len(ordered)} samples ({len({key for key, _ in ordered})} distinct) reached the shard, "
+                f"{planned} were planned: the runner lost or repeated elements; nothing was written under this "
+                "name and no manifest will be: run the job again")
+        info = write_shard(join(self.out, name), _loaded(ordered))
         Metrics.counter(NAMESPACE, "shards_written").inc()
         yield dict(info, name=name)
 
@@ -357,13 +388,12 @@ class WriteShards(beam.PTransform):
             samples
             | "Sizes" >> beam.Map(_size)
             | "BySplit" >> beam.GroupByKey()
-            | "Plan" >> beam.Map(lambda kv: (kv[0], layout.plan_shards(kv[1], cfg.samples_per_shard,
-                                                                        cfg.max_shard_bytes)))
+            | "Plan" >> beam.Map(shard_plan, cfg.samples_per_shard, cfg.max_shard_bytes)
         )
         return (
             samples
-            | "ToShard" >> beam.Map(lambda s, plan: ((s[0], plan[s[0]][s[1]]), (s[1], s[2])),
+            | "ToShard" >> beam.Map(lambda s, plan: ((s[0], plan[s[0]][0][s[1]]), (s[1], s[2])),
                                     plan=beam.pvalue.AsDict(plans))
             | "GroupShards" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(WriteShardFn(cfg.out))
+            | "Write" >> beam.ParDo(WriteShardFn(cfg.out), plan=beam.pvalue.AsDict(plans))
         )

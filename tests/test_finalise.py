@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
-from pipelines.finalise import IncompleteRunError, check_accounting
+from pipelines.finalise import IncompleteRunError, build_manifest, check_accounting
+from pipelines.transforms import IncompleteShardError, WriteShardFn, shard_plan
+from sgverbalise.vocab import RelationVocab
 
 
 def test_a_run_whose_counts_do_not_add_up_is_not_published():
@@ -18,3 +22,29 @@ def test_a_run_whose_counts_do_not_add_up_is_not_published():
     check_accounting(totals, {"vg_entries_read": 50, "vg_entries_joined": 50})
     with pytest.raises(IncompleteRunError, match="VG file entries read 50 != joined 49"):
         check_accounting(totals, {"vg_entries_read": 50, "vg_entries_joined": 49})
+
+
+def _samples(n: int) -> list[tuple[str, dict[str, bytes]]]:
+    return [(f"vg-{i}", {"json": b"{}", "txt": f"caption {i}".encode()}) for i in range(n)]
+
+
+def test_a_shard_missing_samples_of_its_plan_is_not_written(tmp_path):
+    samples = _samples(5)
+    plan = dict([shard_plan(("train", [(k, 100) for k, _ in samples]), 3, None)])
+    assert plan["train"][1] == Counter({0: 3, 1: 2})
+    write = WriteShardFn(str(tmp_path))
+    info = next(write.process((("train", 1), samples[3:]), plan))
+    assert info["samples"] == 2 and (tmp_path / info["name"]).is_file()
+    for group in (samples[:2], samples[:2] + samples[:1]):  # one sample lost; one repeated instead
+        with pytest.raises(IncompleteShardError, match="2 distinct.*3 were planned|2 samples.*3 were planned"):
+            next(write.process((("train", 0), group), plan))
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["shard-000001.tar"]
+
+
+def test_no_manifest_when_the_shards_hold_fewer_samples_than_were_made():
+    stats = {"images_read": 4, "samples": 4, "relations_read": 8, "triplets": 8}
+    vocab = RelationVocab.from_counts(Counter({"on": 8}))
+    shards = [{"name": "train/shard-000000.tar", "samples": 3, "bytes": 10240, "sha256": "0" * 64}]
+    with pytest.raises(IncompleteRunError, match="the shards hold 3 samples, 4 were made"):
+        build_manifest({}, [], shards, stats, {}, vocab)
+    assert build_manifest({}, [], [dict(shards[0], samples=4)], stats, {}, vocab)["totals"]["samples"] == 4
