@@ -148,3 +148,15 @@ def test_vg_split_files_are_joined_by_image_id_in_any_order(tmp_path):
         digests.pop("manifest.json")
     assert sha["aligned"] == sha["shuffled"]
     assert aligned["totals"] == shuffled["totals"] and aligned["totals"]["images_read"] == 40
+
+
+def test_vg_files_are_read_largest_first(tmp_path):
+    from pipelines.transforms import largest_first
+
+    sizes = {"image_data": 10, "objects": 300, "relationships": 500, "regions": 40, "attributes": 300}
+    files = {}
+    for role, size in sizes.items():
+        (tmp_path / f"{role}.json").write_bytes(b" " * size)
+        files[role] = str(tmp_path / f"{role}.json")
+    order = [role for role, _ in largest_first(files)]
+    assert order == ["relationships", "attributes", "objects", "regions", "image_data"]  # ties by role
