@@ -33,7 +33,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -42,6 +41,7 @@ import time
 from pathlib import Path
 
 from bench.build_shards import TreeSampler
+from bench.loader import cpu_seconds
 from bench.read_json import corpus_for
 
 IMAGE_MODES = ("resize", "passthrough")
@@ -55,23 +55,18 @@ def image_corpus(out: Path, images: int, seed: int, size: int) -> tuple[Path, li
     return corpus, sorted((corpus / "vg").rglob("*.jpg")), took
 
 
-def _target_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
-    if not max_side or max(width, height) <= max_side:
-        return None
-    ratio = max_side / max(width, height)
-    return max(1, round(width * ratio)), max(1, round(height * ratio))
-
-
 def pillow_image(job: tuple[str, int | None, int]) -> str:
     """The baseline for one file: Pillow's calls inline, no checks; returns the sha256 of the output."""
     from PIL import Image
+
+    from sgverbalise.images import target_size
 
     path, max_side, quality = job
     with open(path, "rb") as f:
         data = f.read()
     im = Image.open(io.BytesIO(data))
     width, height = im.size
-    target = _target_size(width, height, max_side)
+    target = target_size(width, height, max_side)
     if target is None:
         im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
         im.load()
@@ -112,19 +107,14 @@ def job_argv(corpus: Path, out: Path, image_mode: str | None, max_side: int, wor
     return argv
 
 
-def _cpu_s() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def _child(run: str, image_mode: str | None, files: Path, argv: list[str], max_side: int, workers: int) -> dict:
     """One run (in the measured subprocess): wall and CPU time, and a digest of its output images."""
-    start, cpu = time.perf_counter(), _cpu_s()
+    start, cpu = time.perf_counter(), cpu_seconds()
     if run == "job":
         from pipelines.build_shards import run as build_shards
 
         build_shards(argv)
-        wall, cpu = time.perf_counter() - start, _cpu_s() - cpu
+        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         images, digest = shard_image_digest(Path(argv[argv.index("--out") + 1]))
         return {"wall_s": wall, "cpu_s": cpu, "images": images, "digest": digest}
     paths = json.loads(files.read_text())
@@ -136,7 +126,7 @@ def _child(run: str, image_mode: str | None, files: Path, argv: list[str], max_s
             shas = pool.map(pillow_image, [(p, side, 90) for p in paths], chunksize=16)
     else:
         shas = [pillow_image((p, side, 90)) for p in paths]
-    wall, cpu = time.perf_counter() - start, _cpu_s() - cpu
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     return {"wall_s": wall, "cpu_s": cpu, "images": len(shas), "digest": _digest(shas)}
 
 

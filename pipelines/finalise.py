@@ -61,11 +61,7 @@ def build_manifest(config: dict, inputs: list[dict], shards: list[dict], stats: 
         "vsg_captions")}
     relation_rejects = sum(n for k, n in reject_counts.items() if k.startswith("relation/"))
     totals["relation_rejects"] = relation_rejects
-    written = sum(info["samples"] for info in splits.values())
-    if written != totals["samples"]:
-        raise IncompleteRunError(f"the shards hold {written} samples, {totals['samples']} were made: elements were "
-                                 "lost before the shards were written; no manifest was written: run the job again")
-    check_accounting(totals, stats)
+    check_accounting(totals, stats, written=sum(info["samples"] for info in splits.values()))
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "generator": f"sgverbalise {__version__}",
@@ -86,11 +82,14 @@ class IncompleteRunError(RuntimeError):
     """Elements were lost between stages: the output is not marked complete (no manifest is written)."""
 
 
-def check_accounting(totals: dict[str, int], stats: dict[str, int] | None = None) -> None:
+def check_accounting(totals: dict[str, int], stats: dict[str, int] | None = None, written: int | None = None) -> None:
     """Every image read is a sample or a rejected image; every relation read is an MRC triplet, a relation reject
-    or in a rejected image; every entry read from VG's split files reached the join. Anything else means elements
-    were lost on the way: fail instead of publishing."""
+    or in a rejected image; every entry read from VG's split files reached the join; the shards hold every sample
+    made (``written``). Anything else means elements were lost on the way: fail instead of publishing."""
     stats = stats or {}
+    if written is not None and written != totals["samples"]:
+        raise IncompleteRunError(f"the shards hold {written} samples, {totals['samples']} were made: elements were "
+                                 "lost before the shards were written; no manifest was written: run the job again")
     images = totals["samples"] + totals["images_rejected"]
     relations = totals["triplets"] + totals["relation_rejects"] + totals["relations_in_rejected_images"]
     entries, joined = stats.get("vg_entries_read", 0), stats.get("vg_entries_joined", 0)

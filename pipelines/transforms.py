@@ -29,8 +29,7 @@ from pipelines.options import BuildConfig
 from sgverbalise import layout
 from sgverbalise.images import ImageError, ImageRef, candidate_urls, prepare_image, read_first
 from sgverbalise.normalise import NormaliseConfig, Normaliser
-from sgverbalise.readers import READERS, vg
-from sgverbalise.readers._json import iter_list
+from sgverbalise.readers import READERS, iter_list, vg
 from sgverbalise.rejects import reject
 from sgverbalise.sample import build_sample, sample_key
 from sgverbalise.shards import sample_size, write_shard
@@ -364,10 +363,10 @@ class WriteShardFn(beam.DoFn):
         (split, index), samples = element
         name = layout.shard_name(split, index)
         ordered = sorted(samples, key=lambda s: s[0])
-        planned = plan[split][1][index]
-        if len(ordered) != planned or len({key for key, _ in ordered}) != planned:
+        planned, distinct = plan[split][1][index], len({key for key, _ in ordered})
+        if len(ordered) != planned or distinct != planned:
             raise IncompleteShardError(
-                f"{name}: {len(ordered)} samples ({len({key for key, _ in ordered})} distinct) reached the shard, "
+                f"{name}: {len(ordered)} samples ({distinct} distinct) reached the shard, "
                 f"{planned} were planned: the runner lost or repeated elements; nothing was written under this "
                 "name and no manifest will be: run the job again")
         info = write_shard(join(self.out, name), _loaded(ordered))

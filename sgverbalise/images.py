@@ -6,7 +6,7 @@ read, to catch truncated or corrupt files). With ``max_side`` the image is downs
 Pillow's decompression-bomb guard stays on: an image over ``Image.MAX_IMAGE_PIXELS`` is rejected.
 
 An image passed through can travel between the steps of a job as an ``ImageRef`` (where it is, its size and
-sha256) instead of its bytes; the step that writes it reads it again and checks it is the same file.
+CRC-32) instead of its bytes; the step that writes it reads it again and checks it is the same file.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def prepare_image(data: bytes, url: str, cfg: ImageConfig) -> LoadedImage:
             width, height = im.size
             if width * height > cfg.max_pixels:
                 raise Image.DecompressionBombError(f"{width}x{height} pixels is over {cfg.max_pixels}")
-            target = _target_size(width, height, cfg.max_side)
+            target = target_size(width, height, cfg.max_side)
             if target is None and im.format in JPEG_FORMATS:
                 im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                 im.load()  # a cheap decode that still finds truncated or corrupt data
@@ -138,7 +138,8 @@ def prepare_image(data: bytes, url: str, cfg: ImageConfig) -> LoadedImage:
     return LoadedImage(out.getvalue(), im.size[0], im.size[1], scale, url)
 
 
-def _target_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
+def target_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
+    """The size an image is downscaled to (longer side ``max_side``), or None when it is kept."""
     if not max_side or max(width, height) <= max_side:
         return None
     ratio = max_side / max(width, height)

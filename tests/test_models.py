@@ -24,13 +24,7 @@ SIZE = 32  # tiny configs: 32 px images, 8 px patches, a 4 x 4 grid
 CLS, SEP, PAD, MASK = 1, 2, 0, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other tests for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (conftest)
 
 
 def tiny(name: str) -> ModelConfig:

@@ -68,12 +68,7 @@ def data(tmp_path_factory) -> dict[str, Path]:
     return build_corpus(tmp_path_factory.mktemp("corpus"), 100)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (conftest)
 
 
 # ---------------------------------------------------------------------------------------------- schedule

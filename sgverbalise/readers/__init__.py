@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from sgverbalise.readers._json import iter_list
 from sgverbalise.readers.gqa import iter_gqa
 from sgverbalise.readers.vg import iter_vg
 
 READERS = {"vg": iter_vg, "gqa": iter_gqa}
 
-__all__ = ["READERS", "iter_gqa", "iter_vg"]
+__all__ = ["READERS", "iter_gqa", "iter_list", "iter_vg"]

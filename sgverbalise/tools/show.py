@@ -51,20 +51,12 @@ def iter_from(shardset: ShardSet, key: str | None = None, **storage_options: Any
                 for later in shardset.shards[start + 1 :]:
                     yield from ShardStream(later, None, storage_options)
                 return
-    raise _not_found(shardset, key)
+    raise ToolError(f"no sample with key {key!r} in {len(shardset.shards)} shard(s)")
 
 
 def find_sample(shardset: ShardSet, key: str, **storage_options: Any) -> Sample:
     """The sample with key ``key`` (raises ToolError when no shard holds it)."""
-    for shard in _candidates(shardset, key):
-        for sample in ShardStream(shard, None, storage_options):
-            if sample.key == key:
-                return sample
-    raise _not_found(shardset, key)
-
-
-def _not_found(shardset: ShardSet, key: str) -> ToolError:
-    return ToolError(f"no sample with key {key!r} in {len(shardset.shards)} shard(s)")
+    return next(iter_from(shardset, key, **storage_options))
 
 
 def describe(sample: Sample) -> dict:

@@ -37,10 +37,6 @@ class RingPixels:
     def __init__(self, segment: torch.Tensor, shape: tuple[int, ...]) -> None:
         self.segment, self.shape = segment, shape
 
-    def tensor(self) -> torch.Tensor:
-        """The pixels as a tensor over the segment (in the process that holds the segment)."""
-        return _pixels(self.segment, self.shape)
-
     def __reduce__(self) -> tuple:
         return _receive, (self.segment, self.shape)
 

@@ -61,7 +61,8 @@ def alt_text(scene: Scene, rng: random.Random, relation_rate: float = 0.1) -> st
     return rng.choice(_TEMPLATES).format(objs=text.replace(", ", ", a ").replace(" and ", " and a "))
 
 
-def _jpeg(image: Any) -> bytes:
+def jpeg_bytes(image: Any) -> bytes:
+    """A rendered scene as the web set's JPEG (fixed quality and subsampling: same image, same bytes)."""
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=False)
     return buf.getvalue()
@@ -117,7 +118,7 @@ def write_web_shards(
             shard, within = divmod(i, samples_per_shard)
             key = f"{shard:05d}{within:0{digits}d}"
             scene = make_scene(rng, image_size)
-            jpg = _jpeg(render_scene(scene, noise_seed=rng.getrandbits(32)))
+            jpg = jpeg_bytes(render_scene(scene, noise_seed=rng.getrandbits(32)))
             caption = alt_text(scene, rng, relation_rate)
             meta = {
                 "url": f"https://images.invalid/{seed}/{i}.jpg",

@@ -61,9 +61,8 @@ def write_web_shards(
 ) -> dict:
     """``n`` web samples of training scenes under ``out``; returns ``{"samples", "shards"}``. Same arguments,
     same bytes."""
-    # The web-set JPEG encoder of training.data.webshards (private there); imported here, not at the top,
-    # because importing training.data loads torch and transformers.
-    from training.data.webshards import _jpeg as jpeg_bytes
+    # imported here, not at the top: importing training.data loads torch and transformers
+    from training.data.webshards import jpeg_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
