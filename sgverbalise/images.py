@@ -19,10 +19,9 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import fsspec
 from PIL import Image
 
-from sgverbalise.storage import redact
+from sgverbalise.storage import read_bytes, redact
 
 JPEG_FORMATS = {"JPEG", "MPO"}
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -61,9 +60,7 @@ class ImageRef:
 
     def load(self) -> bytes:
         """The image's bytes; raises ImageChangedError when the file is no longer the one that was checked."""
-        fs, path = fsspec.core.url_to_fs(self.url)
-        with fs.open(path, "rb") as f:
-            data = f.read()
+        data = read_bytes(self.url)
         if len(data) != self.nbytes or zlib.crc32(data) != self.crc32:
             raise ImageChangedError(f"{redact(self.url)} changed while the job ran ({self.nbytes} bytes with "
                                     f"CRC-32 {self.crc32:08x} when checked; {len(data)} bytes, CRC-32 "
@@ -99,10 +96,8 @@ def candidate_urls(roots: Sequence[str], image_path: str) -> list[str]:
 def read_first(urls: Sequence[str]) -> tuple[str, bytes]:
     """The bytes of the first of ``urls`` that exists."""
     for url in urls:
-        fs, path = fsspec.core.url_to_fs(url)
         try:
-            with fs.open(path, "rb") as f:
-                return url, f.read()
+            return url, read_bytes(url)
         except (FileNotFoundError, IsADirectoryError):
             continue
     raise ImageError("image_missing", f"none of {[redact(u) for u in list(urls)[:4]]} exists")

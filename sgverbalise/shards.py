@@ -15,9 +15,7 @@ Shards are published atomically (``storage.AtomicFile``): a final name exists on
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import posixpath
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -31,6 +29,7 @@ TAR_ERRORS = "surrogateescape"
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 _END_BLOCKS = 2 * BLOCK
+_USTAR_MAX_SIZE = 8 ** 11  # the ustar header's 12-byte octal size field
 
 
 class ShardError(ValueError):
@@ -95,21 +94,12 @@ class _HashingWriter:
         self.raw = raw
         self.sha256 = hashlib.sha256()
         self.size = 0
-        self.dropped = False
 
     def write(self, data: bytes) -> int:
-        if self.dropped:
-            return len(data)
         self.sha256.update(data)
         self.size += len(data)
         self.raw.write(data)
         return len(data)
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        self.raw.flush()
 
 
 def shard_name(url: str, relative_to: str | None = None) -> str:
@@ -129,13 +119,7 @@ class _OpenShard:
         self.url = url
         self.name = name
         self.atomic = AtomicFile(url, **storage_options)
-        try:
-            self.out = _HashingWriter(self.atomic.file)
-            self.tar = tarfile.open(fileobj=self.out, mode="w|", format=TAR_FORMAT, encoding=TAR_ENCODING,
-                                    errors=TAR_ERRORS)
-        except BaseException:
-            self.atomic.abort()
-            raise
+        self.out = _HashingWriter(self.atomic.file)
         self.count = 0
         self.content = 0
         self.keys: set[str] = set()
@@ -149,10 +133,14 @@ class _OpenShard:
     def add(self, key: str, entries: list[tuple[tarfile.TarInfo, bytes]]) -> None:
         if key in self.keys:
             raise ValueError(f"duplicate sample key {key!r} in shard {self.name}")
+        # the layout tarfile writes (header blocks from its own encoder, data padded with NUL to whole blocks),
+        # in one write per sample: tarfile's addfile copies each member through a stream buffer
+        parts = []
         for info, data in entries:
-            self.tar.addfile(info, io.BytesIO(data))
+            parts += (info.tobuf(TAR_FORMAT, TAR_ENCODING, TAR_ERRORS), data, bytes(_padded(len(data)) - len(data)))
+        self.out.write(b"".join(parts))
         self.keys.add(key)
-        self.content = self.tar.offset
+        self.content = self.out.size
         self.count += 1
         if self.first_key is None:
             self.first_key = key
@@ -160,7 +148,7 @@ class _OpenShard:
 
     def finish(self) -> dict:
         try:
-            self.tar.close()
+            self.out.write(bytes(finished_size(self.content) - self.content))  # end-of-archive blocks, record padding
             self.atomic.commit()
         except BaseException:
             self.abort()
@@ -173,20 +161,22 @@ class _OpenShard:
         return info
 
     def abort(self) -> None:
-        self.out.dropped = True  # let tarfile finish its stream into nowhere, then drop the temp
-        with contextlib.suppress(Exception):
-            self.tar.close()
         self.atomic.abort()
 
 
 def _prepare(key: str, members: Mapping[str, bytes]) -> tuple[list[tuple[tarfile.TarInfo, bytes]], int]:
     """Tar entries of a sample and the bytes they take in the archive."""
     entries = [(_tarinfo(name, len(data)), data) for name, data in encode_sample(key, members)]
-    return entries, sum(_entry_size(info) for info, _ in entries)
+    return entries, sum(_entry_size(info.name, info.size) for info, _ in entries)
 
 
-def _entry_size(info: tarfile.TarInfo) -> int:
-    return len(info.tobuf(TAR_FORMAT, TAR_ENCODING, TAR_ERRORS)) + _padded(info.size)
+def _entry_size(name: str, size: int) -> int:
+    """Bytes a member takes: its header blocks and its data padded to whole blocks. A PAX archive adds an
+    extended header only for a name that is not ASCII or longer than the ustar field, or a size too large for it;
+    every other member has the one 512-byte header (building it, as tarfile would, costs more than the write)."""
+    if name.isascii() and len(name) <= tarfile.LENGTH_NAME and size < _USTAR_MAX_SIZE:
+        return BLOCK + _padded(size)
+    return len(_tarinfo(name, size).tobuf(TAR_FORMAT, TAR_ENCODING, TAR_ERRORS)) + _padded(size)
 
 
 def sample_bytes(key: str, members: Mapping[str, bytes]) -> int:
@@ -201,7 +191,7 @@ def sample_size(key: str, sizes: Mapping[str, int]) -> int:
         raise ValueError(f"sample {key!r} has no members")
     for ext in sizes:
         _check_ext(key, ext)
-    return sum(_entry_size(_tarinfo(f"{key}.{ext}", size)) for ext, size in sizes.items())
+    return sum(_entry_size(f"{key}.{ext}", size) for ext, size in sizes.items())
 
 
 class ShardWriter:

@@ -66,6 +66,16 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
+def read_bytes(url: str, **storage_options: Any) -> bytes:
+    """The whole content of a file. A plain local path is read with ``open`` (fsspec's per-call set-up costs
+    more than reading a small image); any other URL through fsspec. Raises FileNotFoundError when absent."""
+    if "://" not in url and "::" not in url and not storage_options:
+        with open(url, "rb") as f:
+            return f.read()
+    fs, path = url_fs(url, **storage_options)
+    return fs.cat_file(path)
+
+
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 

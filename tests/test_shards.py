@@ -135,12 +135,39 @@ def test_deterministic_bytes_and_hash_while_writing(tmp_path):
 
 
 def test_sample_bytes_predicts_the_file_size(tmp_path):
-    samples = _samples(9, text=300) + [("é" * 120, {"txt": b"long unicode key"})]
+    # member names of 100 ASCII characters fit the ustar header, 101 need a PAX header, as do non-ASCII ones
+    samples = _samples(9, text=300) + [("é" * 120, {"txt": b"long unicode key"}), ("k" * 96, {"txt": b"100"}),
+                                       ("k" * 97, {"txt": b"101"}), ("é", {"txt": b"short unicode key"})]
     info = write_shard(str(tmp_path / "s.tar"), samples)
     assert info["bytes"] == finished_size(sum(sample_bytes(k, m) for k, m in samples))
     # the same from the members' sizes alone, as the job plans shards for images it has not in memory
     assert [sample_size(k, {ext: len(d) for ext, d in m.items()}) for k, m in samples] == \
         [sample_bytes(k, m) for k, m in samples]
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 40])
+def test_shards_are_the_archives_tarfile_itself_writes(tmp_path, n):
+    """The writer lays members out itself (one write per sample); the bytes must be those of tarfile's own
+    writer given the same members: PAX headers for long or non-ASCII names, block padding, end blocks, records."""
+    samples = _samples(n) + [("é" * 120, {"txt": b"x" * 512}), ("k" * 97, {"json": b""})]
+    write_shard(str(tmp_path / "ours.tar"), samples)
+    from sgverbalise.shards import _tarinfo, encode_sample
+
+    with tarfile.open(tmp_path / "tarfile.tar", "w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
+                      errors="surrogateescape") as tar:
+        for key, members in samples:
+            for name, data in encode_sample(key, members):
+                tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
+    assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "tarfile.tar").read_bytes()
+
+
+def test_member_sizes_without_building_headers_match_tarfile():
+    from sgverbalise.shards import _entry_size, _tarinfo
+
+    for name in ("a.jpg", "k" * 96 + ".txt", "k" * 97 + ".txt", "é.json", "a\udcff.txt"):
+        for size in (0, 1, 511, 512, 513, 8 ** 11 - 1, 8 ** 11):
+            header = _tarinfo(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            assert _entry_size(name, size) == len(header) + -(-size // 512) * 512, (name, size)
 
 
 def test_empty_shard_is_valid(tmp_path):

@@ -17,6 +17,7 @@ from sgverbalise.storage import (
     fingerprint,
     join,
     list_leftovers,
+    read_bytes,
     redact,
     remove_leftovers,
     url_fs,
@@ -185,3 +186,14 @@ def test_absolute_makes_local_paths_absolute_and_leaves_urls(tmp_path, monkeypat
     assert absolute("images/VG_100K") == str(tmp_path / "images" / "VG_100K")
     for url in ("s3://bucket/images", "memory://x/y", "simplecache::s3://bucket/images"):
         assert absolute(url) == url
+
+
+def test_read_bytes_from_a_local_path_a_file_url_and_memory(tmp_path, mem_root):
+    (tmp_path / "a.bin").write_bytes(b"\xff\xd8local")
+    atomic_write(f"{mem_root}/a.bin", b"\xff\xd8memory")
+    assert read_bytes(str(tmp_path / "a.bin")) == b"\xff\xd8local"
+    assert read_bytes(f"file://{tmp_path}/a.bin") == b"\xff\xd8local"
+    assert read_bytes(f"{mem_root}/a.bin") == b"\xff\xd8memory"
+    for missing in (str(tmp_path / "b.bin"), f"file://{tmp_path}/b.bin", f"{mem_root}/b.bin"):
+        with pytest.raises(FileNotFoundError):
+            read_bytes(missing)
