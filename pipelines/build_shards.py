@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import options as opts
 from pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, summarise
+from pipelines.local_runner import disable_time_based_flush
 from pipelines.transforms import (
     REJECTS,
     STATS,
@@ -113,6 +114,7 @@ def run_config(cfg: opts.BuildConfig, beam_argv: list[str]) -> dict:
     if fs.exists(manifest_path):
         fs.rm(manifest_path)  # the manifest marks a complete run: none until this run completes
     options = PipelineOptions(opts.beam_args(beam_argv))
+    disable_time_based_flush()  # the local runner's timed flush loses elements (see pipelines/local_runner.py)
     log.info("build-shards: %s -> %s", [redact(u) for u in [cfg.vg, *cfg.gqa] if u], redact(cfg.out))
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, cfg)

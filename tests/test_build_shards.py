@@ -51,9 +51,13 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
-def test_generated_corpus_with_images(tmp_path, corpus):
+def test_generated_corpus_with_images(tmp_path, corpus, monkeypatch):
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1000)  # Beam's default
     out = tmp_path / "out"
     manifest = run(job_args(corpus, out, "--max-image-side", "64"))
+    assert worker_handlers.DATA_BUFFER_TIME_LIMIT_MS == 0  # the job turned the racy timed flush off
     samples = check_output(out, manifest)
     assert manifest["rejects"]["image/image_missing"] == 1 and manifest["rejects"]["image/image_unreadable"] == 1
     assert manifest["totals"]["relations_in_rejected_images"] > 0
