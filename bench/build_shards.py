@@ -1,10 +1,13 @@
 """The main job on a VG-sized corpus (graphs only): ``build-shards`` on 2 cores against a plain Python loop.
 
-``python -m bench.build_shards [--images 108000] [--out bench/out] [--seed 0] [--modes beam,loop]`` reuses
+``python -m bench.build_shards [--images 108000] [--out bench/out] [--seed 0] [--modes beam,loop,ingest,records]``
+reuses
 (or generates) the corpus of ``bench.read_json`` (synthetic VG, split layout, no images), then runs, each in a
 fresh subprocess:
 
 - ``beam``: ``pipelines.build_shards.run`` with its defaults (DirectRunner, multi_processing, 2 workers);
+- ``ingest`` then ``records``: ``sgv ingest`` (the corpus read once into Parquet records), then ``build-shards
+  --records`` on them: what a rerun of the job costs once the JSON has been parsed;
 - ``loop``: one process doing the same work with the same domain functions and no Beam: read, normalise,
   count predicates, ``RelationVocab.from_counts``, extract, verbalise, ``build_sample``, then the shard plan
   of ``layout.plan_shards`` and ``shards.write_shard`` per shard, relations.json and the rejects files.
@@ -14,8 +17,8 @@ of the subprocess and all its descendants (the Beam workers), and keeps the larg
 processes count once per process, so the sum is an upper bound. ``ru_maxrss`` of the subprocess itself (the
 runner) and of its largest waited-for descendant are reported too.
 
-Both outputs must be byte-identical: every file but the manifest (shards, relations.json, rejects/*.jsonl) is
-hashed and compared. Prints a Markdown table and writes ``OUT/build_shards.json``.
+All shard outputs must be byte-identical: every file but the manifest (shards, relations.json, rejects/*.jsonl)
+is hashed and compared. Prints a Markdown table and writes ``OUT/build_shards.json``.
 """
 
 from __future__ import annotations
@@ -39,14 +42,20 @@ from bench.read_json import corpus_for
 MODES = {
     "beam": "build-shards (Beam DirectRunner, 2 workers)",
     "loop": "plain Python loop (1 process)",
+    "ingest": "sgv ingest: the JSON to Parquet records (Beam DirectRunner, 2 workers)",
+    "records": "build-shards --records: from those Parquet records (Beam DirectRunner, 2 workers)",
 }
 JOB_OPTIONS = ["--val-fraction", "0.05", "--samples-per-shard", "1000"]
 SAMPLE_EVERY_S = 0.2
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def job_argv(corpus: Path, out: Path) -> list[str]:
-    """The ``build-shards`` arguments both modes run with."""
+def job_argv(corpus: Path, out: Path, mode: str = "beam", records: Path | None = None) -> list[str]:
+    """The arguments ``mode`` runs with (the same job options for every mode that writes shards)."""
+    if mode == "ingest":
+        return ["--vg", str(corpus / "vg"), "--out", str(out)]
+    if mode == "records":
+        return ["--records", str(records), "--out", str(out), *JOB_OPTIONS]
     return ["--vg", str(corpus / "vg"), "--out", str(out), *JOB_OPTIONS]
 
 
@@ -194,12 +203,19 @@ def run_loop(argv: list[str]) -> dict:
 def _child(mode: str, argv: list[str]) -> dict:
     """Run ``mode`` (in the measured subprocess) and return its figures."""
     start = time.perf_counter()
-    if mode == "beam":
+    if mode in ("beam", "records"):
         from pipelines.build_shards import run
 
         manifest = run(argv)
         result = {"totals": manifest["totals"],
                   "shards": sum(len(s["shards"]) for s in manifest["splits"].values())}
+    elif mode == "ingest":
+        from pipelines.ingest import run as ingest
+
+        manifest = ingest(argv)
+        result = {"totals": {"images_read": manifest["stats"]["images_read"],
+                             "samples": sum(f["rows"] for f in manifest["files"])},
+                  "shards": len(manifest["files"])}
     else:
         result = run_loop(argv)
     wall = time.perf_counter() - start
@@ -371,6 +387,9 @@ def _table(results: list[dict], summary: dict) -> str:
         ratio = by_mode["beam"]["wall_s"] / by_mode["loop"]["wall_s"]
         verdict = "met" if ratio <= 1.5 else "missed"
         lines.append(f"\nPipeline / loop wall time: {ratio:.2f}x (goal: at most 1.5x: {verdict}).")
+    if "beam" in by_mode and "records" in by_mode:
+        lines.append(f"build-shards from the Parquet records / from the JSON: "
+                     f"{by_mode['records']['wall_s'] / by_mode['beam']['wall_s']:.2f}x wall time.")
     if summary.get("compared"):
         if summary["identical"]:
             lines.append(f"Outputs byte-identical: {summary['files']} files ({summary['shards']} shards), "
@@ -402,14 +421,20 @@ def main(argv: list[str] | None = None) -> int:
     work = out / f"build_shards-vg{args.images}"
     work.mkdir(parents=True, exist_ok=True)
     results, hashes = [], {}
-    for mode in args.modes.split(","):
+    modes = args.modes.split(",")
+    if "records" in modes and "ingest" not in modes[:modes.index("records")]:
+        parser.error("the records mode reads what the ingest mode writes: give ingest before it")
+    for mode in modes:
         target = work / mode
         shutil.rmtree(target, ignore_errors=True)
         print(f"running {mode} ...", file=sys.stderr, flush=True)
-        results.append(_measure(mode, job_argv(corpus, target), work / f"{mode}.log"))
-        hashes[mode] = output_hashes(target)
-        if not args.keep:
-            shutil.rmtree(target, ignore_errors=True)
+        results.append(_measure(mode, job_argv(corpus, target, mode, work / "ingest"), work / f"{mode}.log"))
+        if mode != "ingest":  # its output is records, not shards
+            hashes[mode] = output_hashes(target)
+            if not args.keep:
+                shutil.rmtree(target, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(work / "ingest", ignore_errors=True)
     summary = compare(hashes)
     report = {
         "benchmark": "build_shards",

@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import options as opts
 from pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, summarise
+from pipelines.ingest import INGEST_MANIFEST, ReadIngested
 from pipelines.local_runner import disable_time_based_flush
 from pipelines.transforms import (
     REJECTS,
@@ -28,7 +29,7 @@ from pipelines.transforms import (
     read_id_list,
 )
 from sgverbalise.normalise import NormaliseConfig
-from sgverbalise.storage import fingerprint, redact, url_fs
+from sgverbalise.storage import fingerprint, join, redact, url_fs
 from sgverbalise.vocab import RelationVocab
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ def input_fingerprints(cfg: opts.BuildConfig) -> list[dict]:
         paths = [root] if fs.isfile(root) else sorted(fs.glob(f"{root.rstrip('/')}/*.json*"))
         items += [("vg", fs.unstrip_protocol(path) if "://" in cfg.vg else path) for path in paths]
     items += [("gqa", url) for url in cfg.gqa]
+    if cfg.records:
+        items.append(("records", join(cfg.records, INGEST_MANIFEST)))
     for role, url in (("relations", cfg.vocab.relations), ("relation_aliases", cfg.relation_aliases),
                       ("object_aliases", cfg.object_aliases), ("exclude_coco_ids", cfg.exclude_coco_ids),
                       ("exclude_image_ids", cfg.exclude_image_ids)):
@@ -73,7 +76,8 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
                                object_aliases=cfg.object_aliases)
     make = MakeSampleFn(cfg, read_id_list(cfg.exclude_coco_ids), read_id_list(cfg.exclude_image_ids))
 
-    raw, read_rejects, read_stats = pipeline | "Read" >> ReadSceneGraphs(cfg)
+    read = ReadIngested(cfg.records) if cfg.records else ReadSceneGraphs(cfg)
+    raw, read_rejects, read_stats = pipeline | "Read" >> read
     records = raw | "Normalise" >> beam.ParDo(NormaliseFn(norm_cfg))
     vocab = records | "Vocabulary" >> BuildVocabulary(cfg, given_vocab)
     made = records | "MakeSamples" >> beam.ParDo(make, vocab=beam.pvalue.AsSingleton(vocab)).with_outputs(

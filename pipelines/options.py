@@ -39,6 +39,8 @@ class BuildConfig:
     gqa: tuple[str, ...] = ()
     vg_images: tuple[str, ...] = ()
     gqa_images: str | None = None
+    records: str | None = None  # the output of sgv ingest, read instead of vg/gqa
+    record_sources: tuple[str, ...] = ()  # the sources that ingest read ("vg", "gqa")
     limit: int | None = None
     lemmatize: bool = False
     relation_aliases: str | None = None
@@ -68,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--vg-images", action="append", default=[], help="VG image root, e.g. holding VG_100K/ "
                     "and VG_100K_2/ (repeatable)")
     io.add_argument("--gqa-images", help="GQA images/ folder")
+    io.add_argument("--records", help="the output of `sgv ingest` (Parquet records), read instead of --vg/--gqa")
     io.add_argument("--out", required=True, help="output prefix: train/, val/, manifest.json, relations.json, rejects/")
     io.add_argument("--limit", type=int, help="read at most this many images per input file (for trials)")
     norm = parser.add_argument_group("normalisation and vocabulary")
@@ -99,14 +102,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
-    if not args.vg and not args.gqa:
-        raise SystemExit("build-shards: give --vg and/or --gqa")
+    if not args.vg and not args.gqa and not args.records:
+        raise SystemExit("build-shards: give --vg and/or --gqa, or --records")
+    if args.records and (args.vg or args.gqa or args.limit):
+        raise SystemExit("build-shards: --records replaces --vg, --gqa and --limit (give those to sgv ingest)")
     return BuildConfig(
         out=args.out.rstrip("/"),
         vg=args.vg,
         gqa=tuple(args.gqa),
         vg_images=tuple(absolute(root) for root in args.vg_images),  # looked up once per image, on any worker
         gqa_images=absolute(args.gqa_images) if args.gqa_images else None,
+        records=args.records.rstrip("/") if args.records else None,
+        record_sources=_record_sources(args.records) if args.records else (),
         limit=args.limit,
         lemmatize=args.lemmatize,
         relation_aliases=args.relation_aliases,
@@ -122,6 +129,13 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         exclude_coco_ids=args.exclude_coco_ids,
         exclude_image_ids=args.exclude_image_ids,
     )
+
+
+def _record_sources(records: str) -> tuple[str, ...]:
+    from pipelines.ingest import load_manifest
+
+    config = load_manifest(records)["config"]
+    return (("vg",) if config.get("vg") else ()) + (("gqa",) if config.get("gqa") else ())
 
 
 def _joined_runner(args: list[str]) -> list[str]:

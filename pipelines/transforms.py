@@ -228,7 +228,7 @@ def sum_counters(counters: Iterable[Counter]) -> Counter:
 
 def vocabulary_from_counts(counts: dict[tuple[str, str], int], cfg: BuildConfig) -> RelationVocab:
     """The vocabulary from (source, predicate) counts; predicates only of the sources left out are ``excluded``."""
-    given = (["vg"] if cfg.vg else []) + (["gqa"] if cfg.gqa else [])
+    given = (["vg"] if cfg.vg else []) + (["gqa"] if cfg.gqa else []) + list(cfg.record_sources)
     sources = vocabulary_sources(cfg.vocab.sources, cfg.vocab.mode, given)
     chosen, others = Counter(), Counter()
     for (source, predicate), n in counts.items():

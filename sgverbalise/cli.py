@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("sgverbalise.commands.synth", "write a synthetic corpus in the VG and GQA on-disk formats"),
     "verbalise": ("sgverbalise.commands.verbalise", "print verbalised scene graphs of a VG or GQA input"),
     "vocab": ("sgverbalise.commands.vocab", "build relations.json, the relation vocabulary, from corpus counts"),
+    "ingest": ("sgverbalise.commands.ingest", "the Beam job: VG + GQA read once into Parquet scene-graph records"),
     "build-shards": ("sgverbalise.commands.build_shards", "the Beam job: VG + GQA to WebDataset shards"),
     "demo": ("sgverbalise.commands.demo", "generate a small corpus with images and run build-shards on it"),
     "inspect": ("sgverbalise.commands.inspect", "what a shard set holds: samples, bytes, members, keys"),
@@ -28,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experiment": ("sgverbalise.commands.experiment", "run a small-scale replication: sgv experiment relations"),
 }
 # Subcommands that accept unknown arguments (passed on to Beam's PipelineOptions).
-PASS_THROUGH = {"build-shards", "demo"}
+PASS_THROUGH = {"ingest", "build-shards", "demo"}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
