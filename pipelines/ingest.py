@@ -82,6 +82,8 @@ def _plan(keys: Iterable[str], per_file: int) -> dict[str, int]:
 
 
 class FinaliseIngestFn(beam.DoFn):
+    """Checks that every record read is in a file, writes ingest.json, removes files an earlier run left."""
+
     def __init__(self, out: str, config: dict, inputs: list[dict]) -> None:
         self.out, self.config, self.inputs = out, config, inputs
 
