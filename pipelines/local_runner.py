@@ -6,7 +6,7 @@ flushes every second (``worker_handlers.DATA_BUFFER_TIME_LIMIT_MS``). That flush
 the send queue (which may block while the queue is full) and then clears the buffer; bytes the runner's main
 thread wrote in between are cleared with it. Whole chunks of encoded elements vanish and the pipeline still
 succeeds. It shows when a stage's input is large (the shard job lost records and shard samples at 108k
-images) and, with the flush every millisecond, on 100 MB (``tests/test_local_runner.py``).
+images) and, with the flush every millisecond, on 100 MB (``python -m bench.runner_race``).
 
 With the time-based flush off, each bundle's input is sent when it is complete, from one thread. Remote runners
 (Dataflow, Flink, Spark) do not run this code and are not affected by the guard.

@@ -1,0 +1,66 @@
+"""Beam's local runner loses elements when its timed flush of worker input races with its writer; the guard of
+``pipelines/local_runner.py`` turns that flush off.
+
+``python -m bench.runner_race [--elements 25000] [--size 4000] [--flush-ms 1] [--runs 3]`` runs, in this process
+on DirectRunner (multi_processing, 2 workers), a pipeline whose second stage reads a PCollection the runner
+streams to the workers (``elements`` of ``size`` bytes; the stage waits for a side input computed from the same
+elements), with the runner's flush every ``flush-ms`` milliseconds: ``runs`` times without the guard, then
+``runs`` times with it. Prints the elements the stage saw in each run. After a Beam upgrade, runs without the
+guard that lose nothing say the guard may no longer be needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def elements_seen(elements: int, size: int) -> int:
+    """Runs the pipeline once on the local runner as it is configured now; how many elements the second stage saw."""
+    import apache_beam as beam
+    from apache_beam.metrics import Metrics
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    def count(element, total):  # defined here to be pickled by value (workers may not import this module)
+        Metrics.counter("runner_race", "seen").inc()
+        return element[0]
+
+    per_key = max(1, elements // 100)
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner",
+                                                      "--direct_running_mode=multi_processing",
+                                                      "--direct_num_workers=2"]))
+    big = (pipeline | beam.Create(range(100))
+           | beam.FlatMap(lambda i: ((i, j, b"x" * size) for j in range(per_key))))
+    total = big | beam.Map(lambda _: 1) | beam.CombineGlobally(sum)
+    _ = big | "Count" >> beam.Map(count, total=beam.pvalue.AsSingleton(total))
+    result = pipeline.run()
+    result.wait_until_finish()
+    return sum(c.committed or c.attempted for c in result.metrics().query()["counters"]
+               if c.key.metric.name == "seen")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    from pipelines.local_runner import disable_time_based_flush
+
+    parser = argparse.ArgumentParser(prog="python -m bench.runner_race", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--elements", type=int, default=25_000)
+    parser.add_argument("--size", type=int, default=4_000, help="bytes per element")
+    parser.add_argument("--flush-ms", type=int, default=1, help="the runner's timed flush (Beam's default: 1000)")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    expected = 100 * max(1, args.elements // 100)
+    print("| guard | flush every | elements sent | seen per run |\n|---|---:|---:|---|")
+    for guarded in (False, True):
+        worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = args.flush_ms
+        if guarded:
+            disable_time_based_flush()
+        seen = [elements_seen(args.elements, args.size) for _ in range(args.runs)]
+        print(f"| {'on' if guarded else 'off'} | {args.flush_ms} ms | {expected:,} | "
+              f"{', '.join(f'{n:,}' for n in seen)} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
