@@ -15,8 +15,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import options as opts
-from pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, summarise
-from pipelines.ingest import INGEST_MANIFEST, ReadIngested
+from pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, input_fingerprints, summarise
+from pipelines.ingest import ReadIngested
 from pipelines.local_runner import disable_time_based_flush
 from pipelines.transforms import (
     REJECTS,
@@ -29,33 +29,10 @@ from pipelines.transforms import (
     read_id_list,
 )
 from sgverbalise.normalise import NormaliseConfig
-from sgverbalise.storage import fingerprint, join, redact, url_fs
+from sgverbalise.storage import redact, url_fs
 from sgverbalise.vocab import RelationVocab
 
 log = logging.getLogger(__name__)
-
-
-def input_fingerprints(cfg: opts.BuildConfig) -> list[dict]:
-    """Size and a content fingerprint of every input file (images excepted), URLs redacted."""
-    items: list[tuple[str, str]] = []
-    if cfg.vg:
-        fs, root = url_fs(cfg.vg)
-        paths = [root] if fs.isfile(root) else sorted(fs.glob(f"{root.rstrip('/')}/*.json*"))
-        items += [("vg", fs.unstrip_protocol(path) if "://" in cfg.vg else path) for path in paths]
-    items += [("gqa", url) for url in cfg.gqa]
-    if cfg.records:
-        items.append(("records", join(cfg.records, INGEST_MANIFEST)))
-    for role, url in (("relations", cfg.vocab.relations), ("relation_aliases", cfg.relation_aliases),
-                      ("object_aliases", cfg.object_aliases), ("exclude_coco_ids", cfg.exclude_coco_ids),
-                      ("exclude_image_ids", cfg.exclude_image_ids)):
-        if url:
-            items.append((role, url))
-    out = []
-    for role, url in items:
-        info = fingerprint(url)
-        out.append({"role": role, "url": redact(url), "size": info.get("size"),
-                    "fingerprint": info.get("fingerprint")})
-    return out
 
 
 def manifest_config(cfg: opts.BuildConfig) -> dict:

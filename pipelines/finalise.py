@@ -9,15 +9,18 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
+from pipelines.options import BuildConfig
 from schemas import SCHEMA_VERSION, validator
 from sgverbalise import __version__
 from sgverbalise.layout import SPLITS
-from sgverbalise.storage import atomic_write, join, remove_leftovers, url_fs
+from sgverbalise.storage import atomic_write, fingerprint, join, redact, remove_leftovers, url_fs
 from sgverbalise.vocab import RelationVocab
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+INGEST_MANIFEST = "ingest.json"  # of sgv ingest
 RELATIONS = "relations.json"
+SHARD_OUTPUTS = tuple(f"{split}/*.tar" for split in SPLITS) + ("rejects/*.jsonl",)
 
 
 def dumps(obj) -> bytes:
@@ -120,17 +123,41 @@ class FinaliseFn(beam.DoFn):
         yield manifest
 
 
-def remove_stale(out: str, keep: set[str]) -> list[str]:
-    """Remove shards and reject files under ``out`` that are not in ``keep``, and temp leftovers."""
+def remove_stale(out: str, keep: set[str], patterns: Iterable[str] = SHARD_OUTPUTS) -> list[str]:
+    """Remove the files under ``out`` that match ``patterns`` (relative globs) but are not in ``keep``, and temp
+    leftovers; returns what was removed."""
     fs, root = url_fs(out)
     removed = remove_leftovers(out)
-    for folder, pattern in [(s, "*.tar") for s in SPLITS] + [("rejects", "*.jsonl")]:
-        for path in fs.glob(f"{root}/{folder}/{pattern}"):
+    for pattern in patterns:
+        for path in fs.glob(f"{root}/{pattern}"):
             name = path[len(root):].lstrip("/")
             if name not in keep:
                 fs.rm(path)
                 removed.append(name)
     return removed
+
+
+def input_fingerprints(cfg: BuildConfig) -> list[dict]:
+    """Size and a content fingerprint of every input file (images excepted), URLs redacted."""
+    items: list[tuple[str, str]] = []
+    if cfg.vg:
+        fs, root = url_fs(cfg.vg)
+        paths = [root] if fs.isfile(root) else sorted(fs.glob(f"{root.rstrip('/')}/*.json*"))
+        items += [("vg", fs.unstrip_protocol(path) if "://" in cfg.vg else path) for path in paths]
+    items += [("gqa", url) for url in cfg.gqa]
+    if cfg.records:
+        items.append(("records", join(cfg.records, INGEST_MANIFEST)))
+    for role, url in (("relations", cfg.vocab.relations), ("relation_aliases", cfg.relation_aliases),
+                      ("object_aliases", cfg.object_aliases), ("exclude_coco_ids", cfg.exclude_coco_ids),
+                      ("exclude_image_ids", cfg.exclude_image_ids)):
+        if url:
+            items.append((role, url))
+    out = []
+    for role, url in items:
+        info = fingerprint(url)
+        out.append({"role": role, "url": redact(url), "size": info.get("size"),
+                    "fingerprint": info.get("fingerprint")})
+    return out
 
 
 def summarise(manifest: dict) -> str:

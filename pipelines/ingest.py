@@ -26,17 +26,15 @@ import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import options as opts
-from pipelines.finalise import WriteRejectsFn, dumps
+from pipelines.finalise import INGEST_MANIFEST, WriteRejectsFn, dumps, input_fingerprints, remove_stale
 from pipelines.local_runner import disable_time_based_flush
-from pipelines.transforms import ReadSceneGraphs
+from pipelines.transforms import ReadSceneGraphs, shard_plan
 from schemas import SCHEMA_VERSION
 from schemas.records import SCENE_GRAPH_SCHEMA
-from sgverbalise import layout
 from sgverbalise.sample import sample_key
-from sgverbalise.storage import atomic_write, join, read_bytes, redact, remove_leftovers, url_fs
+from sgverbalise.storage import atomic_write, join, read_bytes, redact, url_fs
 
 log = logging.getLogger(__name__)
-INGEST_MANIFEST = "ingest.json"
 RECORDS_FILE = "records-{index:05d}.parquet"
 
 
@@ -66,19 +64,15 @@ class WriteRecordsFn(beam.DoFn):
     def __init__(self, out: str) -> None:
         self.out = out
 
-    def process(self, element: tuple[int, Iterable[dict]], planned: dict[int, int]) -> Iterator[dict]:
+    def process(self, element: tuple[int, Iterable[dict]], plan: tuple[dict[str, int], Counter[int]]) -> Iterator[dict]:
         index, records = element
-        ordered = sorted(records, key=record_key)
-        if len(ordered) != planned[index] or len({record_key(r) for r in ordered}) != planned[index]:
-            raise IncompleteIngestError(f"file {index}: {len(ordered)} records arrived, {planned[index]} planned")
+        ordered, planned = sorted(records, key=record_key), plan[1][index]
+        if len(ordered) != planned or len({record_key(r) for r in ordered}) != planned:
+            raise IncompleteIngestError(f"file {index}: {len(ordered)} records arrived, {planned} planned")
         data = parquet_bytes(ordered)
         name = RECORDS_FILE.format(index=index)
         atomic_write(join(self.out, name), data)
         yield {"name": name, "rows": len(ordered), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def _plan(keys: Iterable[str], per_file: int) -> dict[str, int]:
-    return layout.plan_shards(((k, 1) for k in keys), per_file, None)
 
 
 class FinaliseIngestFn(beam.DoFn):
@@ -102,28 +96,21 @@ class FinaliseIngestFn(beam.DoFn):
                                 for group, count, name in sorted(reject_files)}}
         atomic_write(join(self.out, INGEST_MANIFEST), dumps(manifest))
         keep = {f["name"] for f in files} | {name for _, _, name in reject_files}
-        fs, root = url_fs(self.out)
-        for path in fs.glob(f"{root}/records-*.parquet") + fs.glob(f"{root}/rejects/*.jsonl"):
-            if path[len(root):].lstrip("/") not in keep:
-                fs.rm(path)
-        remove_leftovers(self.out)
+        remove_stale(self.out, keep, ("records-*.parquet", "rejects/*.jsonl"))
         yield manifest
 
 
 def build_ingest(pipeline: beam.Pipeline, cfg: opts.BuildConfig, per_file: int) -> beam.PCollection:
     """Adds the ingest job to ``pipeline``; returns the one-element PCollection of its manifest."""
-    from pipelines.build_shards import input_fingerprints
-
     records, rejects, read_stats = pipeline | "Read" >> ReadSceneGraphs(cfg)
-    plan = (records | "Keys" >> beam.Map(lambda r: (None, record_key(r))) | "AllKeys" >> beam.GroupByKey()
-            | "Plan" >> beam.Map(lambda kv: _plan(kv[1], per_file)))  # keys only: 108k VG keys are a few MB
-    planned = plan | "Planned" >> beam.Map(lambda p: dict(Counter(p.values())))
+    # the file plan from the keys alone (108k VG keys are a few MB), as shards are planned: (assignment, per file)
+    plan = (records | "Keys" >> beam.Map(lambda r: (None, (record_key(r), 1))) | "AllKeys" >> beam.GroupByKey()
+            | "Plan" >> beam.Map(lambda kv: shard_plan(kv, per_file, None)[1]))
+    plan_side = beam.pvalue.AsSingleton(plan, default_value=({}, Counter()))
     files = (records
-             | "ToFile" >> beam.Map(lambda r, p: (p[record_key(r)], r),
-                                    p=beam.pvalue.AsSingleton(plan, default_value={}))
+             | "ToFile" >> beam.Map(lambda r, p: (p[0][record_key(r)], r), p=plan_side)
              | "GroupFiles" >> beam.GroupByKey()
-             | "Write" >> beam.ParDo(WriteRecordsFn(cfg.out),
-                                    planned=beam.pvalue.AsSingleton(planned, default_value={})))
+             | "Write" >> beam.ParDo(WriteRecordsFn(cfg.out), plan=plan_side))
     reject_files = (rejects | "ByReason" >> beam.Map(lambda r: (f"{r['kind']}/{r['reason']}", r))
                     | "GroupRejects" >> beam.GroupByKey() | "WriteRejects" >> beam.ParDo(WriteRejectsFn(cfg.out)))
     stats = read_stats | "SumStats" >> beam.CombinePerKey(sum)
@@ -165,8 +152,7 @@ def run_ingest(args: argparse.Namespace, beam_argv: list[str]) -> dict:
     pipeline = beam.Pipeline(options=options)
     build_ingest(pipeline, cfg, args.records_per_file)
     pipeline.run().wait_until_finish()
-    with fs.open(f"{root}/{INGEST_MANIFEST}", "rb") as f:
-        manifest = json.load(f)
+    manifest = load_manifest(cfg.out)
     log.info("ingest done: %d records in %d files", sum(f["rows"] for f in manifest["files"]), len(manifest["files"]))
     return manifest
 
@@ -178,12 +164,11 @@ def run(argv: list[str] | None = None) -> dict:
 
 def load_manifest(records: str) -> dict:
     """The ``ingest.json`` of a complete ingest run under ``records``."""
-    fs, root = url_fs(records)
-    path = f"{root.rstrip('/')}/{INGEST_MANIFEST}"
-    if not fs.exists(path):
-        raise SystemExit(f"no {INGEST_MANIFEST} under {redact(records)}: run sgv ingest first (or it did not finish)")
-    with fs.open(path, "rb") as f:
-        manifest = json.load(f)
+    try:
+        manifest = json.loads(read_bytes(join(records, INGEST_MANIFEST)))
+    except FileNotFoundError:
+        raise SystemExit(f"no {INGEST_MANIFEST} under {redact(records)}: run sgv ingest first "
+                         "(or it did not finish)") from None
     if manifest.get("kind") != "sgverbalise-records":
         raise SystemExit(f"{redact(records)}/{INGEST_MANIFEST} is not a records manifest")
     return manifest

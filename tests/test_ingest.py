@@ -63,6 +63,10 @@ def test_ingest_is_deterministic_and_its_files_are_the_canonical_schema(tmp_path
         assert len(rows) == f["rows"]
         keys += [f"{r['source']}-{r['image_id']}" for r in rows]
     assert keys == sorted(keys) and len(set(keys)) == 50
+    # a rerun into the same folder with bigger files leaves only its own files
+    again = ingest([*argv[:-1], "50", "--out", str(tmp_path / "one")])
+    assert sorted(p.name for p in (tmp_path / "one").glob("*.parquet")) == [f["name"] for f in again["files"]] \
+        == ["records-00000.parquet"]
 
 
 def test_a_changed_records_file_fails_the_shard_job(tmp_path):
