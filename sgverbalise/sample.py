@@ -14,14 +14,21 @@ def sample_key(source: str, image_id: str) -> str:
     return f"{source}-{safe}"
 
 
+def _rounded(value: float, scale: float) -> float:
+    """``value`` to 1/``scale``: ``round(value * scale) / scale``, several times faster than ``round(value, n)``
+    (the two can differ in the last place only where ``value`` lies on a tie to within float error)."""
+    return round(value * scale) / scale
+
+
 def _scaled(box: Sequence[float], scale: float) -> list[float]:
-    return [v if scale == 1.0 else round(v * scale, 2) for v in box]
+    return list(box) if scale == 1.0 else [_rounded(v * scale, 100.0) for v in box]
 
 
 def _normalised(box: Sequence[float], width: int, height: int) -> list[float]:
     x, y, w, h = box
     x0, y0 = min(max(x / width, 0.0), 1.0), min(max(y / height, 0.0), 1.0)
-    return [round(x0, 6), round(y0, 6), round(min(w / width, 1.0 - x0), 6), round(min(h / height, 1.0 - y0), 6)]
+    return [_rounded(x0, 1e6), _rounded(y0, 1e6), _rounded(min(w / width, 1.0 - x0), 1e6),
+            _rounded(min(h / height, 1.0 - y0), 1e6)]
 
 
 def build_sample(
@@ -30,9 +37,16 @@ def build_sample(
     """The sample dict for an image of ``width`` x ``height`` pixels; boxes are scaled by ``scale`` first
     (the image stage sets it when it resizes) and normalised to [0, 1]."""
 
+    done: dict[tuple, tuple[list[float], list[float]]] = {}
+
     def boxes(box: Sequence[float]) -> tuple[list[float], list[float]]:
-        pixels = _scaled(box, scale)
-        return pixels, _normalised(pixels, width, height)
+        # an object's box recurs in each of its triplets and as an entity: round it once (round() is the cost)
+        key = tuple(box)
+        if key not in done:
+            pixels = _scaled(box, scale)
+            done[key] = pixels, _normalised(pixels, width, height)
+        pixels, norm = done[key]
+        return list(pixels), list(norm)
 
     triplets = []
     for t in extraction.mrc:
