@@ -17,7 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines import options as opts
 from pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, input_fingerprints, summarise
 from pipelines.ingest import ReadIngested
-from pipelines.local_runner import disable_time_based_flush
+from pipelines.local_runner import direct_runner, disable_time_based_flush
 from pipelines.transforms import (
     REJECTS,
     STATS,
@@ -97,7 +97,7 @@ def run_config(cfg: opts.BuildConfig, beam_argv: list[str]) -> dict:
     options = PipelineOptions(opts.beam_args(beam_argv))
     disable_time_based_flush()  # the local runner's timed flush loses elements (see pipelines/local_runner.py)
     log.info("build-shards: %s -> %s", [redact(u) for u in [cfg.vg, *cfg.gqa] if u], redact(cfg.out))
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(runner=direct_runner(options), options=options)
     build_pipeline(pipeline, cfg)
     result = pipeline.run()
     result.wait_until_finish()

@@ -27,7 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import options as opts
 from pipelines.finalise import INGEST_MANIFEST, WriteRejectsFn, dumps, input_fingerprints, remove_stale
-from pipelines.local_runner import disable_time_based_flush
+from pipelines.local_runner import direct_runner, disable_time_based_flush
 from pipelines.transforms import ReadSceneGraphs, shard_plan
 from schemas import SCHEMA_VERSION
 from schemas.records import SCENE_GRAPH_SCHEMA
@@ -149,7 +149,7 @@ def run_ingest(args: argparse.Namespace, beam_argv: list[str]) -> dict:
         fs.rm(f"{root}/{INGEST_MANIFEST}")  # marks a complete run: none until this run completes
     options = PipelineOptions(opts.beam_args(beam_argv))
     disable_time_based_flush()
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(runner=direct_runner(options), options=options)
     build_ingest(pipeline, cfg, args.records_per_file)
     pipeline.run().wait_until_finish()
     manifest = load_manifest(cfg.out)

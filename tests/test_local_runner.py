@@ -11,16 +11,32 @@ checks that with the guard nothing is lost.
 from __future__ import annotations
 
 import pytest
-from apache_beam.runners.portability.fn_api_runner import worker_handlers
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_handlers
 
 from bench.runner_race import elements_seen
-from pipelines.local_runner import disable_time_based_flush
-
-pytestmark = pytest.mark.slow
+from pipelines.local_runner import direct_runner, disable_time_based_flush
+from pipelines.options import beam_args
 
 ELEMENTS, SIZE = 25_000, 4_000
 
 
+@pytest.mark.parametrize("argv", [[], ["--runner=DirectRunner"], ["--runner", "direct"]])
+def test_direct_runner_means_the_python_engine_with_the_options_for_its_workers(argv):
+    options = PipelineOptions(beam_args([*argv, "--direct_num_workers=3"]))
+    runner = direct_runner(options)
+    assert isinstance(runner, fn_runner.FnApiRunner)
+    handed = runner._provision_info.provision_info.pipeline_options
+    assert handed["beam:option:direct_num_workers:v1"] in (3, "3")
+    assert handed["beam:option:direct_running_mode:v1"] == "multi_processing"
+
+
+@pytest.mark.parametrize("runner", ["PrismRunner", "PortableRunner", "DataflowRunner", "FlinkRunner"])
+def test_other_runners_are_left_to_beam(runner):
+    assert direct_runner(PipelineOptions(beam_args([f"--runner={runner}"]))) is None
+
+
+@pytest.mark.slow
 def test_with_the_guard_the_local_runner_keeps_every_element(monkeypatch):
     monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1)  # the flush every millisecond
     assert disable_time_based_flush() is True
