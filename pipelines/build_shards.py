@@ -12,12 +12,11 @@ import json
 import logging
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import options as opts
 from pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, input_fingerprints, summarise
 from pipelines.ingest import ReadIngested
-from pipelines.local_runner import direct_runner, disable_time_based_flush
+from pipelines.local_runner import new_pipeline
 from pipelines.transforms import (
     REJECTS,
     STATS,
@@ -94,10 +93,8 @@ def run_config(cfg: opts.BuildConfig, beam_argv: list[str]) -> dict:
     manifest_path = f"{root}/{MANIFEST}"
     if fs.exists(manifest_path):
         fs.rm(manifest_path)  # the manifest marks a complete run: none until this run completes
-    options = PipelineOptions(opts.beam_args(beam_argv))
-    disable_time_based_flush()  # the local runner's timed flush loses elements (see pipelines/local_runner.py)
+    pipeline = new_pipeline(beam_argv)
     log.info("build-shards: %s -> %s", [redact(u) for u in [cfg.vg, *cfg.gqa] if u], redact(cfg.out))
-    pipeline = beam.Pipeline(runner=direct_runner(options), options=options)
     build_pipeline(pipeline, cfg)
     result = pipeline.run()
     result.wait_until_finish()

@@ -23,11 +23,10 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import options as opts
 from pipelines.finalise import INGEST_MANIFEST, WriteRejectsFn, dumps, input_fingerprints, remove_stale
-from pipelines.local_runner import direct_runner, disable_time_based_flush
+from pipelines.local_runner import new_pipeline
 from pipelines.transforms import ReadSceneGraphs, shard_plan
 from schemas import SCHEMA_VERSION
 from schemas.records import SCENE_GRAPH_SCHEMA
@@ -147,9 +146,7 @@ def run_ingest(args: argparse.Namespace, beam_argv: list[str]) -> dict:
     fs, root = url_fs(cfg.out)
     if fs.exists(f"{root}/{INGEST_MANIFEST}"):
         fs.rm(f"{root}/{INGEST_MANIFEST}")  # marks a complete run: none until this run completes
-    options = PipelineOptions(opts.beam_args(beam_argv))
-    disable_time_based_flush()
-    pipeline = beam.Pipeline(runner=direct_runner(options), options=options)
+    pipeline = new_pipeline(beam_argv)
     build_ingest(pipeline, cfg, args.records_per_file)
     pipeline.run().wait_until_finish()
     manifest = load_manifest(cfg.out)

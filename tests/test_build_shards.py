@@ -53,15 +53,18 @@ def corpus(tmp_path_factory) -> Path:
 
 def test_generated_corpus_with_images(tmp_path, corpus, monkeypatch):
     from apache_beam.runners.portability import prism_runner
-    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+    from apache_beam.runners.portability.fn_api_runner import execution, worker_handlers
 
     monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1000)  # Beam's default
+    beam_split = getattr(execution.ListBuffer.partition, "beam_partition", execution.ListBuffer.partition)
+    monkeypatch.setattr(execution.ListBuffer, "partition", beam_split)  # Beam's round-robin split
     prism_tries = []  # DirectRunner would try Prism first (a download where GitHub is reachable)
     monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", lambda *a: prism_tries.append(a) or 1 / 0)
     out = tmp_path / "out"
     manifest = run(job_args(corpus, out, "--max-image-side", "64"))
     assert worker_handlers.DATA_BUFFER_TIME_LIMIT_MS == 0  # the job turned the racy timed flush off
     assert prism_tries == []  # the default runs on DirectRunner's Python engine, whatever the network
+    assert execution.ListBuffer.partition.beam_partition is beam_split  # stage inputs were dealt out by size
     samples = check_output(out, manifest)
     assert manifest["rejects"]["image/image_missing"] == 1 and manifest["rejects"]["image/image_unreadable"] == 1
     assert manifest["totals"]["relations_in_rejected_images"] > 0

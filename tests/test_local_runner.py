@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_handlers
 
 from bench.runner_race import elements_seen
-from pipelines.local_runner import direct_runner, disable_time_based_flush
+from pipelines.local_runner import balance_stage_inputs, direct_runner, disable_time_based_flush, split_by_size
 from pipelines.options import beam_args
 
 ELEMENTS, SIZE = 25_000, 4_000
@@ -34,6 +34,32 @@ def test_direct_runner_means_the_python_engine_with_the_options_for_its_workers(
 @pytest.mark.parametrize("runner", ["PrismRunner", "PortableRunner", "DataflowRunner", "FlinkRunner"])
 def test_other_runners_are_left_to_beam(runner):
     assert direct_runner(PipelineOptions(beam_args([f"--runner={runner}"]))) is None
+
+
+def test_split_by_size_evens_out_chunks_that_round_robin_would_not():
+    chunks = [b"a" * 10, b"b" * 10, b"c" * 10, b"d" * 3, b"e" * 10, b"f" * 2]  # arrival order of the runs seen
+    parts = split_by_size(chunks, 2)
+    assert sorted(sum(map(len, p)) for p in parts) == [22, 23]  # round-robin gives 30 and 15
+    assert sorted(c for p in parts for c in p) == sorted(chunks)  # every chunk once, whole
+    assert all(p == sorted(p, key=chunks.index) for p in parts)  # in arrival order within a part
+    assert split_by_size(chunks, 2) == parts
+    assert [len(p) for p in split_by_size(chunks[:3], 3)] == [1, 1, 1]
+
+
+def test_the_local_runner_deals_stage_inputs_by_size(monkeypatch):
+    from apache_beam.runners.portability.fn_api_runner import execution
+
+    beam_split = getattr(execution.ListBuffer.partition, "beam_partition", execution.ListBuffer.partition)
+    monkeypatch.setattr(execution.ListBuffer, "partition", beam_split)  # as Beam has it (a job may have run here)
+    buffer = execution.ListBuffer(None)
+    buffer._inputs = [b"a" * 10, b"b" * 10, b"c" * 10, b"d" * 3, b"e" * 10, b"f" * 2]
+    assert [len(b"".join(p)) for p in buffer.partition(2)] == [30, 15]  # Beam's round-robin
+    assert balance_stage_inputs() is True
+    assert sorted(len(b"".join(p)) for p in buffer.partition(2)) == [22, 23]
+    assert balance_stage_inputs() is False  # already in place
+    buffer.clear()
+    with pytest.raises(RuntimeError):  # Beam's own checks still apply
+        buffer.partition(2)
 
 
 @pytest.mark.slow
