@@ -26,9 +26,11 @@ def elements_seen(elements: int, size: int) -> int:
         return element[0]
 
     per_key = max(1, elements // 100)
-    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner",
-                                                      "--direct_running_mode=multi_processing",
-                                                      "--direct_num_workers=2"]))
+    from pipelines.local_runner import direct_runner
+
+    options = PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                               "--direct_num_workers=2"])
+    pipeline = beam.Pipeline(runner=direct_runner(options), options=options)  # the Python engine, never Prism
     big = (pipeline | beam.Create(range(100))
            | beam.FlatMap(lambda i: ((i, j, b"x" * size) for j in range(per_key))))
     total = big | beam.Map(lambda _: 1) | beam.CombineGlobally(sum)
