@@ -15,8 +15,9 @@
 
 Each job runs on the job's default runner (DirectRunner, multi_processing, ``--workers`` workers); wall time
 is from the start of the job to its end (runner start-up included), CPU time is that of the process and all
-its children (the SDK workers), peak memory that of the process tree. Each run is repeated ``--trials`` times
-and its fastest trial kept. The image stage's rate is given two ways: from the wall time it adds (which
+its children (the SDK workers), peak memory that of the process tree. Each run is repeated ``--trials`` times,
+in rounds of every run once (so that a change in the machine's load weighs on all of them alike), and its
+fastest trial kept. The image stage's rate is given two ways: from the wall time it adds (which
 credits images processed while a core would otherwise idle, and carries the noise of two wall times) and
 from the CPU time it adds per image against the Pool's CPU time per image (what the rates come to when the
 cores are saturated); the goal (at least 0.8 of the Pool) is judged on both. A one-process timing of each image step on
@@ -274,19 +275,21 @@ def main(argv: list[str] | None = None) -> int:
     log.unlink(missing_ok=True)
     shards = out / "images-job"
 
-    def measure(run: str, mode: str | None) -> dict:
-        trials = []
-        for _ in range(args.trials):
+    # every run once per round, the rounds one after the other: each comparison is made under the same load
+    modes = args.image_modes.split(",")
+    plan = [("job", None)] + [(run, mode) for mode in modes for run in RUNS]
+    trials: dict[tuple[str, str | None], list[dict]] = {key: [] for key in plan}
+    for round_ in range(1, args.trials + 1):
+        for run, mode in plan:
             shutil.rmtree(shards, ignore_errors=True)
             jargv = job_argv(corpus, shards, mode, args.max_side, args.workers) if run == "job" else []
-            print(f"running {run}, {mode or 'graphs only'} ...", file=sys.stderr, flush=True)
-            trials.append(_measure(run, mode, files, jargv, args.max_side, args.workers, log))
-        shutil.rmtree(shards, ignore_errors=True)
-        return _best(trials)
+            print(f"round {round_}: {run}, {mode or 'graphs only'} ...", file=sys.stderr, flush=True)
+            trials[run, mode].append(_measure(run, mode, files, jargv, args.max_side, args.workers, log))
+    shutil.rmtree(shards, ignore_errors=True)
 
-    results: dict = {"graphs": measure("job", None)}
-    for mode in args.image_modes.split(","):
-        r = {run: measure(run, mode) for run in RUNS}
+    results: dict = {"graphs": _best(trials["job", None])}
+    for mode in modes:
+        r = {run: _best(trials[run, mode]) for run in RUNS}
         r["stage"] = image_stage(r["job"], results["graphs"], len(jpegs), args.workers)
         r["breakdown"] = breakdown([str(p.resolve()) for p in jpegs[:2000]], str((corpus / "vg").resolve()),
                                    args.max_side if mode == "resize" else None)
