@@ -1,8 +1,9 @@
 """Beam's local runner loses elements when its timed flush of worker input races with its writer; the guard of
 ``pipelines/local_runner.py`` turns that flush off.
 
-``python -m bench.runner_race [--elements 25000] [--size 4000] [--flush-ms 1] [--runs 3]`` runs, in this process
-on DirectRunner (multi_processing, 2 workers), a pipeline whose second stage reads a PCollection the runner
+``python -m bench.runner_race [--elements 25000] [--size 4000] [--flush-ms 1] [--runs 3] [--running-mode
+multi_processing]`` runs, in this process on DirectRunner (``--running-mode``, 2 workers; ``multi_threading`` is
+the mode the jobs refuse), a pipeline whose second stage reads a PCollection the runner
 streams to the workers (``elements`` of ``size`` bytes; the stage waits for a side input computed from the same
 elements), with the runner's flush every ``flush-ms`` milliseconds: ``runs`` times without the guard, then
 ``runs`` times with it. Prints the elements the stage saw in each run. After a Beam upgrade, runs without the
@@ -15,7 +16,7 @@ import argparse
 import sys
 
 
-def elements_seen(elements: int, size: int) -> int:
+def elements_seen(elements: int, size: int, running_mode: str = "multi_processing") -> int:
     """Runs the pipeline once on the local runner as it is configured now; how many elements the second stage saw."""
     import apache_beam as beam
     from apache_beam.metrics import Metrics
@@ -28,7 +29,7 @@ def elements_seen(elements: int, size: int) -> int:
     per_key = max(1, elements // 100)
     from pipelines.local_runner import direct_runner
 
-    options = PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+    options = PipelineOptions(["--runner=DirectRunner", f"--direct_running_mode={running_mode}",
                                "--direct_num_workers=2"])
     pipeline = beam.Pipeline(runner=direct_runner(options), options=options)  # the Python engine, never Prism
     big = (pipeline | beam.Create(range(100))
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=4_000, help="bytes per element")
     parser.add_argument("--flush-ms", type=int, default=1, help="the runner's timed flush (Beam's default: 1000)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--running-mode", default="multi_processing", choices=("multi_processing", "multi_threading"),
+                        help="DirectRunner's mode (the jobs refuse multi_threading)")
     args = parser.parse_args(argv)
     expected = 100 * max(1, args.elements // 100)
     print("| guard | flush every | elements sent | seen per run |\n|---|---:|---:|---|")
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = args.flush_ms
         if guarded:
             disable_time_based_flush()
-        seen = [elements_seen(args.elements, args.size) for _ in range(args.runs)]
+        seen = [elements_seen(args.elements, args.size, args.running_mode) for _ in range(args.runs)]
         print(f"| {'on' if guarded else 'off'} | {args.flush_ms} ms | {expected:,} | "
               f"{', '.join(f'{n:,}' for n in seen)} |", flush=True)
     return 0
