@@ -9,7 +9,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from pipelines.options import add_arguments as add
 
     add(parser)
-    parser.epilog = "Any other --option is passed to Beam (e.g. --runner=PortableRunner, --direct_num_workers=2)."
+    parser.epilog = (
+        "Any other --option is passed to Beam (e.g. --runner=PortableRunner, --direct_num_workers=2). The default, "
+        "DirectRunner, is Beam's Python engine in multi_processing mode with 2 workers (never Prism: "
+        "--runner=PrismRunner for that)."
+    )
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
