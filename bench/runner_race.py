@@ -22,13 +22,13 @@ def elements_seen(elements: int, size: int, running_mode: str = "multi_processin
     from apache_beam.metrics import Metrics
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from pipelines.local_runner import direct_runner
+
     def count(element, total):  # defined here to be pickled by value (workers may not import this module)
         Metrics.counter("runner_race", "seen").inc()
         return element[0]
 
     per_key = max(1, elements // 100)
-    from pipelines.local_runner import direct_runner
-
     options = PipelineOptions(["--runner=DirectRunner", f"--direct_running_mode={running_mode}",
                                "--direct_num_workers=2"])
     pipeline = beam.Pipeline(runner=direct_runner(options), options=options)  # the Python engine, never Prism
