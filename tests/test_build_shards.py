@@ -78,6 +78,35 @@ def test_generated_corpus_with_images(tmp_path, corpus, monkeypatch):
         assert 0 <= x and x + w <= 64.01 and 0 <= y and y + h <= 64.01
 
 
+def test_image_batches_do_not_change_the_samples(corpus, monkeypatch):
+    # MakeSamples prepares images a batch at a time and flushes the last, partial batch at the bundle's end
+    from apache_beam.pvalue import TaggedOutput
+
+    from pipelines import options, transforms
+    from pipelines.build_shards import build_parser
+    from sgverbalise.normalise import NormaliseConfig, Normaliser
+    from sgverbalise.readers import READERS
+
+    args = build_parser().parse_known_args(job_args(corpus, "unused", "--max-image-side", "64"))[0]
+    cfg = options.config_from_args(args)
+    normaliser = Normaliser(NormaliseConfig())
+    records = [normaliser.record(r) for r, _ in READERS["gqa"](cfg.gqa[0]) if r is not None]
+    vocab = transforms.vocabulary_from_counts(transforms.sum_counters(map(transforms.predicate_counts, records)), cfg)
+
+    def outputs(batch: int) -> list[str]:
+        monkeypatch.setattr(transforms, "IMAGE_BATCH", batch)
+        make = transforms.MakeSampleFn(cfg, frozenset(), frozenset({"gqa-" + records[3]["image_id"]}))
+        make.start_bundle()
+        found = [out for record in records for out in make.process(record, vocab)] + list(make.finish_bundle())
+        tagged = [(o.tag, o.value) if isinstance(o, TaggedOutput) else ("samples", o) for o in found]
+        return sorted(repr((tag, getattr(value, "value", value))) for tag, value in tagged)
+
+    one = outputs(1)
+    assert sum(o.startswith("('samples'") for o in one) > 10
+    assert any("excluded_eval" in o for o in one) and any("image_unreadable" in o for o in one)
+    assert outputs(7) == one and outputs(len(records) + 1) == one
+
+
 def test_pass_through_writes_each_source_file_unchanged(tmp_path, corpus):
     # pass-through images travel between the steps by reference and are read again where the shard is written
     out = tmp_path / "out"
