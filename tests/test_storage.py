@@ -63,6 +63,26 @@ def test_atomic_write_local_creates_folders_and_leaves_no_temp(tmp_path):
     assert _files(target.parent) == ["file.bin"]
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="the OS has no posix_fadvise")
+def test_local_temp_is_handed_to_writeback_every_8_mib_as_it_is_written(tmp_path, monkeypatch):
+    advised = []
+    real = os.posix_fadvise
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, start, n, advice: advised.append((start, n, advice))
+                        or real(fd, start, n, advice))
+    piece = bytes(range(256)) * 3000  # 768,000 bytes: writes straddle the 8 MiB marks
+    handle = AtomicFile(str(tmp_path / "big.tar"))
+    for _ in range(30):
+        handle.write(piece)
+        handle.file.write(piece)  # the shard writer writes to the file object itself
+    assert (tmp_path / "big.tar").exists() is False
+    handle.commit()
+    assert (tmp_path / "big.tar").read_bytes() == piece * 60
+    mark = 8 << 20
+    assert [start for start, _, _ in advised] == [0] + [start + n for start, n, _ in advised[:-1]]  # contiguous
+    assert all(n >= mark for _, n, _ in advised) and advised[-1][0] + advised[-1][1] > len(piece) * 60 - mark
+    assert {advice for _, _, advice in advised} == {os.POSIX_FADV_DONTNEED}
+
+
 def test_atomic_open_exception_publishes_nothing_local(tmp_path):
     target = tmp_path / "file.bin"
     with pytest.raises(RuntimeError, match="boom"), atomic_open(str(target)) as f:
