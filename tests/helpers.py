@@ -29,6 +29,16 @@ def job_args(corpus: str | Path, out: str | Path, *extra: str, samples_per_shard
             "--val-fraction", str(val_fraction), *extra]
 
 
+def beams_own_split(monkeypatch):
+    """Put Beam's own ``ListBuffer.partition`` back for the test (a job run earlier in this process replaced it
+    with the split by size); returns it."""
+    from apache_beam.runners.portability.fn_api_runner import execution
+
+    beam_split = getattr(execution.ListBuffer.partition, "beam_partition", execution.ListBuffer.partition)
+    monkeypatch.setattr(execution.ListBuffer, "partition", beam_split)
+    return beam_split
+
+
 def files_sha(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import check_output, files_sha, job_args, read_tar
+from helpers import beams_own_split, check_output, files_sha, job_args, read_tar
 from PIL import Image
 
 from pipelines.build_shards import run
@@ -56,8 +56,7 @@ def test_generated_corpus_with_images(tmp_path, corpus, monkeypatch):
     from apache_beam.runners.portability.fn_api_runner import execution, worker_handlers
 
     monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1000)  # Beam's default
-    beam_split = getattr(execution.ListBuffer.partition, "beam_partition", execution.ListBuffer.partition)
-    monkeypatch.setattr(execution.ListBuffer, "partition", beam_split)  # Beam's round-robin split
+    beam_split = beams_own_split(monkeypatch)  # Beam's round-robin split
     prism_tries = []  # DirectRunner would try Prism first (a download where GitHub is reachable)
     monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", lambda *a: prism_tries.append(a) or 1 / 0)
     out = tmp_path / "out"

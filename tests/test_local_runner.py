@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_handlers
+from helpers import beams_own_split
 
 from bench.runner_race import elements_seen
 from pipelines.local_runner import balance_stage_inputs, direct_runner, disable_time_based_flush, split_by_size
@@ -49,8 +50,7 @@ def test_split_by_size_evens_out_chunks_that_round_robin_would_not():
 def test_the_local_runner_deals_stage_inputs_by_size(monkeypatch):
     from apache_beam.runners.portability.fn_api_runner import execution
 
-    beam_split = getattr(execution.ListBuffer.partition, "beam_partition", execution.ListBuffer.partition)
-    monkeypatch.setattr(execution.ListBuffer, "partition", beam_split)  # as Beam has it (a job may have run here)
+    beams_own_split(monkeypatch)
     buffer = execution.ListBuffer(None)
     buffer._inputs = [b"a" * 10, b"b" * 10, b"c" * 10, b"d" * 3, b"e" * 10, b"f" * 2]
     assert [len(b"".join(p)) for p in buffer.partition(2)] == [30, 15]  # Beam's round-robin
