@@ -133,11 +133,11 @@ class _OpenShard:
     def add(self, key: str, entries: list[tuple[tarfile.TarInfo, bytes]]) -> None:
         if key in self.keys:
             raise ValueError(f"duplicate sample key {key!r} in shard {self.name}")
-        # the layout tarfile writes (header blocks from its own encoder, data padded with NUL to whole blocks),
+        # the layout tarfile writes (its header blocks, data padded with NUL to whole blocks),
         # in one write per sample: tarfile's addfile copies each member through a stream buffer
         parts = []
         for info, data in entries:
-            parts += (info.tobuf(TAR_FORMAT, TAR_ENCODING, TAR_ERRORS), data, bytes(_padded(len(data)) - len(data)))
+            parts += (_header(info.name, info.size), data, bytes(_padded(len(data)) - len(data)))
         self.out.write(b"".join(parts))
         self.keys.add(key)
         self.content = self.out.size
@@ -170,13 +170,38 @@ def _prepare(key: str, members: Mapping[str, bytes]) -> tuple[list[tuple[tarfile
     return entries, sum(_entry_size(info.name, info.size) for info, _ in entries)
 
 
+def _plain(name: str, size: int) -> bool:
+    """True when a member needs no PAX extended header: an ASCII name that fits the ustar field, a size that fits
+    its 12-byte octal field. Such a member is one 512-byte header block."""
+    return name.isascii() and len(name) <= tarfile.LENGTH_NAME and size < _USTAR_MAX_SIZE
+
+
 def _entry_size(name: str, size: int) -> int:
-    """Bytes a member takes: its header blocks and its data padded to whole blocks. A PAX archive adds an
-    extended header only for a name that is not ASCII or longer than the ustar field, or a size too large for it;
-    every other member has the one 512-byte header (building it, as tarfile would, costs more than the write)."""
-    if name.isascii() and len(name) <= tarfile.LENGTH_NAME and size < _USTAR_MAX_SIZE:
+    """Bytes a member takes: its header blocks and its data padded to whole blocks (see ``_plain``)."""
+    if _plain(name, size):
         return BLOCK + _padded(size)
     return len(_tarinfo(name, size).tobuf(TAR_FORMAT, TAR_ENCODING, TAR_ERRORS)) + _padded(size)
+
+
+# tarfile's own header block of a member named "" of size 0 (the fields every member shares: mode, owner, mtime,
+# type, magic), with the checksum field as the spaces it is summed as; a plain member's header is this with its
+# name and size put in and the checksum worked out, 1 us against 13 us for TarInfo.tobuf
+_TEMPLATE = bytearray(_tarinfo("", 0).tobuf(TAR_FORMAT, TAR_ENCODING, TAR_ERRORS))
+_SIZE, _CHKSUM = slice(124, 136), slice(148, 156)
+_TEMPLATE[_CHKSUM] = b" " * 8
+_TEMPLATE_SUM = sum(_TEMPLATE) - sum(_TEMPLATE[_SIZE])
+
+
+def _header(name: str, size: int) -> bytes:
+    """The header block(s) tarfile writes for a member of ours named ``name`` holding ``size`` bytes."""
+    if not _plain(name, size):
+        return _tarinfo(name, size).tobuf(TAR_FORMAT, TAR_ENCODING, TAR_ERRORS)
+    raw, size_field = name.encode("ascii"), b"%011o\0" % size
+    header = bytearray(_TEMPLATE)
+    header[:len(raw)] = raw
+    header[_SIZE] = size_field
+    header[_CHKSUM] = b"%06o\0 " % (_TEMPLATE_SUM + sum(raw) + sum(size_field))
+    return bytes(header)
 
 
 def sample_bytes(key: str, members: Mapping[str, bytes]) -> int:

@@ -161,12 +161,13 @@ def test_shards_are_the_archives_tarfile_itself_writes(tmp_path, n):
     assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "tarfile.tar").read_bytes()
 
 
-def test_member_sizes_without_building_headers_match_tarfile():
-    from sgverbalise.shards import _entry_size, _tarinfo
+def test_member_headers_and_sizes_from_the_template_match_tarfile():
+    from sgverbalise.shards import _entry_size, _header, _tarinfo
 
-    for name in ("a.jpg", "k" * 96 + ".txt", "k" * 97 + ".txt", "é.json", "a\udcff.txt"):
-        for size in (0, 1, 511, 512, 513, 8 ** 11 - 1, 8 ** 11):
+    for name in ("a.jpg", "vg-2417890.json", "k" * 96 + ".txt", "k" * 97 + ".txt", "é.json", "a\udcff.txt"):
+        for size in (0, 1, 511, 512, 513, 61_234, 8 ** 11 - 1, 8 ** 11):
             header = _tarinfo(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            assert _header(name, size) == header, (name, size)
             assert _entry_size(name, size) == len(header) + -(-size // 512) * 512, (name, size)
 
 
