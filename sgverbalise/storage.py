@@ -74,7 +74,7 @@ def read_bytes(url: str, **storage_options: Any) -> bytes:
     """The whole content of a file. A plain local path is read with ``open`` (fsspec's per-call set-up costs
     more than reading a small image); any other URL through fsspec. Raises FileNotFoundError when absent."""
     if "://" not in url and "::" not in url and not storage_options:
-        with open(url, "rb") as f:
+        with open(os.path.expanduser(url), "rb") as f:  # "~" expanded, as fsspec's local paths are
             return f.read()
     fs, path = url_fs(url, **storage_options)
     return fs.cat_file(path)

@@ -187,10 +187,9 @@ class RelationVocab:
     @classmethod
     def load(cls, url: str) -> RelationVocab:
         """Read relations.json from a local path or any fsspec URL."""
-        import fsspec
+        from sgverbalise.storage import read_bytes
 
-        with fsspec.open(url, "rb") as f:
-            return cls.from_json(orjson.loads(f.read()))
+        return cls.from_json(orjson.loads(read_bytes(url)))
 
 
 def vocabulary_sources(choice: str, mode: str, given: Sequence[str]) -> list[str]:

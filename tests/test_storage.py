@@ -208,8 +208,10 @@ def test_absolute_makes_local_paths_absolute_and_leaves_urls(tmp_path, monkeypat
         assert absolute(url) == url
 
 
-def test_read_bytes_from_a_local_path_a_file_url_and_memory(tmp_path, mem_root):
+def test_read_bytes_from_a_local_path_a_file_url_and_memory(tmp_path, mem_root, monkeypatch):
     (tmp_path / "a.bin").write_bytes(b"\xff\xd8local")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert read_bytes("~/a.bin") == b"\xff\xd8local"  # "~" as fsspec reads it
     atomic_write(f"{mem_root}/a.bin", b"\xff\xd8memory")
     assert read_bytes(str(tmp_path / "a.bin")) == b"\xff\xd8local"
     assert read_bytes(f"file://{tmp_path}/a.bin") == b"\xff\xd8local"

@@ -11,7 +11,7 @@ from typing import Any
 from braceexpand import braceexpand
 from fsspec.implementations.local import LocalFileSystem
 
-from sgverbalise.storage import join, redact, url_fs
+from sgverbalise.storage import join, read_bytes, redact, url_fs
 from sgverbalise.tools import ToolError
 
 MANIFEST = "manifest.json"
@@ -65,9 +65,7 @@ def _has_braces(spec: str) -> bool:
 
 
 def _load_manifest(url: str, **storage_options: Any) -> dict:
-    fs, path = url_fs(url, **storage_options)
-    with fs.open(path, "rb") as f:
-        data = json.loads(f.read())
+    data = json.loads(read_bytes(url, **storage_options))
     if not isinstance(data, dict):
         raise ToolError(f"{redact(url)}: not a manifest (a JSON object expected)")
     return data

@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from sgverbalise.storage import url_fs
+from sgverbalise.storage import read_bytes, url_fs
 from sgverbalise.tools.paths import SHARD_SUFFIXES
 
 STATS_FIELDS = ("count", "successes", "failed_to_download", "failed_to_resize")
@@ -32,11 +32,11 @@ def parquet_url(shard_url: str) -> str:
 
 def read_stats(shard_url: str, **storage_options: Any) -> dict | None:
     """The shard's ``_stats.json`` as a dict (None when there is none); raises ValueError when unreadable."""
-    fs, path = url_fs(stats_url(shard_url), **storage_options)
+    url = stats_url(shard_url)
+    fs, path = url_fs(url, **storage_options)
     if not fs.isfile(path):
         return None
-    with fs.open(path, "rb") as f:
-        data = json.loads(f.read())
+    data = json.loads(read_bytes(url, **storage_options))
     if not isinstance(data, dict):
         raise ValueError("_stats.json is not a JSON object")
     return data

@@ -29,7 +29,7 @@ import orjson
 import webdataset as wds
 
 from sgverbalise.shards import read_shard
-from sgverbalise.storage import join, redact, url_fs
+from sgverbalise.storage import join, read_bytes, redact, url_fs
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,7 @@ def _url(fs: Any, path: str) -> str:
 
 def manifest_urls(url: str, split: str = "train", **storage_options: Any) -> list[str]:
     """Shard URLs of one split of a scene-graph ``manifest.json``, in manifest order."""
-    fs, path = url_fs(url, **storage_options)
-    with fs.open(path, "rb") as f:
-        manifest = orjson.loads(f.read())
+    manifest = orjson.loads(read_bytes(url, **storage_options))
     splits = manifest.get("splits", {})
     if split not in splits:
         raise ValueError(f"{redact(url)} has no split {split!r} (has {sorted(splits)})")
@@ -139,9 +137,7 @@ def load_relations(url: str, **storage_options: Any) -> list[str]:
     """Predicates of a ``relations.json`` (or of the one in a shard-set folder), indexed by relation id."""
     if not url.endswith(".json"):
         url = join(url, RELATIONS)
-    fs, path = url_fs(url, **storage_options)
-    with fs.open(path, "rb") as f:
-        vocab = orjson.loads(f.read())
+    vocab = orjson.loads(read_bytes(url, **storage_options))
     out = [""] * len(vocab["relations"])
     for r in vocab["relations"]:
         out[r["id"]] = r["predicate"]
