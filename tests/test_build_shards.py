@@ -85,6 +85,7 @@ def test_image_batches_do_not_change_the_samples(corpus, monkeypatch):
     from pipelines.build_shards import build_parser
     from sgverbalise.normalise import NormaliseConfig, Normaliser
     from sgverbalise.readers import READERS
+    from sgverbalise.sample import sample_key
 
     args = build_parser().parse_known_args(job_args(corpus, "unused", "--max-image-side", "64"))[0]
     cfg = options.config_from_args(args)
@@ -94,7 +95,7 @@ def test_image_batches_do_not_change_the_samples(corpus, monkeypatch):
 
     def outputs(batch: int) -> list[str]:
         monkeypatch.setattr(transforms, "IMAGE_BATCH", batch)
-        make = transforms.MakeSampleFn(cfg, frozenset(), frozenset({"gqa-" + records[3]["image_id"]}))
+        make = transforms.MakeSampleFn(cfg, frozenset(), frozenset({sample_key("gqa", records[3]["image_id"])}))
         make.start_bundle()
         found = [out for record in records for out in make.process(record, vocab)] + list(make.finish_bundle())
         tagged = [(o.tag, o.value) if isinstance(o, TaggedOutput) else ("samples", o) for o in found]

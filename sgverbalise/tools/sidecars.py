@@ -32,11 +32,10 @@ def parquet_url(shard_url: str) -> str:
 
 def read_stats(shard_url: str, **storage_options: Any) -> dict | None:
     """The shard's ``_stats.json`` as a dict (None when there is none); raises ValueError when unreadable."""
-    url = stats_url(shard_url)
-    fs, path = url_fs(url, **storage_options)
-    if not fs.isfile(path):
+    try:  # one request: no separate existence check
+        data = json.loads(read_bytes(stats_url(shard_url), **storage_options))
+    except (FileNotFoundError, IsADirectoryError):
         return None
-    data = json.loads(read_bytes(url, **storage_options))
     if not isinstance(data, dict):
         raise ValueError("_stats.json is not a JSON object")
     return data
