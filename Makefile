@@ -37,7 +37,7 @@ demo: $(STAMP)  ## generate a small corpus and run the main job on it (output in
 	$(BIN)/sgv demo --out $(DEMO_OUT)
 
 bench: $(STAMP)  ## run the benchmarks in bench/ (slow; figures go to bench/out)
-	$(BIN)/python -m bench.read_json && $(BIN)/python -m bench.build_shards && $(BIN)/python -m bench.images && $(BIN)/python -m bench.loader && $(BIN)/python -m bench.runner_race
+	$(BIN)/python -m bench.read_json && $(BIN)/python -m bench.build_shards && $(BIN)/python -m bench.images && $(BIN)/python -m bench.loader && $(BIN)/python -m bench.runner_race && $(BIN)/python -m bench.stages
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check schemas sgverbalise pipelines training tests bench

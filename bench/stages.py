@@ -1,0 +1,115 @@
+"""Wall time of each stage of the shard job on the local runner, to compare two versions of the code step by step.
+
+``python -m bench.stages [--images 20000] [--image-mode passthrough] [--runs 2] [--code PATH ...] [--out bench/out]``
+reuses (or generates) the image corpus of ``bench.images`` and runs ``build-shards`` on it (graphs only with
+``--image-mode none``; job options as ``bench.images``), each run in a fresh interpreter whose local runner times
+every stage: from the start of its first worker's part to the end of its last. With ``--code`` (a checkout, or a
+copy of its ``pipelines``, ``sgverbalise`` and ``schemas``), that tree is put first on ``PYTHONPATH``; several
+``--code`` values are run in turn, ``--runs`` rounds of each, so that old and new code meet the same load.
+Prints one row per stage, named by the transforms it fuses, with each run's seconds (stages under 0.05 s in
+every run left out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.images import image_corpus, job_argv
+
+_TRANSFORM = re.compile(r"ref_AppliedPTransform_([A-Za-z]+(?:-[A-Za-z]+)*)")
+
+
+def stage_label(name: str) -> str:
+    """A short name for a fused stage: its transforms' names in order (a composite's inner name after its own)."""
+    seen: list[str] = []
+    for label in _TRANSFORM.findall(name):
+        parts = label.split("-")
+        short = parts[1] if parts[0] in ("Read", "Shards") and len(parts) > 1 else parts[0]
+        if short not in seen:
+            seen.append(short)
+    return "+".join(seen) or name[:40]
+
+
+def _child(argv: list[str]) -> list[dict]:
+    """One job run with every stage timed (in the measured interpreter)."""
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    from pipelines.build_shards import run
+
+    start, stages = time.perf_counter(), []
+    execute = fn_runner.FnApiRunner._execute_bundle
+
+    def timed(self, runner_context, bundle_context_manager, bundle_input):
+        began = time.perf_counter()
+        result = execute(self, runner_context, bundle_context_manager, bundle_input)
+        stages.append({"stage": stage_label(bundle_context_manager.stage.name), "start_s": began - start,
+                       "seconds": time.perf_counter() - began})
+        return result
+
+    fn_runner.FnApiRunner._execute_bundle = timed
+    run(argv)
+    return stages
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.stages", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=20000)
+    parser.add_argument("--image-size", type=int, default=512)
+    parser.add_argument("--max-side", type=int, default=128)
+    parser.add_argument("--image-mode", default="passthrough", choices=("none", "resize", "passthrough"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=2, help="rounds; each round runs every --code once")
+    parser.add_argument("--code", action="append", default=[], help="a tree to import first (repeatable); "
+                        "default: the installed code")
+    parser.add_argument("--out", default="bench/out")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("job_args", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.job_args)))
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus, _, _ = image_corpus(out, args.images, args.seed, args.image_size)
+    shards = out / "stages-job"
+    mode = None if args.image_mode == "none" else args.image_mode
+    jargv = job_argv(corpus, shards, mode, args.max_side, args.workers)
+    codes = args.code or [""]
+    runs: list[tuple[str, list[dict]]] = []
+    for round_ in range(1, args.runs + 1):
+        for code in codes:
+            shutil.rmtree(shards, ignore_errors=True)
+            env = dict(os.environ)
+            if code:
+                env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(code).resolve()),
+                                                                str(Path(__file__).resolve().parents[1]),
+                                                                env.get("PYTHONPATH")) if p)
+            print(f"round {round_}: {code or 'installed code'} ...", file=sys.stderr, flush=True)
+            done = subprocess.run([sys.executable, "-m", "bench.stages", "--child", "--", *jargv], env=env,
+                                  stdout=subprocess.PIPE, check=True, cwd=Path(__file__).resolve().parents[1])
+            runs.append((code or "installed", json.loads(done.stdout.decode().strip().splitlines()[-1])))
+    shutil.rmtree(shards, ignore_errors=True)
+    names = list(dict.fromkeys(s["stage"] for _, stages in runs for s in stages))
+    print(f"{args.image_mode}, {args.images:,} images: seconds per stage\n")
+    print("| stage | " + " | ".join(f"{Path(c).name or c} (round {i // len(codes) + 1})"
+                                    for i, (c, _) in enumerate(runs)) + " |")
+    print("|---|" + "---:|" * len(runs))
+    for name in names:
+        cells = [sum(s["seconds"] for s in stages if s["stage"] == name) for _, stages in runs]
+        if max(cells) < 0.05:  # bookkeeping stages (counts, rejects, the plan's inputs)
+            continue
+        print(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
