@@ -4,8 +4,9 @@
 reuses (or generates) the image corpus of ``bench.images`` and runs ``build-shards`` on it (graphs only with
 ``--image-mode none``; job options as ``bench.images``), each run in a fresh interpreter whose local runner times
 every stage: from the start of its first worker's part to the end of its last. With ``--code`` (a checkout, or a
-copy of its ``pipelines``, ``sgverbalise`` and ``schemas``), that tree is put first on ``PYTHONPATH``; several
-``--code`` values are run in turn, ``--runs`` rounds of each, so that old and new code meet the same load.
+copy of its ``pipelines``, ``sgverbalise`` and ``schemas``), the runs import that tree: it is their working
+directory, which ``python -m`` puts first on ``sys.path`` (the run fails if the job's code came from elsewhere).
+Several ``--code`` values are run in turn, ``--runs`` rounds of each, so that old and new code meet the same load.
 Prints one row per stage, named by the transforms it fuses, with each run's seconds (stages under 0.05 s in
 every run left out).
 """
@@ -38,10 +39,11 @@ def stage_label(name: str) -> str:
     return "+".join(seen) or name[:40]
 
 
-def _child(argv: list[str]) -> list[dict]:
-    """One job run with every stage timed (in the measured interpreter)."""
+def _child(argv: list[str]) -> tuple[str, list[dict]]:
+    """One job run with every stage timed (in the measured interpreter); also the tree its code came from."""
     from apache_beam.runners.portability.fn_api_runner import fn_runner
 
+    import pipelines
     from pipelines.build_shards import run
 
     start, stages = time.perf_counter(), []
@@ -56,7 +58,7 @@ def _child(argv: list[str]) -> list[dict]:
 
     fn_runner.FnApiRunner._execute_bundle = timed
     run(argv)
-    return stages
+    return str(Path(pipelines.__file__).resolve().parents[1]), stages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     corpus, _, _ = image_corpus(out, args.images, args.seed, args.image_size)
-    shards = out / "stages-job"
+    corpus, shards = corpus.resolve(), (out / "stages-job").resolve()
+    repo = Path(__file__).resolve().parents[1]
     mode = None if args.image_mode == "none" else args.image_mode
     jargv = job_argv(corpus, shards, mode, args.max_side, args.workers)
     codes = args.code or [""]
@@ -88,15 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     for round_ in range(1, args.runs + 1):
         for code in codes:
             shutil.rmtree(shards, ignore_errors=True)
-            env = dict(os.environ)
-            if code:
-                env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(code).resolve()),
-                                                                str(Path(__file__).resolve().parents[1]),
-                                                                env.get("PYTHONPATH")) if p)
+            # `python -m` puts the working directory first on sys.path, in this interpreter and in the runner's
+            # SDK workers (started in the same directory): run in the tree to import, find bench via PYTHONPATH
+            tree = Path(code).resolve() if code else repo
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                p for p in (str(tree), str(repo), os.environ.get("PYTHONPATH")) if p))
             print(f"round {round_}: {code or 'installed code'} ...", file=sys.stderr, flush=True)
             done = subprocess.run([sys.executable, "-m", "bench.stages", "--child", "--", *jargv], env=env,
-                                  stdout=subprocess.PIPE, check=True, cwd=Path(__file__).resolve().parents[1])
-            runs.append((code or "installed", json.loads(done.stdout.decode().strip().splitlines()[-1])))
+                                  stdout=subprocess.PIPE, check=True, cwd=tree)
+            imported, stages = json.loads(done.stdout.decode().strip().splitlines()[-1])
+            if Path(imported) != tree:
+                raise RuntimeError(f"the job imported its code from {imported}, not {tree}")
+            runs.append((code or "installed", stages))
     shutil.rmtree(shards, ignore_errors=True)
     names = list(dict.fromkeys(s["stage"] for _, stages in runs for s in stages))
     print(f"{args.image_mode}, {args.images:,} images: seconds per stage\n")
