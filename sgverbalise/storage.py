@@ -97,7 +97,7 @@ class _WritebackFile(io.BufferedWriter):
     def write(self, data: Any) -> int:
         n = super().write(data)
         self._written += n
-        if self._written - self._advised >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
+        if self._written - self._advised >= WRITEBACK_BYTES:
             self.flush()
             # queues the range's dirty pages for writeback without waiting (only clean pages would be dropped)
             os.posix_fadvise(self.fileno(), self._advised, self._written - self._advised, os.POSIX_FADV_DONTNEED)
@@ -120,7 +120,8 @@ class AtomicFile:
         self.done = False
         if _is_local(self.fs):
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            self.file: IO[bytes] = _WritebackFile(self.temp)  # closed in commit/abort
+            # closed in commit/abort; where the OS has no posix_fadvise (macOS, Windows), a plain buffered file
+            self.file: IO[bytes] = _WritebackFile(self.temp) if hasattr(os, "posix_fadvise") else open(self.temp, "wb")
         else:
             self.file = self.fs.open(self.temp, "wb")
 

@@ -219,3 +219,14 @@ def test_read_bytes_from_a_local_path_a_file_url_and_memory(tmp_path, mem_root, 
     for missing in (str(tmp_path / "b.bin"), f"file://{tmp_path}/b.bin", f"{mem_root}/b.bin"):
         with pytest.raises(FileNotFoundError):
             read_bytes(missing)
+
+
+def test_local_temp_without_posix_fadvise_is_a_plain_file(tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "posix_fadvise", raising=False)  # as on macOS and Windows
+    piece = bytes(range(256)) * 40000  # 10 MB: past the first writeback mark
+    handle = AtomicFile(str(tmp_path / "big.tar"))
+    handle.write(piece)
+    handle.write(piece)
+    handle.commit()
+    assert (tmp_path / "big.tar").read_bytes() == piece * 2
+    assert _files(tmp_path) == ["big.tar"]
