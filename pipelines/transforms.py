@@ -287,7 +287,7 @@ class MakeSampleFn(CountingDoFn):
 
     def start_bundle(self) -> None:
         super().start_bundle()
-        self._waiting: list[dict] = []
+        self._waiting: list[tuple[dict, tuple[str, ...]]] = []  # records with their image roots
         self._vocab: RelationVocab | None = None
 
     def _image_reject(self, record: dict, reason: str, detail: str) -> Iterator:
@@ -308,10 +308,10 @@ class MakeSampleFn(CountingDoFn):
         if (coco is not None and str(coco) in self.exclude_coco) or image_id in self.exclude_ids \
                 or sample_key(source, image_id) in self.exclude_ids:
             yield from self._image_reject(record, "excluded_eval", f"coco_id={coco}")
-        elif not self._roots(source):
+        elif not (roots := self._roots(source)):
             yield from self._sample(record, None, vocab)
         else:
-            self._waiting.append(record)
+            self._waiting.append((record, roots))
             self._vocab = vocab
             if len(self._waiting) >= IMAGE_BATCH:
                 yield from self._flush()
@@ -323,16 +323,16 @@ class MakeSampleFn(CountingDoFn):
 
     def _flush(self) -> Iterator:
         """The outputs of the waiting records: their images first, then their samples."""
-        records, self._waiting = self._waiting, []
-        images = [self._image(record) for record in records]
-        for record, image in zip(records, images, strict=True):
+        waiting, self._waiting = self._waiting, []
+        images = [self._image(record, roots) for record, roots in waiting]
+        for (record, _), image in zip(waiting, images, strict=True):
             yield from self._sample(record, image, self._vocab)
 
-    def _image(self, record: dict) -> tuple[str, bytes, LoadedImage] | ImageError:
-        """The record's image (its URL, bytes and prepared form), or why it cannot be used."""
+    def _image(self, record: dict, roots: tuple[str, ...]) -> tuple[str, bytes, LoadedImage] | ImageError:
+        """The record's image (its URL, bytes and prepared form) under ``roots``, or why it cannot be used."""
         path = record.get("image_path") or f"{record['image_id']}.jpg"
         try:
-            url, data = read_first(candidate_urls(self._roots(record["source"]), path))
+            url, data = read_first(candidate_urls(roots, path))
             return url, data, prepare_image(data, url, self.cfg.image)
         except ImageError as exc:
             return exc
