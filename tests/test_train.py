@@ -22,7 +22,7 @@ from training.config import ConfigError, RunConfig, TrainConfig, load_config  # 
 from training.data.tokenizer import load_tokenizer, shard_texts, train_tokenizer  # noqa: E402
 from training.data.webshards import write_web_shards  # noqa: E402
 from training.evaluate_mrc import evaluate_mrc  # noqa: E402
-from training.loop import TrainState, train  # noqa: E402
+from training.loop import TrainState, align_model_config, train  # noqa: E402
 from training.models import PRESETS, RelationVLM, build_model  # noqa: E402
 from training.schedule import lr_at  # noqa: E402
 
@@ -147,6 +147,31 @@ def test_overrides_are_typed_and_checked(tmp_path):
     with pytest.raises(ConfigError, match="train.lr"):
         RunConfig.from_dict({"train": {"lr": "fast"}})
     assert TrainConfig().betas is None and RunConfig().betas == (0.9, 0.995)
+
+
+def test_mrc_sources_must_share_the_heads_relation_vocabulary(data, tmp_path):
+    import shutil
+
+    same, other = tmp_path / "same", tmp_path / "other"
+    for folder in (same, other):
+        shutil.copytree(data["sg"], folder)
+    vocab = json.loads((other / "relations.json").read_text())
+    first, second = vocab["relations"][0], vocab["relations"][1]
+    first["id"], second["id"] = second["id"], first["id"]  # two relations swap ids: same size, other meaning
+    (other / "relations.json").write_text(json.dumps(vocab))
+    tokenizer = load_tokenizer(data["tok"])
+    size = len(json.loads((data["sg"] / "relations.json").read_text())["relations"])
+
+    ok = load_config(TINY, overrides(data, tmp_path / "run", f"data.sources.mrc=[{data['sg']}, {same}]"))
+    assert align_model_config(ok, tokenizer).model.num_relations == size
+    bad = load_config(TINY, overrides(data, tmp_path / "run", f"data.sources.mrc=[{data['sg']}, {other}]"))
+    with pytest.raises(ConfigError, match="relations.json.*build-shards --relations"):
+        align_model_config(bad, tokenizer)
+    # an explicit train.relations is checked against every source too
+    pinned = load_config(TINY, overrides(data, tmp_path / "run", f"data.sources.mrc=[{data['sg']}]",
+                                         f"train.relations={other / 'relations.json'}"))
+    with pytest.raises(ConfigError, match="is not the MRC head's"):
+        align_model_config(pinned, tokenizer)
 
 
 def test_cli_print_config(capsys):

@@ -45,10 +45,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from sgverbalise.storage import redact
 from sgverbalise.tools.paths import PATTERN_CHARS
 from training import checkpoint as ckpt
 from training.config import ConfigError, RunConfig
-from training.data.sources import MANIFEST, RELATIONS, TAR_SUFFIXES, expand_urls, load_relations
+from training.data.sources import MANIFEST, RELATIONS, TAR_SUFFIXES, SourceConfig, expand_urls, load_relations
 from training.data.streams import build_loader, stream_seed
 from training.data.tokenizer import load_tokenizer
 from training.models import RelationVLM, build_model
@@ -146,9 +147,31 @@ def relations_url(cfg: RunConfig) -> str | None:
     if cfg.train.relations:
         return cfg.train.relations
     sources = (cfg.data.sources.get("mrc") if cfg.data else None) or []
-    if not sources:
-        return None
-    source = sources[0]
+    return source_relations_url(sources[0]) if sources else None
+
+
+def mrc_relations(cfg: RunConfig, url: str) -> list[str]:
+    """The MRC head's relations (from ``url``), after checking that every MRC source that has a relations.json
+    has the same: the relation ids of its samples index that file. ConfigError names the first that differs."""
+    head = load_relations(url)
+    for source in (cfg.data.sources.get("mrc") if cfg.data else None) or []:
+        other = source_relations_url(source)
+        if other == url:
+            continue
+        try:
+            relations = load_relations(other, **source.storage_options)
+        except FileNotFoundError:  # shards outside a shard-set folder: nothing to compare
+            continue
+        if relations != head:
+            raise ConfigError(
+                f"MRC source {source.label}: its relations.json ({redact(other)}, {len(relations)} relations) is not "
+                f"the MRC head's ({redact(url)}, {len(head)}): its relation ids would mean other relations. Build the "
+                "shard sets with one vocabulary (build-shards --relations FILE), or train on one of them")
+    return head
+
+
+def source_relations_url(source: SourceConfig) -> str:
+    """The relations.json beside a scene-graph source's shards."""
     spec = source.urls if isinstance(source.urls, str) else source.urls[0]
     spec = spec.split("::")[0]
     if spec.endswith(MANIFEST):
@@ -180,7 +203,7 @@ def align_model_config(cfg: RunConfig, tokenizer: Any) -> RunConfig:
     model = dataclasses.replace(model, text=text)
     url = relations_url(cfg) if model.use_mrc else None
     if url is not None:
-        model = dataclasses.replace(model, num_relations=len(load_relations(url)))
+        model = dataclasses.replace(model, num_relations=len(mrc_relations(cfg, url)))
     return dataclasses.replace(cfg, model=model)
 
 
