@@ -232,28 +232,28 @@ def _table(results: dict, args: argparse.Namespace) -> str:
         n = pool["images"]
         pool_rate = n / pool["wall_s"]
         label = f"resize {args.image_size} px to {args.max_side}" if mode == "resize" else "pass-through"
+        # vs Pool: the stage's rows show the median of the rounds' ratios (rates from wall time against the Pool's
+        # wall-time rate, from CPU time against its CPU time), the runs' rows the ratio of their median rates
         rows = [
-            ("build-shards with images", job["wall_s"], job["cpu_s"], None, None, job["tree_peak_rss_mb"]),
-            ("image stage of the job: wall added", stage["wall_s"], None, None, stage["images_per_s"], None),
+            ("build-shards with images", job["wall_s"], job["cpu_s"], None, None, None, job["tree_peak_rss_mb"]),
+            ("image stage of the job: wall added", stage["wall_s"], None, None, stage["images_per_s"],
+             stage["vs_pool_wall"], None),
             (f"image stage of the job: CPU added, over {args.workers} cores", None, stage["cpu_s"],
-             stage["cpu_ms_per_image"], stage["images_per_s_at_full_cores"], None),
+             stage["cpu_ms_per_image"], stage["images_per_s_at_full_cores"], stage["vs_pool_cpu"], None),
             (f"Pillow loop, multiprocessing.Pool({args.workers})", pool["wall_s"], pool["cpu_s"],
-             1000 * pool["cpu_s"] / n, pool_rate, pool["tree_peak_rss_mb"]),
+             1000 * pool["cpu_s"] / n, pool_rate, 1.0, pool["tree_peak_rss_mb"]),
             ("Pillow loop, 1 process", loop["wall_s"], loop["cpu_s"], 1000 * loop["cpu_s"] / n, n / loop["wall_s"],
-             loop["tree_peak_rss_mb"]),
+             n / loop["wall_s"] / pool_rate, loop["tree_peak_rss_mb"]),
         ]
 
         def cell(value, fmt: str) -> str:
             return "" if value is None else format(value, fmt)
 
-        # against the Pool, round by round: rates from wall time with its wall-time rate, from CPU time with its
-        # CPU time; the stage's rows show the median of the rounds' ratios, the others their runs' medians
-        ratios = {"wall time added": (stage["vs_pool_wall"], stage["rounds_vs_pool_wall"]),
-                  "CPU added": (stage["vs_pool_cpu"], stage["rounds_vs_pool_cpu"])}
-        for i, (name, wall, cpu, per_image, rate, rss) in enumerate(rows):
-            vs = {1: stage["vs_pool_wall"], 2: stage["vs_pool_cpu"]}.get(i, None if rate is None else rate / pool_rate)
+        for name, wall, cpu, per_image, rate, vs, rss in rows:
             lines.append(f"| {label} | {name} | {n:,} | {cell(wall, '.1f')} | {cell(cpu, '.1f')} | "
                          f"{cell(per_image, '.2f')} | {cell(rate, ',.0f')} | {cell(vs, '.2f')} | {cell(rss, ',')} |")
+        ratios = {"wall time added": (stage["vs_pool_wall"], stage["rounds_vs_pool_wall"]),
+                  "CPU added": (stage["vs_pool_cpu"], stage["rounds_vs_pool_cpu"])}
         for how, (ratio, rounds) in ratios.items():
             notes.append(f"{mode}: image stage from the {how} / Pool, median of {len(rounds)} rounds: {ratio:.3f} "
                          f"(rounds: {', '.join(f'{r:.2f}' for r in rounds)}; goal: at least 0.8: "
