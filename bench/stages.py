@@ -1,16 +1,18 @@
 """Wall time of each stage of the shard job on the local runner, to compare two versions of the code step by step.
 
 ``python -m bench.stages [--images 20000] [--image-mode passthrough] [--runs 2] [--code PATH ...] [--out bench/out]``
-reuses (or generates) the image corpus of ``bench.images`` and runs ``build-shards`` on it (graphs only with
-``--image-mode none``; job options as ``bench.images``), each run in a fresh interpreter whose local runner times
-every stage: from the start of its first worker's part to the end of its last. With ``--code`` (a checkout, or a
+reuses (or generates) the image corpus of ``bench.images`` (with ``--image-mode none``, the graphs-only corpus of
+``bench.read_json``) and runs ``build-shards`` on it (job options as ``bench.images``), each run in a fresh
+interpreter whose local runner times every stage: from the start of its first worker's part to the end of its
+last. With ``--code`` (a checkout, or a
 copy of its ``pipelines``, ``sgverbalise`` and ``schemas``), the runs import that tree: it is their working
 directory, which ``python -m`` puts first on ``sys.path`` (the run fails if the job's code came from elsewhere).
 Several ``--code`` values are run in turn, ``--runs`` rounds of each, so that old and new code meet the same load.
 Prints one row per stage, named by the transforms it fuses, with each run's seconds (stages under 0.05 s in
 every run left out), then the CPU seconds the runner's own process spent in each stage (carrying elements
 between stages, grouping; the SDK workers excluded): a stage whose runner CPU is close to its wall time waits
-on the runner, not on its workers.
+on the runner, not on its workers; and the runner process's peak RSS by the end of each stage (where the
+local runner's memory goes).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 from bench.images import image_corpus, job_argv
+from bench.read_json import corpus_for
 
 _TRANSFORM = re.compile(r"ref_AppliedPTransform_([A-Za-z]+(?:-[A-Za-z]+)*)")
 
@@ -55,7 +59,8 @@ def _child(argv: list[str]) -> tuple[str, list[dict]]:
         began, cpu = time.perf_counter(), time.process_time()
         result = execute(self, runner_context, bundle_context_manager, bundle_input)
         stages.append({"stage": stage_label(bundle_context_manager.stage.name), "start_s": began - start,
-                       "seconds": time.perf_counter() - began, "runner_cpu_s": time.process_time() - cpu})
+                       "seconds": time.perf_counter() - began, "runner_cpu_s": time.process_time() - cpu,
+                       "runner_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
         return result
 
     fn_runner.FnApiRunner._execute_bundle = timed
@@ -83,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    corpus, _, _ = image_corpus(out, args.images, args.seed, args.image_size)
+    if args.image_mode == "none":  # the graphs-only corpus of bench.read_json and bench.build_shards
+        corpus, _, _ = corpus_for(out, args.images, args.seed)
+    else:
+        corpus, _, _ = image_corpus(out, args.images, args.seed, args.image_size)
     corpus, shards = corpus.resolve(), (out / "stages-job").resolve()
     repo = Path(__file__).resolve().parents[1]
     mode = None if args.image_mode == "none" else args.image_mode
@@ -108,17 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(shards, ignore_errors=True)
     names = list(dict.fromkeys(s["stage"] for _, stages in runs for s in stages))
     for field, what in (("seconds", "wall seconds per stage"),
-                        ("runner_cpu_s", "CPU seconds of the runner's own process (its SDK workers excluded)")):
+                        ("runner_cpu_s", "CPU seconds of the runner's own process (its SDK workers excluded)"),
+                        ("runner_peak_mb", "peak RSS of the runner's own process by the end of the stage (MB)")):
         print(f"{args.image_mode}, {args.images:,} images: {what}\n")
         print("| stage | " + " | ".join(f"{Path(c).name or c} (round {i // len(codes) + 1})"
                                         for i, (c, _) in enumerate(runs)) + " |")
         print("|---|" + "---:|" * len(runs))
         for name in names:
-            cells = [sum(s[field] for s in stages if s["stage"] == name) for _, stages in runs]
+            # a stage label may cover several stages: seconds add up, a peak is the last one's
+            cells = [(max if field == "runner_peak_mb" else sum)([s[field] for s in stages if s["stage"] == name])
+                     for _, stages in runs]
             walls = [sum(s["seconds"] for s in stages if s["stage"] == name) for _, stages in runs]
             if max(walls) < 0.05:  # bookkeeping stages (counts, rejects, the plan's inputs)
                 continue
-            print(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+            print(f"| {name} | " + " | ".join(f"{c:,.0f}" if field == "runner_peak_mb" else f"{c:.2f}"
+                                              for c in cells) + " |")
         print()
     return 0
 
