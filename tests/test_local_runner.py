@@ -16,7 +16,14 @@ from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_hand
 from helpers import beams_own_split
 
 from bench.runner_race import elements_seen
-from pipelines.local_runner import balance_stage_inputs, direct_runner, disable_time_based_flush, split_by_size
+from pipelines.local_runner import (
+    balance_stage_inputs,
+    direct_runner,
+    disable_time_based_flush,
+    element_chunks,
+    send_inputs_in_chunks,
+    split_by_size,
+)
 from pipelines.options import beam_args
 
 ELEMENTS, SIZE = 25_000, 4_000
@@ -69,3 +76,70 @@ def test_with_the_guard_the_local_runner_keeps_every_element(monkeypatch):
     assert worker_handlers.DATA_BUFFER_TIME_LIMIT_MS == 0
     assert elements_seen(ELEMENTS, SIZE) == ELEMENTS
     assert disable_time_based_flush() is False  # already off: nothing to do
+
+
+def test_element_chunks_cut_only_between_elements():
+    from apache_beam.coders.coder_impl import create_InputStream, create_OutputStream
+    from apache_beam.coders.coders import FastPrimitivesCoder
+
+    impl = FastPrimitivesCoder().get_impl()
+    elements = [(i, b"x" * (i * 37 % 500)) for i in range(400)]
+    out = create_OutputStream()
+    for element in elements:
+        impl.encode_to_stream(element, out, True)
+    data = out.get()
+    chunks = element_chunks(data, impl, limit=4_000)
+    assert len(chunks) > 10 and b"".join(chunks) == data
+    assert all(len(c) >= 4_000 for c in chunks[:-1])
+    decoded = []
+    for chunk in chunks:  # each chunk decodes on its own: no element straddles two
+        stream = create_InputStream(chunk)
+        while stream.size() > 0:
+            decoded.append(impl.decode_from_stream(stream, True))
+    assert decoded == elements
+    assert element_chunks(data, impl, limit=len(data)) == [data]
+
+
+def _grouping_run(monkeypatch) -> list[int]:
+    """A real run grouping 20 keys of 300 values of 5 KB (30 MB); the sizes of the data messages the runner
+    sent to its workers. The group sizes and contents are checked inside the pipeline."""
+    import apache_beam as beam
+    from apache_beam.runners.worker import data_plane
+    from apache_beam.testing.util import assert_that, equal_to
+
+    sent: list[int] = []
+    enqueue = data_plane._GrpcDataChannel._enqueue_to_send
+
+    def record(self, elem):
+        if getattr(elem, "data", b""):
+            sent.append(len(elem.data))
+        return enqueue(self, elem)
+
+    monkeypatch.setattr(data_plane._GrpcDataChannel, "_enqueue_to_send", record)
+    options = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    with beam.Pipeline(runner=direct_runner(options), options=options) as pipeline:
+        groups = (pipeline | beam.Create(range(20))
+                  | beam.FlatMap(lambda k: ((k, bytes([k]) * 5_000) for _ in range(300)))
+                  | beam.GroupByKey()
+                  | beam.MapTuple(lambda k, vs: (k, len(list(vs)), {bytes(v) == bytes([k]) * 5_000 for v in vs})))
+        assert_that(groups, equal_to([(k, 300, {True}) for k in range(20)]))
+    return sent
+
+
+@pytest.mark.slow
+def test_stage_inputs_go_to_the_workers_in_messages_of_about_10_mb(monkeypatch):
+    from apache_beam.runners.portability.fn_api_runner import execution
+
+    disable_time_based_flush()
+    # Beam's own sending first (a job run earlier in this process may have put the chunked one in place)
+    monkeypatch.setattr(fn_runner.BundleManager, "_send_input_to_worker",
+                        getattr(fn_runner.BundleManager._send_input_to_worker, "beam_send",
+                                fn_runner.BundleManager._send_input_to_worker))
+    monkeypatch.setattr(execution.GroupingBuffer, "partition",
+                        getattr(execution.GroupingBuffer.partition, "beam_partition",
+                                execution.GroupingBuffer.partition))
+    assert max(_grouping_run(monkeypatch)) > 14 << 20  # each worker's half of the groups in one message
+    assert send_inputs_in_chunks() is True
+    sent = _grouping_run(monkeypatch)
+    assert max(sent) < 11 << 20 and sum(sent) > 30_000_000  # chunks: 8 MB of groups and the group that passes it
+    assert send_inputs_in_chunks() is False  # already in place
