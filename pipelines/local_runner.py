@@ -41,6 +41,7 @@ elements, in the same order, to the same worker). The workers' own sending is un
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import apache_beam as beam
@@ -148,26 +149,53 @@ def send_inputs_in_chunks() -> bool:
     except ImportError:
         return False
     send_original, partition_original = BundleManager._send_input_to_worker, GroupingBuffer.partition
+    process_original = BundleManager.process_bundle
     if hasattr(send_original, "beam_send"):
         return False
 
     def send(self, process_bundle_id: str, read_transform_id: str, byte_streams) -> None:
         data_out = self._worker_handler.data_conn.output_stream(process_bundle_id, read_transform_id)
-        for byte_stream in byte_streams or []:
-            data_out.write(byte_stream)
-            data_out.flush()  # a message per chunk: chunks hold whole elements
-        data_out.close()
+        chunks, failed = list(byte_streams or []), []
+
+        def write() -> None:
+            try:
+                for chunk in chunks:
+                    data_out.write(chunk)
+                    data_out.flush()  # a message per chunk: chunks hold whole elements
+                data_out.close()
+            except BaseException as exc:  # raised again where the bundle ends
+                failed.append(exc)
+
+        # Beam sends a bundle's whole input before it asks the worker to process the bundle, and its send queues
+        # hold 100 MB: an input sent in chunks that is larger than the queues would wait for a worker that has not
+        # been asked to read it yet. A thread of its own writes the input while the bundle starts.
+        sender = threading.Thread(target=write, name="send_stage_input", daemon=True)
+        sender.start()
+        self.senders = [*getattr(self, "senders", []), (sender, failed)]
+
+    def process_bundle(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return process_original(self, *args, **kwargs)
+        finally:
+            senders, self.senders = getattr(self, "senders", []), []
+            for sender, failed in senders:
+                sender.join()
+                if failed:
+                    raise failed[0]
 
     def partition(self, n: int) -> list[list[bytes]]:
         parts = partition_original(self, n)
         if not getattr(self, "chunked", False):
             coder_impl = self._post_grouped_coder.get_impl()
-            self._grouped_output = [[c for data in part for c in element_chunks(data, coder_impl)] for part in parts]
+            self._grouped_output = [[c for data in part for c in element_chunks(data, coder_impl, GROUPED_CHUNK_BYTES)]
+                                    for part in parts]
             self.chunked = True
         return self._grouped_output
 
     send.beam_send, partition.beam_partition = send_original, partition_original
+    process_bundle.beam_process_bundle = process_original
     BundleManager._send_input_to_worker, GroupingBuffer.partition = send, partition
+    BundleManager.process_bundle = process_bundle
     log.debug("local runner: stage inputs sent in chunks")
     return True
 
