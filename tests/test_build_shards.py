@@ -156,9 +156,14 @@ def test_rerun_after_kill_completes_and_cleans_up(tmp_path, corpus):
     code = ("import sys; from pipelines.build_shards import run; run(sys.argv[1:])")
     proc = subprocess.Popen([sys.executable, "-c", code, *job_args(corpus, out, "--direct_num_workers=1")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    seeded = set(out.rglob("*"))
+
+    def writing() -> bool:  # a shard or a shard's temp of this run exists
+        return any(p not in seeded and ".tar" in p.name for p in out.rglob("*"))
+
     deadline = time.time() + 120
-    while time.time() < deadline and not list((out / "val").glob("shard-*.tar")) and proc.poll() is None:
-        time.sleep(0.05)
+    while time.time() < deadline and not writing() and proc.poll() is None:
+        time.sleep(0.002)
     os.killpg(proc.pid, signal.SIGKILL)  # the job and its Beam workers, mid-way through writing
     proc.wait()
     assert not (out / "manifest.json").exists()
