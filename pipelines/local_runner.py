@@ -34,8 +34,10 @@ measuring and serialising one message of hundreds of MB kept the runner's single
 the shard job's grouping and writing steps spent 19 and 16 s of the runner's CPU, most of their wall time, and
 its memory peaked at 8.4 GB while it handed the shard groups over. ``send_inputs_in_chunks`` sends each chunk
 as its own message, and cuts a grouping's output between elements into chunks of about 8 MB first (the same
-elements, in the same order, to the same worker). The workers' own sending is untouched: it already flushes every
-10 MB.
+elements, in the same order, to the same worker). The runner sends a bundle's whole input before it asks the
+worker to process the bundle, through send queues of 100 MB: in chunks, a larger input would wait for a worker
+not yet asked to read it (the 108k-image job hung), so a thread of its own sends the input while the bundle
+starts, and the bundle's end waits for it. The workers' own sending is untouched: it already flushes every 10 MB.
 """
 
 from __future__ import annotations
