@@ -177,13 +177,19 @@ def send_inputs_in_chunks() -> bool:
 
     def process_bundle(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return process_original(self, *args, **kwargs)
-        finally:
-            senders, self.senders = getattr(self, "senders", []), []
-            for sender, failed in senders:
-                sender.join()
-                if failed:
-                    raise failed[0]
+            result = process_original(self, *args, **kwargs)
+        except BaseException:
+            # the bundle failed: its worker drops the input still coming; the bundle's own error is the one raised
+            for sender, _ in getattr(self, "senders", []):
+                sender.join(timeout=60)
+            self.senders = []
+            raise
+        senders, self.senders = getattr(self, "senders", []), []
+        for sender, failed in senders:  # the worker has read the whole input: these end at once
+            sender.join()
+            if failed:
+                raise failed[0]
+        return result
 
     def partition(self, n: int) -> list[list[bytes]]:
         parts = partition_original(self, n)
