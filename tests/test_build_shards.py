@@ -63,7 +63,7 @@ def test_generated_corpus_with_images(tmp_path, corpus, monkeypatch):
     manifest = run(job_args(corpus, out, "--max-image-side", "64"))
     assert worker_handlers.DATA_BUFFER_TIME_LIMIT_MS == 0  # the job turned the racy timed flush off
     assert prism_tries == []  # the default runs on DirectRunner's Python engine, whatever the network
-    assert execution.ListBuffer.partition.beam_partition is beam_split  # stage inputs were dealt out by size
+    assert execution.ListBuffer.partition.beam_original is beam_split  # stage inputs were dealt out by size
     samples = check_output(out, manifest)
     assert manifest["rejects"]["image/image_missing"] == 1 and manifest["rejects"]["image/image_unreadable"] == 1
     assert manifest["totals"]["relations_in_rejected_images"] > 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_handlers
-from helpers import beams_own_split
+from helpers import beams_own, beams_own_split
 
 from bench.runner_race import elements_seen
 from pipelines.local_runner import (
@@ -132,12 +132,9 @@ def test_stage_inputs_go_to_the_workers_in_messages_of_about_10_mb(monkeypatch):
 
     disable_time_based_flush()
     # Beam's own sending first (a job run earlier in this process may have put the chunked one in place)
-    monkeypatch.setattr(fn_runner.BundleManager, "_send_input_to_worker",
-                        getattr(fn_runner.BundleManager._send_input_to_worker, "beam_send",
-                                fn_runner.BundleManager._send_input_to_worker))
-    monkeypatch.setattr(execution.GroupingBuffer, "partition",
-                        getattr(execution.GroupingBuffer.partition, "beam_partition",
-                                execution.GroupingBuffer.partition))
+    beams_own(monkeypatch, fn_runner.BundleManager, "_send_input_to_worker")
+    beams_own(monkeypatch, fn_runner.BundleManager, "process_bundle")
+    beams_own(monkeypatch, execution.GroupingBuffer, "partition")
     assert max(_grouping_run(monkeypatch)) > 14 << 20  # each worker's half of the groups in one message
     assert send_inputs_in_chunks() is True
     sent = _grouping_run(monkeypatch)
