@@ -78,7 +78,8 @@ def _reject_order(r: dict) -> tuple:
 
 def run_loop(argv: list[str]) -> dict:
     """The job's work for ``argv`` in one process without Beam; returns counts and the shard infos."""
-    from pipelines.options import add_arguments, config_from_args
+    from sgverbalise.pipelines.options import add_arguments, config_from_args
+
     from sgverbalise import layout
     from sgverbalise.images import ImageError, candidate_urls, prepare_image, read_first
     from sgverbalise.normalise import NormaliseConfig, Normaliser
@@ -204,13 +205,13 @@ def _child(mode: str, argv: list[str]) -> dict:
     """Run ``mode`` (in the measured subprocess) and return its figures."""
     start = time.perf_counter()
     if mode in ("beam", "records"):
-        from pipelines.build_shards import run
+        from sgverbalise.pipelines.build_shards import run
 
         manifest = run(argv)
         result = {"totals": manifest["totals"],
                   "shards": sum(len(s["shards"]) for s in manifest["splits"].values())}
     elif mode == "ingest":
-        from pipelines.ingest import run as ingest
+        from sgverbalise.pipelines.ingest import run as ingest
 
         manifest = ingest(argv)
         result = {"totals": {"images_read": manifest["stats"]["images_read"],

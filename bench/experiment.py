@@ -23,8 +23,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    from training.experiment.relations import ExperimentConfig, command_line, run_experiment
-    from training.experiment.report import table_markdown
+    from sgverbalise.cli.experiment import ExperimentConfig, command_line, run_experiment
+    from sgverbalise.training.experiment.report import table_markdown
 
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)

@@ -115,7 +115,7 @@ def _child(run: str, image_mode: str | None, files: Path, argv: list[str], max_s
     """One run (in the measured subprocess): wall and CPU time, and a digest of its output images."""
     start, cpu = time.perf_counter(), cpu_seconds()
     if run == "job":
-        from pipelines.build_shards import run as build_shards
+        from sgverbalise.pipelines.build_shards import run as build_shards
 
         build_shards(argv)
         wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu

@@ -55,8 +55,8 @@ def _rates(count: int, seconds: float, cpu: float) -> dict:
 
 def web_corpus(out: Path, images: int, jpeg_size: int, seed: int) -> Path:
     """Cached web shards (img2dataset layout) and a tokenizer in ``tok/``."""
-    from training.data.tokenizer import shard_texts, train_tokenizer
-    from training.data.webshards import write_web_shards
+    from sgverbalise.training.data.tokenizer import shard_texts, train_tokenizer
+    from sgverbalise.training.data.webshards import write_web_shards
 
     root = out / f"loader-web{images}-px{jpeg_size}-seed{seed}"
     if not (root / "tok" / "tokenizer.json").is_file():
@@ -67,7 +67,8 @@ def web_corpus(out: Path, images: int, jpeg_size: int, seed: int) -> Path:
 
 def scene_graph_corpus(out: Path, images: int, seed: int) -> Path:
     """Cached scene-graph shards (``build-shards`` on a synthetic corpus with images)."""
-    from pipelines.build_shards import run
+    from sgverbalise.pipelines.build_shards import run
+
     from sgverbalise.synth import synthesize
 
     root = out / f"loader-sg{images}-seed{seed}"
@@ -89,9 +90,9 @@ def _decode_resize(args: tuple[list[str], int, int]) -> int:
     ``batch`` > 0, stack them ``batch`` at a time, as the loader's collation does); returns the count."""
     import torch
     from PIL import Image
+    from sgverbalise.training.data.transforms import Crop, draft_scale, to_pixels
 
     from sgverbalise.shards import read_shard
-    from training.data.transforms import Crop, draft_scale, to_pixels
 
     urls, size, batch = args
     torch.set_num_threads(1)
@@ -125,7 +126,7 @@ def tight_loop(urls: list[str], size: int, processes: int, batch: int = 0) -> di
 
 def loader_pass(web: Path, tok: Path, size: int, batch: int, workers: int) -> dict:
     """Samples/s of one pass of ``build_loader`` over the web shards."""
-    from training.data import DataConfig, build_loader
+    from sgverbalise.training.data import DataConfig, build_loader
 
     cfg = DataConfig(
         sources={"caption": [str(web)]},
@@ -156,8 +157,8 @@ def median_pass(passes: list[dict]) -> dict:
 
 def data_wait(web: Path, sg: Path, tok: Path, out: Path, steps: int, workers: int) -> dict:
     """Data-wait share of tiny-REALBEF training steps with ``workers`` workers."""
-    from training.config import load_config
-    from training.loop import train
+    from sgverbalise.training.config import load_config
+    from sgverbalise.training.loop import train
 
     root = Path(__file__).resolve().parents[1]
     cfg = load_config(root / "configs" / "tiny-realbef.yaml", [
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     root = web_corpus(out, args.images, args.jpeg_size, args.seed)
-    from training.data.sources import expand_urls
+    from sgverbalise.training.data.sources import expand_urls
 
     urls = expand_urls(str(root / "web"))
     tight_loop(urls[:1], args.image_size, 1)  # warm the page cache

@@ -12,12 +12,11 @@ import json
 import logging
 
 import apache_beam as beam
-
-from pipelines import options as opts
-from pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, input_fingerprints, summarise
-from pipelines.ingest import ReadIngested
-from pipelines.local_runner import new_pipeline
-from pipelines.transforms import (
+from sgverbalise.pipelines import options as opts
+from sgverbalise.pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, input_fingerprints, summarise
+from sgverbalise.pipelines.ingest import ReadIngested
+from sgverbalise.pipelines.local_runner import new_pipeline
+from sgverbalise.pipelines.transforms import (
     REJECTS,
     STATS,
     BuildVocabulary,
@@ -27,6 +26,7 @@ from pipelines.transforms import (
     WriteShards,
     read_id_list,
 )
+
 from sgverbalise.normalise import NormaliseConfig
 from sgverbalise.storage import redact, url_fs
 from sgverbalise.vocab import RelationVocab

@@ -8,9 +8,9 @@ import logging
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
+from sgverbalise.pipelines.options import BuildConfig
+from sgverbalise.schemas import SCHEMA_VERSION, validator
 
-from pipelines.options import BuildConfig
-from schemas import SCHEMA_VERSION, validator
 from sgverbalise import __version__
 from sgverbalise.layout import SPLITS
 from sgverbalise.storage import atomic_write, fingerprint, join, redact, remove_leftovers, url_fs

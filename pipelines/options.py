@@ -132,7 +132,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
 
 
 def _record_sources(records: str) -> tuple[str, ...]:
-    from pipelines.ingest import load_manifest
+    from sgverbalise.pipelines.ingest import load_manifest
 
     config = load_manifest(records)["config"]
     return (("vg",) if config.get("vg") else ()) + (("gqa",) if config.get("gqa") else ())

@@ -8,7 +8,7 @@
 Validators are built from these files (``validator("sample")``); nothing copies them by hand.
 """
 
-from schemas.records import (
+from sgverbalise.schemas.records import (
     REJECT_REASONS,
     SCENE_GRAPH_SCHEMA,
     SCHEMA_VERSION,

@@ -59,7 +59,7 @@ SCENE_GRAPH_SCHEMA = pa.schema(
 @cache
 def load_json_schema(name: str) -> dict:
     """The JSON Schema named ``name`` ("sample", "manifest", "relations", "reject")."""
-    text = resources.files("schemas").joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
+    text = resources.files(__package__).joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 

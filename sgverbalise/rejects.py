@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from schemas import REJECT_REASONS
+from sgverbalise.schemas import REJECT_REASONS
 
 KINDS = ("image", "object", "relation", "region")
 _MAX_DETAIL = 300

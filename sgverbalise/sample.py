@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from schemas import SCHEMA_VERSION
+from sgverbalise.schemas import SCHEMA_VERSION
 from sgverbalise.triplets import Extraction
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from schemas import SCHEMA_VERSION, validator
+from sgverbalise.schemas import SCHEMA_VERSION, validator
 
 MODES = ("all", "top_k", "min_count")
 _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE

@@ -14,11 +14,10 @@ from collections import Counter
 from pathlib import Path
 
 import webdataset as wds
-
-from schemas import validator
+from sgverbalise.schemas import validator
 
 REPO = Path(__file__).resolve().parents[1]
-JOB = "import sys; from pipelines.build_shards import run; run(sys.argv[1:])"
+JOB = "import sys; from sgverbalise.pipelines.build_shards import run; run(sys.argv[1:])"
 
 
 def job_args(corpus: str | Path, out: str | Path, *extra: str, samples_per_shard: int = 16,

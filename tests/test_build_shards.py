@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import beams_own_split, check_output, files_sha, job_args, read_tar
 from PIL import Image
+from sgverbalise.pipelines.build_shards import run
 
-from pipelines.build_shards import run
 from sgverbalise.synth import synthesize
 
 pytestmark = pytest.mark.slow
@@ -80,9 +80,9 @@ def test_generated_corpus_with_images(tmp_path, corpus, monkeypatch):
 def test_image_batches_do_not_change_the_samples(corpus, monkeypatch):
     # MakeSamples prepares images a batch at a time and flushes the last, partial batch at the bundle's end
     from apache_beam.pvalue import TaggedOutput
+    from sgverbalise.pipelines import options, transforms
+    from sgverbalise.pipelines.build_shards import build_parser
 
-    from pipelines import options, transforms
-    from pipelines.build_shards import build_parser
     from sgverbalise.normalise import NormaliseConfig, Normaliser
     from sgverbalise.readers import READERS
     from sgverbalise.sample import sample_key
@@ -153,7 +153,7 @@ def test_rerun_after_kill_completes_and_cleans_up(tmp_path, corpus):
     (out / "train").mkdir(parents=True)
     (out / "train" / "shard-000999.tar").write_bytes(b"old")
     (out / "train" / (".shard-000000.tar.tmp-" + "0123456789abcdef" * 2)).write_bytes(b"half")
-    code = ("import sys; from pipelines.build_shards import run; run(sys.argv[1:])")
+    code = ("import sys; from sgverbalise.pipelines.build_shards import run; run(sys.argv[1:])")
     proc = subprocess.Popen([sys.executable, "-c", code, *job_args(corpus, out, "--direct_num_workers=1")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     seeded = set(out.rglob("*"))
@@ -196,7 +196,7 @@ def test_vg_split_files_are_joined_by_image_id_in_any_order(tmp_path):
 
 
 def test_vg_files_are_read_largest_first(tmp_path):
-    from pipelines.transforms import largest_first
+    from sgverbalise.pipelines.transforms import largest_first
 
     sizes = {"image_data": 10, "objects": 300, "relationships": 500, "regions": 40, "attributes": 300}
     files = {}

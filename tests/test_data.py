@@ -23,19 +23,26 @@ import pytest
 import torch
 from helpers import job_args
 from PIL import Image
+from sgverbalise.cli.main import main as sgv_main
+from sgverbalise.schemas import validator
+from sgverbalise.training.batches import check_batch
+from sgverbalise.training.data import (
+    DataConfig,
+    ImageTransform,
+    SourceConfig,
+    build_loader,
+    expand_urls,
+    swap_left_right,
+)
+from sgverbalise.training.data.pixelring import DEFAULT_SLOTS, PixelRing, RingPixels
+from sgverbalise.training.data.sources import load_relations
+from sgverbalise.training.data.streams import as_tensors, draw, inline_small, plan_streams, stream_seed
+from sgverbalise.training.data.tokenizer import TextEncoder, encode_texts, load_tokenizer, shard_texts, train_tokenizer
+from sgverbalise.training.data.transforms import Crop, crop_box, draft_scale, to_image, to_pixels
+from sgverbalise.training.data.webshards import write_web_shards
 
-from schemas import validator
-from sgverbalise.cli import main as sgv_main
 from sgverbalise.shards import read_shard, write_shard
 from sgverbalise.synth import COLOURS, make_scene, render_scene
-from training.batches import check_batch
-from training.data import DataConfig, ImageTransform, SourceConfig, build_loader, expand_urls, swap_left_right
-from training.data.pixelring import DEFAULT_SLOTS, PixelRing, RingPixels
-from training.data.sources import load_relations
-from training.data.streams import as_tensors, draw, inline_small, plan_streams, stream_seed
-from training.data.tokenizer import TextEncoder, encode_texts, load_tokenizer, shard_texts, train_tokenizer
-from training.data.transforms import Crop, crop_box, draft_scale, to_image, to_pixels
-from training.data.webshards import write_web_shards
 
 SIZE = 96  # side of the synthetic scenes
 RES = 64  # side of the transformed images
@@ -802,7 +809,7 @@ def test_trained_tokenizer_round_trips_and_word_ids_mark_whole_words(sg, web, to
 
 _TRAIN = (
     "import sys\n"
-    "from training.data.tokenizer import shard_texts, train_tokenizer\n"
+    "from sgverbalise.training.data.tokenizer import shard_texts, train_tokenizer\n"
     "train_tokenizer(shard_texts(sys.argv[2:]), sys.argv[1], vocab_size=120, min_frequency=1)\n"
 )
 
@@ -904,7 +911,8 @@ def test_web_shards_in_img2dataset_format(web, tmp_path):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    from pipelines.build_shards import run
+    from sgverbalise.pipelines.build_shards import run
+
     from sgverbalise.synth import synthesize
 
     root = tmp_path_factory.mktemp("built")

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from sgverbalise.cli import main as sgv
-from training.eval import metrics
-from training.eval.benchmarks import (
+from sgverbalise.cli.main import main as sgv
+from sgverbalise.training.eval import metrics
+from sgverbalise.training.eval.benchmarks import (
     RetrievalSet,
     read_karpathy,
     read_suite,
@@ -22,9 +21,9 @@ from training.eval.benchmarks import (
     read_vsr,
     vsr_category,
 )
-from training.eval.runner import EvalConfig, check_suites, evaluate, headline, write_results
-from training.eval.scorers import itc_similarity, load_scorer
-from training.eval.sweep import best_per_skill, find_checkpoints, select_checkpoint
+from sgverbalise.training.eval.runner import EvalConfig, check_suites, evaluate, headline, write_results
+from sgverbalise.training.eval.scorers import itc_similarity, load_scorer
+from sgverbalise.training.eval.sweep import best_per_skill, find_checkpoints, select_checkpoint
 
 # ---- fixture data in the published formats -----------------------------------------------------------------
 
@@ -757,8 +756,8 @@ def test_clip_scorer_is_itc_only(hf_models, data: Path):
 
 
 def _ours_checkpoint(folder: Path, seed: int) -> Path:
-    from training.data.tokenizer import train_tokenizer
-    from training.models import PRESETS, build_model
+    from sgverbalise.training.data.tokenizer import train_tokenizer
+    from sgverbalise.training.models import PRESETS, build_model
 
     torch.manual_seed(seed)
     model = build_model(PRESETS["albef"]().tiny())
@@ -768,8 +767,8 @@ def _ours_checkpoint(folder: Path, seed: int) -> Path:
 
 
 def test_ours_scorer_matches_the_model(tmp_path: Path):
-    from training.data.transforms import ImageTransform
-    from training.models.vlm import RelationVLM
+    from sgverbalise.training.data.transforms import ImageTransform
+    from sgverbalise.training.models.vlm import RelationVLM
 
     ckpt = _ours_checkpoint(tmp_path / "step-10", seed=1)
     scorer = load_scorer(str(ckpt), device="cpu")

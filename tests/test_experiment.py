@@ -12,13 +12,11 @@ import yaml
 
 pytest.importorskip("torch")
 
-from sgverbalise.shards import read_shard  # noqa: E402
-from sgverbalise.synth import COLOURS, PREDICATES, SHAPES, make_scene, relation_between  # noqa: E402
-from training.config import load_config  # noqa: E402
-from training.eval.benchmarks import read_suite  # noqa: E402
-from training.eval.runner import EvalConfig, check_suite  # noqa: E402
-from training.experiment.corpus import heldout_image_keys, object_pairs, write_web_shards  # noqa: E402
-from training.experiment.heldout import (  # noqa: E402
+from sgverbalise.training.config import load_config  # noqa: E402
+from sgverbalise.training.eval.benchmarks import read_suite  # noqa: E402
+from sgverbalise.training.eval.runner import EvalConfig, check_suite  # noqa: E402
+from sgverbalise.training.experiment.corpus import heldout_image_keys, object_pairs, write_web_shards  # noqa: E402
+from sgverbalise.training.experiment.heldout import (  # noqa: E402
     HELDOUT_LABELS,
     HELDOUT_PAIRS,
     OPPOSITE,
@@ -27,7 +25,10 @@ from training.experiment.heldout import (  # noqa: E402
     probe_relation,
     training_scene,
 )
-from training.experiment.probes import ProbeSizes, write_probes  # noqa: E402
+from sgverbalise.training.experiment.probes import ProbeSizes, write_probes  # noqa: E402
+
+from sgverbalise.shards import read_shard  # noqa: E402
+from sgverbalise.synth import COLOURS, PREDICATES, SHAPES, make_scene, relation_between  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PROBES = ProbeSizes(vsr_dev=5, vsr_test=7, valse=6, retrieval_test=4, retrieval_dev=3)
@@ -185,7 +186,7 @@ def test_replication_configs_have_the_paper_batches_on_eight_gpus():
 
 @pytest.mark.slow
 def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):
-    from sgverbalise.cli import main
+    from sgverbalise.cli.main import main
 
     out = tmp_path / "exp"
     assert main(["experiment", "relations", "--out", str(out), "--smoke"]) == 0

@@ -9,11 +9,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from helpers import check_output, files_sha
+from sgverbalise.pipelines.build_shards import run as build_shards
+from sgverbalise.pipelines.ingest import IncompleteIngestError, read_records
+from sgverbalise.pipelines.ingest import run as ingest
+from sgverbalise.schemas.records import SCENE_GRAPH_SCHEMA
 
-from pipelines.build_shards import run as build_shards
-from pipelines.ingest import IncompleteIngestError, read_records
-from pipelines.ingest import run as ingest
-from schemas.records import SCENE_GRAPH_SCHEMA
 from sgverbalise.badinputs import write_bad_corpus
 from sgverbalise.synth import synthesize
 

@@ -14,9 +14,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_handlers
 from helpers import beams_own, beams_own_split
-
-from bench.runner_race import elements_seen
-from pipelines.local_runner import (
+from sgverbalise.pipelines.local_runner import (
     balance_stage_inputs,
     direct_runner,
     disable_time_based_flush,
@@ -24,7 +22,9 @@ from pipelines.local_runner import (
     send_inputs_in_chunks,
     split_by_size,
 )
-from pipelines.options import beam_args
+from sgverbalise.pipelines.options import beam_args
+
+from bench.runner_race import elements_seen
 
 ELEMENTS, SIZE = 25_000, 4_000
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from pipelines.options import beam_args
+from sgverbalise.pipelines.options import beam_args
 
 
 def test_default_is_direct_runner_multi_processing_with_two_workers():

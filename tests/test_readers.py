@@ -15,8 +15,8 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sgverbalise.schemas import SCENE_GRAPH_SCHEMA, validator
 
-from schemas import SCENE_GRAPH_SCHEMA, validator
 from sgverbalise.readers import READERS, iter_gqa, iter_vg
 from sgverbalise.readers.vg import resolve_vg_files
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from helpers import check_output, files_sha, job_args, run_killed
 from s3 import s3_server  # noqa: F401  (the fixture)
+from sgverbalise.cli.main import main as sgv_main
+from sgverbalise.pipelines.build_shards import run
 
-from pipelines.build_shards import run
-from sgverbalise.cli import main as sgv_main
 from sgverbalise.shards import read_shard
 from sgverbalise.storage import AtomicFile, atomic_open, atomic_write, list_leftovers
 from sgverbalise.synth import synthesize
@@ -81,8 +81,8 @@ def test_shard_tools_validate_the_s3_output(s3_run, capsys):
 @pytest.mark.slow
 def test_trainer_loader_streams_one_epoch_from_s3(s3_run, tmp_path):
     pytest.importorskip("torch")
-    from training.data import DataConfig, build_loader, load_tokenizer, train_tokenizer
-    from training.data.tokenizer import shard_texts
+    from sgverbalise.training.data import DataConfig, build_loader, load_tokenizer, train_tokenizer
+    from sgverbalise.training.data.tokenizer import shard_texts
 
     out, manifest, copy = s3_run
     train_tokenizer(shard_texts([str(copy)]), tmp_path / "tok", vocab_size=200, min_frequency=1)

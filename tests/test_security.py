@@ -17,10 +17,10 @@ import pytest
 from helpers import REPO, check_output
 from PIL import Image
 from s3 import ENV, s3_server  # noqa: F401  (the fixture)
+from sgverbalise.cli.main import COMMANDS
+from sgverbalise.cli.main import main as sgv_main
 
 from sgverbalise.badinputs import bomb_jpeg, jpeg
-from sgverbalise.cli import COMMANDS
-from sgverbalise.cli import main as sgv_main
 from sgverbalise.shards import ShardError, read_shard, write_shard
 
 PACKAGES = ("schemas", "sgverbalise", "pipelines", "training")
@@ -85,7 +85,7 @@ def test_pickled_shard_members_are_never_unpickled(tmp_path):
         if command[0] in COMMANDS:
             sgv_main([*command, str(shard), *(["s1"] if command[0] == "show" else [])])
     pytest.importorskip("torch")
-    from training.data import DataConfig, build_loader, load_tokenizer, train_tokenizer
+    from sgverbalise.training.data import DataConfig, build_loader, load_tokenizer, train_tokenizer
 
     train_tokenizer(["a red cup on a table"] * 4, tmp_path / "tok", vocab_size=60, min_frequency=1)
     cfg = DataConfig(sources={"caption": [str(shard.parent)]}, ratios={"caption": 1}, batch_sizes={"caption": 2},
@@ -138,7 +138,7 @@ def test_pillow_decompression_bomb_guard_stays_on():
     code = (
         "import importlib, pkgutil, warnings\n"
         "from PIL import Image\n"
-        "for pkg in ('sgverbalise', 'pipelines', 'training.data'):\n"
+        "for pkg in ('sgverbalise', 'sgverbalise.pipelines', 'sgverbalise.training.data'):\n"
         "    mod = importlib.import_module(pkg)\n"
         "    for info in pkgutil.walk_packages(mod.__path__, pkg + '.'):\n"
         "        importlib.import_module(info.name)\n"
@@ -173,8 +173,8 @@ def test_credentials_and_signed_urls_never_reach_logs_or_outputs(s3_server, tmp_
     secrets = [signature, password, ENV["AWS_SECRET_ACCESS_KEY"]]
 
     out = tmp_path / "out"
-    code = "import logging, sys; logging.basicConfig(level=logging.INFO); from pipelines.build_shards import run; " \
-           "run(sys.argv[1:])"
+    code = ("import logging, sys; logging.basicConfig(level=logging.INFO); "
+            "from sgverbalise.pipelines.build_shards import run; run(sys.argv[1:])")
     done = subprocess.run([sys.executable, "-c", code, "--gqa", signed, "--gqa-images", images, "--out", str(out)],
                           cwd=REPO, capture_output=True)
     log = done.stdout + done.stderr

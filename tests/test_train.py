@@ -16,15 +16,15 @@ import yaml
 
 torch = pytest.importorskip("torch")
 
-from sgverbalise.cli import main as sgv_main  # noqa: E402
-from training import checkpoint as ckpt  # noqa: E402
-from training.config import ConfigError, RunConfig, TrainConfig, load_config  # noqa: E402
-from training.data.tokenizer import load_tokenizer, shard_texts, train_tokenizer  # noqa: E402
-from training.data.webshards import write_web_shards  # noqa: E402
-from training.evaluate_mrc import evaluate_mrc  # noqa: E402
-from training.loop import TrainState, align_model_config, train  # noqa: E402
-from training.models import PRESETS, RelationVLM, build_model  # noqa: E402
-from training.schedule import lr_at  # noqa: E402
+from sgverbalise.cli.main import main as sgv_main  # noqa: E402
+from sgverbalise.training import checkpoint as ckpt  # noqa: E402
+from sgverbalise.training.config import ConfigError, RunConfig, TrainConfig, load_config  # noqa: E402
+from sgverbalise.training.data.tokenizer import load_tokenizer, shard_texts, train_tokenizer  # noqa: E402
+from sgverbalise.training.data.webshards import write_web_shards  # noqa: E402
+from sgverbalise.training.evaluate_mrc import evaluate_mrc  # noqa: E402
+from sgverbalise.training.loop import TrainState, align_model_config, train  # noqa: E402
+from sgverbalise.training.models import PRESETS, RelationVLM, build_model  # noqa: E402
+from sgverbalise.training.schedule import lr_at  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny-realbef.yaml"
@@ -32,7 +32,8 @@ TINY = ROOT / "configs" / "tiny-realbef.yaml"
 
 def build_corpus(root: Path, images: int, seed: int = 0, web: int = 64) -> dict[str, Path]:
     """Synthetic VG + GQA scenes with images through build-shards, a web shard set and a tokenizer."""
-    from pipelines.build_shards import run
+    from sgverbalise.pipelines.build_shards import run
+
     from sgverbalise.synth import synthesize
 
     corpus, sg = root / "corpus", root / "sg"

@@ -8,8 +8,8 @@ import sys
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sgverbalise.schemas import validator
 
-from schemas import validator
 from sgverbalise.sample import build_sample, sample_key
 from sgverbalise.triplets import extract
 from sgverbalise.verbalise import VSGConfig, triplet_text, verbalise

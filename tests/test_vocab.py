@@ -7,9 +7,9 @@ from collections import Counter
 
 import fsspec
 import pytest
+from sgverbalise.cli.main import main
+from sgverbalise.schemas import validator
 
-from schemas import validator
-from sgverbalise.cli import main
 from sgverbalise.normalise import Normaliser
 from sgverbalise.vocab import RelationVocab, count_predicates, vocabulary_sources
 

@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_model
-
-from training.models.vlm import CONFIG_NAME, WEIGHTS_NAME
+from sgverbalise.training.models.vlm import CONFIG_NAME, WEIGHTS_NAME
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 STATE_NAME = "trainer_state.json"

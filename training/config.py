@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any, Union
 
 import yaml
-
-from training.data.sources import SourceConfig
-from training.data.streams import PRESETS as DATA_PRESETS
-from training.data.streams import DataConfig
-from training.models import PRESETS as MODEL_PRESETS
-from training.models import ModelConfig
-from training.schedule import SCHEDULES
+from sgverbalise.training.data.sources import SourceConfig
+from sgverbalise.training.data.streams import PRESETS as DATA_PRESETS
+from sgverbalise.training.data.streams import DataConfig
+from sgverbalise.training.models import PRESETS as MODEL_PRESETS
+from sgverbalise.training.models import ModelConfig
+from sgverbalise.training.schedule import SCHEDULES
 
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")

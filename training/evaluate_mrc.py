@@ -11,10 +11,9 @@ from collections import Counter
 from typing import Any
 
 import torch
-
-from training.data.sources import SourceConfig, load_relations
-from training.data.streams import DataConfig, build_loader
-from training.models import RelationVLM
+from sgverbalise.training.data.sources import SourceConfig, load_relations
+from sgverbalise.training.data.streams import DataConfig, build_loader
+from sgverbalise.training.models import RelationVLM
 
 ALL = 1_000_000  # entities / relations per image: every one
 

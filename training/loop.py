@@ -43,17 +43,24 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from sgverbalise.training import checkpoint as ckpt
+from sgverbalise.training.config import ConfigError, RunConfig
+from sgverbalise.training.data.sources import (
+    MANIFEST,
+    RELATIONS,
+    TAR_SUFFIXES,
+    SourceConfig,
+    expand_urls,
+    load_relations,
+)
+from sgverbalise.training.data.streams import build_loader, stream_seed
+from sgverbalise.training.data.tokenizer import load_tokenizer
+from sgverbalise.training.models import RelationVLM, build_model
+from sgverbalise.training.schedule import lr_at
 from torch.nn.parallel import DistributedDataParallel
 
 from sgverbalise.storage import redact
 from sgverbalise.tools.paths import PATTERN_CHARS
-from training import checkpoint as ckpt
-from training.config import ConfigError, RunConfig
-from training.data.sources import MANIFEST, RELATIONS, TAR_SUFFIXES, SourceConfig, expand_urls, load_relations
-from training.data.streams import build_loader, stream_seed
-from training.data.tokenizer import load_tokenizer
-from training.models import RelationVLM, build_model
-from training.schedule import lr_at
 
 log = logging.getLogger(__name__)
 

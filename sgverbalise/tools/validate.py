@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas import validator
+from sgverbalise.schemas import validator
 from sgverbalise.storage import redact, url_fs
 from sgverbalise.tools.paths import ShardSet
 from sgverbalise.tools.scan import (

@@ -4,10 +4,10 @@ Entry point: ``build_loader(DataConfig(...))`` yields batches of ``training.batc
 one type each.
 """
 
-from training.data.sources import SourceConfig, expand_urls, load_relations
-from training.data.streams import PRESETS, DataConfig, MixedBatches, MixedLoader, build_loader, build_stream
-from training.data.tokenizer import encode_texts, load_tokenizer, train_tokenizer
-from training.data.transforms import ImageTransform, swap_left_right
+from sgverbalise.training.data.sources import SourceConfig, expand_urls, load_relations
+from sgverbalise.training.data.streams import PRESETS, DataConfig, MixedBatches, MixedLoader, build_loader, build_stream
+from sgverbalise.training.data.tokenizer import encode_texts, load_tokenizer, train_tokenizer
+from sgverbalise.training.data.transforms import ImageTransform, swap_left_right
 
 __all__ = [
     "PRESETS",

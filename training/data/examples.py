@@ -30,11 +30,10 @@ from typing import Any
 import orjson
 import torch
 from PIL import Image
+from sgverbalise.training.data.pixelring import PixelRing, RingPixels
+from sgverbalise.training.data.tokenizer import TextEncoder
+from sgverbalise.training.data.transforms import Crop, ImageTransform, crop_box, swap_left_right
 from torch.utils.data import default_collate
-
-from training.data.pixelring import PixelRing, RingPixels
-from training.data.tokenizer import TextEncoder
-from training.data.transforms import Crop, ImageTransform, crop_box, swap_left_right
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-
-from training.data.tokenizer import load_tokenizer
-from training.data.transforms import ImageTransform
-from training.models.vlm import RelationVLM
+from sgverbalise.training.data.tokenizer import load_tokenizer
+from sgverbalise.training.data.transforms import ImageTransform
+from sgverbalise.training.models.vlm import RelationVLM
 
 from .scorers import MAX_TEXT_LEN, _unique, default_device
 

@@ -62,7 +62,7 @@ def write_web_shards(
     """``n`` web samples of training scenes under ``out``; returns ``{"samples", "shards"}``. Same arguments,
     same bytes."""
     # imported here, not at the top: importing training.data loads torch and transformers
-    from training.data.webshards import jpeg_bytes
+    from sgverbalise.training.data.webshards import jpeg_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

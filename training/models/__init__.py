@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from training.models.config import FusionConfig, LossWeights, ModelConfig, TextConfig, VisionConfig
-from training.models.vlm import RelationVLM, box_mostly_inside, patch_mask_for_boxes
+from sgverbalise.training.models.config import FusionConfig, LossWeights, ModelConfig, TextConfig, VisionConfig
+from sgverbalise.training.models.vlm import RelationVLM, box_mostly_inside, patch_mask_for_boxes
 
 ALBEF_BETAS = (0.9, 0.995)
 XVLM_BETAS = (0.9, 0.95)

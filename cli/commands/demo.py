@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
+
+from sgverbalise.verbalise import VSGConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,9 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from pipelines.build_shards import run
-    from pipelines.finalise import summarise
+    from sgverbalise.pipelines.build_shards import run_config
+    from sgverbalise.pipelines.finalise import summarise
+    from sgverbalise.pipelines.options import BuildConfig
+
     from sgverbalise.shards import read_shard
+    from sgverbalise.storage import absolute
     from sgverbalise.synth import synthesize
 
     out = Path(args.out)
@@ -28,12 +34,12 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"1. generating {args.images} images of synthetic scenes with their graphs in {corpus}")
     synthesize(str(corpus), args.images, seed=args.seed, with_images=True)
     print(f"2. build-shards -> {shards}")
-    manifest = run([
-        "--vg", str(corpus / "vg"), "--vg-images", str(corpus / "vg"),
-        "--gqa", str(corpus / "gqa" / "train_sceneGraphs.json"), "--gqa-images", str(corpus / "gqa" / "images"),
-        "--out", str(shards), "--val-fraction", "0.1", "--samples-per-shard", "64", "--seed", str(args.seed),
-        *extra,
-    ])
+    build = BuildConfig(
+        out=str(shards), vg=str(corpus / "vg"), vg_images=(absolute(str(corpus / "vg")),),
+        gqa=(str(corpus / "gqa" / "train_sceneGraphs.json"),), gqa_images=absolute(str(corpus / "gqa" / "images")),
+        val_fraction=0.1, samples_per_shard=64, vsg=VSGConfig(seed=args.seed),
+    )
+    manifest = run_config(build, list(extra))
     print(summarise(manifest))
     first = manifest["splits"]["train"]["shards"][0]["name"]
     print(f"3. the first {args.show} samples of {first}:")
@@ -53,32 +59,30 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-realbef.yaml"
+TINY_CONFIG = "tiny-realbef.yaml"
 
 
 def train_tiny(out: Path, shards: Path, steps: int, seed: int) -> None:
     """A tiny REALBEF trained for ``steps`` steps on the shards and a generated web shard; prints losses."""
-    from training.config import load_config
-    from training.data.tokenizer import shard_texts, train_tokenizer
-    from training.data.webshards import write_web_shards
-    from training.loop import train
+    from sgverbalise.configs import config_path
+    from sgverbalise.training.config import load_config
+    from sgverbalise.training.data.tokenizer import shard_texts, train_tokenizer
+    from sgverbalise.training.data.webshards import write_web_shards
+    from sgverbalise.training.loop import train
 
     web, tokenizer, run_dir = out / "web", out / "tokenizer", out / "train"
     print(f"\n4. a web shard in img2dataset's format -> {web}; a WordPiece tokenizer -> {tokenizer}")
     write_web_shards(str(web), 128, seed=seed, samples_per_shard=128, image_size=128)
     train_tokenizer(shard_texts([str(shards), str(web)]), tokenizer, vocab_size=1000, min_frequency=1)
     print(f"5. training a tiny REALBEF for {steps} steps on captions : MRC : VSG = 2 : 1 : 1 -> {run_dir}")
-    overrides = [
-        f"data.sources.caption=[{web}]",
-        f"data.sources.vsg=[{shards}]",
-        f"data.sources.mrc=[{shards}]",
-        f"data.tokenizer={tokenizer}",
-        f"train.out={run_dir}",
-        f"train.steps={steps}",
-        f"train.seed={seed}",
-        "train.progress=false",
-    ]
-    summary = train(load_config(TINY_CONFIG, overrides))
+    cfg = load_config(config_path(TINY_CONFIG))
+    cfg = replace(
+        cfg,
+        train=replace(cfg.train, out=str(run_dir), steps=steps, seed=seed, progress=False),
+        data=replace(cfg.data, sources={"caption": [str(web)], "vsg": [str(shards)], "mrc": [str(shards)]},
+                     tokenizer=str(tokenizer), seed=seed),
+    )
+    summary = train(cfg)
     for row in summary["history"]:
         if row["step"] % 5 == 0 or row["step"] == 1:
             parts = " ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("step", "type", "loss"))

@@ -6,14 +6,14 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pipelines.ingest import add_arguments as add
+    from sgverbalise.pipelines.ingest import add_arguments as add
 
     add(parser)
     parser.epilog = "Any other --option is passed to Beam. Then: sgv build-shards --records OUT ..."
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from pipelines.ingest import run_ingest
+    from sgverbalise.pipelines.ingest import run_ingest
 
     run_ingest(args, extra)
     return 0

@@ -47,8 +47,8 @@ def command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Run the experiment, print the table and the files written."""
-    from training.experiment.relations import ExperimentConfig, run_experiment
-    from training.experiment.report import table_markdown
+    from sgverbalise.cli.experiment import ExperimentConfig, run_experiment
+    from sgverbalise.training.experiment.report import table_markdown
 
     cfg = ExperimentConfig(out=args.out, overrides=tuple(args.overrides), jobs=min(2, os.cpu_count() or 1))
     if args.smoke:

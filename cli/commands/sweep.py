@@ -8,7 +8,7 @@ import logging
 import sys
 from dataclasses import asdict
 
-from sgverbalise.commands.eval import add_suite_options, config_from_args
+from sgverbalise.cli.commands.eval import add_suite_options, config_from_args
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     except ValueError as err:
         print(f"sgv sweep: {err}", file=sys.stderr)
         return 2
-    from training.eval.scorers import load_scorer
-    from training.eval.sweep import sweep, sweep_markdown, write_sweep
+    from sgverbalise.training.eval.scorers import load_scorer
+    from sgverbalise.training.eval.sweep import sweep, sweep_markdown, write_sweep
 
     out = args.out or f"{args.checkpoints.rstrip('/')}/sweep"
     try:

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 
-from training.eval.benchmarks import SUITES as ALL_SUITES
+from sgverbalise.training.eval.benchmarks import SUITES as ALL_SUITES
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ def parse_suites(text: str) -> tuple[str, ...]:
 
 def config_from_args(args: argparse.Namespace):
     """The EvalConfig of the shared options."""
-    from training.eval.benchmarks import ReadOptions
-    from training.eval.runner import EvalConfig
+    from sgverbalise.training.eval.benchmarks import ReadOptions
+    from sgverbalise.training.eval.runner import EvalConfig
 
     roots = {}
     for item in args.image_root:
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"sgv eval: {err}", file=sys.stderr)
         return 2
     if args.check:
-        from training.eval.runner import check_suites
+        from sgverbalise.training.eval.runner import check_suites
 
         reports = check_suites(cfg)
         if args.json:
@@ -143,8 +143,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         print("sgv eval: give --checkpoint (or --check to validate the data only)", file=sys.stderr)
         return 2
 
-    from training.eval.runner import evaluate, headline, summary_markdown, write_results
-    from training.eval.scorers import detect_kind, load_scorer
+    from sgverbalise.training.eval.runner import evaluate, headline, summary_markdown, write_results
+    from sgverbalise.training.eval.scorers import detect_kind, load_scorer
 
     kind = detect_kind(args.checkpoint) if args.model == "auto" else args.model
     scorer = load_scorer(args.checkpoint, kind, device=args.device)

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Load the config, train, print a summary as JSON (rank 0)."""
     # torch is imported only when this command runs
-    from training.config import load_config
-    from training.loop import train
+    from sgverbalise.training.config import load_config
+    from sgverbalise.training.loop import train
 
     overrides = list(args.overrides)
     if args.out:

@@ -11,22 +11,22 @@ import sys
 # name -> (module, one-line help). A module defines ``add_arguments(parser)`` and ``run(args, extra) -> int``;
 # ``extra`` holds the arguments the subcommand did not know (Beam pipeline options, for build-shards).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("sgverbalise.commands.synth", "write a synthetic corpus in the VG and GQA on-disk formats"),
-    "verbalise": ("sgverbalise.commands.verbalise", "print verbalised scene graphs of a VG or GQA input"),
-    "vocab": ("sgverbalise.commands.vocab", "build relations.json, the relation vocabulary, from corpus counts"),
-    "ingest": ("sgverbalise.commands.ingest", "the Beam job: VG + GQA read once into Parquet scene-graph records"),
-    "build-shards": ("sgverbalise.commands.build_shards", "the Beam job: VG + GQA to WebDataset shards"),
-    "demo": ("sgverbalise.commands.demo", "generate a small corpus with images and run build-shards on it"),
-    "inspect": ("sgverbalise.commands.inspect", "what a shard set holds: samples, bytes, members, keys"),
-    "validate": ("sgverbalise.commands.validate", "check tars, samples, keys and manifest"),
-    "show": ("sgverbalise.commands.show", "one sample, readable: VSG captions, triplets, entities"),
-    "render": ("sgverbalise.commands.render", "draw boxes and relations of samples to PNG"),
-    "stats": ("sgverbalise.commands.stats", "frequencies and lengths: table, JSON, plots"),
-    "train-tokenizer": ("sgverbalise.commands.train_tokenizer", "train a WordPiece tokenizer on shards' text"),
-    "eval": ("sgverbalise.commands.eval", "zero-shot evaluation: VSR, VALSE, SVO-Probes, Winoground, retrieval"),
-    "sweep": ("sgverbalise.commands.sweep", "evaluate every checkpoint of a run: skills against training step"),
-    "train": ("sgverbalise.commands.train", "pretrain a model: YAML config, --set overrides, DDP, checkpoints"),
-    "experiment": ("sgverbalise.commands.experiment", "run a small-scale replication: sgv experiment relations"),
+    "synth": ("sgverbalise.cli.commands.synth", "write a synthetic corpus in the VG and GQA on-disk formats"),
+    "verbalise": ("sgverbalise.cli.commands.verbalise", "print verbalised scene graphs of a VG or GQA input"),
+    "vocab": ("sgverbalise.cli.commands.vocab", "build relations.json, the relation vocabulary, from corpus counts"),
+    "ingest": ("sgverbalise.cli.commands.ingest", "the Beam job: VG + GQA read once into Parquet scene-graph records"),
+    "build-shards": ("sgverbalise.cli.commands.build_shards", "the Beam job: VG + GQA to WebDataset shards"),
+    "demo": ("sgverbalise.cli.commands.demo", "generate a small corpus with images and run build-shards on it"),
+    "inspect": ("sgverbalise.cli.commands.inspect", "what a shard set holds: samples, bytes, members, keys"),
+    "validate": ("sgverbalise.cli.commands.validate", "check tars, samples, keys and manifest"),
+    "show": ("sgverbalise.cli.commands.show", "one sample, readable: VSG captions, triplets, entities"),
+    "render": ("sgverbalise.cli.commands.render", "draw boxes and relations of samples to PNG"),
+    "stats": ("sgverbalise.cli.commands.stats", "frequencies and lengths: table, JSON, plots"),
+    "train-tokenizer": ("sgverbalise.cli.commands.train_tokenizer", "train a WordPiece tokenizer on shards' text"),
+    "eval": ("sgverbalise.cli.commands.eval", "zero-shot evaluation: VSR, VALSE, SVO-Probes, Winoground, retrieval"),
+    "sweep": ("sgverbalise.cli.commands.sweep", "evaluate every checkpoint of a run: skills against training step"),
+    "train": ("sgverbalise.cli.commands.train", "pretrain a model: YAML config, --set overrides, DDP, checkpoints"),
+    "experiment": ("sgverbalise.cli.commands.experiment", "run a small-scale replication: sgv experiment relations"),
 }
 # Subcommands that accept unknown arguments (passed on to Beam's PipelineOptions).
 PASS_THROUGH = {"ingest", "build-shards", "demo"}

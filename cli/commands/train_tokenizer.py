@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Train, save and print a summary as JSON."""
     # torch/transformers are imported only when this command runs
-    from training.data.tokenizer import shard_texts, train_tokenizer
+    from sgverbalise.training.data.tokenizer import shard_texts, train_tokenizer
 
     texts = shard_texts(args.shards, split=args.split, max_samples=args.max_samples)
     tokenizer = train_tokenizer(

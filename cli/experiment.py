@@ -35,12 +35,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .probes import ProbeSizes
+from sgverbalise.configs import config_path
+from sgverbalise.training.config import RunConfig, load_config
+from sgverbalise.training.experiment.probes import ProbeSizes
 
 log = logging.getLogger(__name__)
 
 MODELS: tuple[str, ...] = ("albef", "realbef", "xvlm", "rexvlm")
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "experiment"
+CONFIG_DIR = config_path("experiment")
 SUITES: tuple[str, ...] = ("vsr", "valse", "coco", "coco_dev")
 RUN_FILE = "run.json"
 DATA_FILE = "data.json"
@@ -102,12 +104,15 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
     stamp = root / DATA_FILE
     if stamp.is_file() and json.loads(stamp.read_text()).get("settings") == cfg.data_settings():
         return paths
-    from pipelines.build_shards import run as build_shards
-    from sgverbalise.synth import synthesize
-    from training.data.tokenizer import shard_texts, train_tokenizer
+    from sgverbalise.pipelines.build_shards import run_config
+    from sgverbalise.pipelines.options import BuildConfig
+    from sgverbalise.training.data.tokenizer import shard_texts, train_tokenizer
+    from sgverbalise.training.experiment.corpus import heldout_image_keys, write_web_shards
+    from sgverbalise.training.experiment.probes import write_probes
 
-    from .corpus import heldout_image_keys, write_web_shards
-    from .probes import write_probes
+    from sgverbalise.storage import absolute
+    from sgverbalise.synth import synthesize
+    from sgverbalise.verbalise import VSGConfig
 
     stamp.unlink(missing_ok=True)
     shutil.rmtree(Path(cfg.out) / "runs", ignore_errors=True)  # trained on other data
@@ -118,12 +123,12 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
     excluded = heldout_image_keys(str(corpus / "vg"), str(gqa))
     exclude_file = root / "exclude_image_ids.txt"
     exclude_file.write_text("".join(k + "\n" for k in excluded))
-    manifest = build_shards([
-        "--vg", str(corpus / "vg"), "--vg-images", str(corpus / "vg"),
-        "--gqa", str(gqa), "--gqa-images", str(corpus / "gqa" / "images"),
-        "--out", paths["sg"], "--exclude-image-ids", str(exclude_file), "--vsg-attributes", "1",
-        "--val-fraction", "0.05", "--samples-per-shard", "500", "--seed", str(cfg.data_seed),
-    ])  # fmt: skip
+    build = BuildConfig(
+        out=paths["sg"], vg=str(corpus / "vg"), vg_images=(absolute(str(corpus / "vg")),), gqa=(str(gqa),),
+        gqa_images=absolute(str(corpus / "gqa" / "images")), exclude_image_ids=str(exclude_file),
+        vsg=VSGConfig(attributes=1, seed=cfg.data_seed), val_fraction=0.05, samples_per_shard=500,
+    )
+    manifest = run_config(build, [])
     web = write_web_shards(paths["web"], cfg.web_images, seed=cfg.data_seed, image_size=cfg.image_size)
     tokenizer = train_tokenizer(shard_texts([paths["sg"], paths["web"]]), paths["tokenizer"], vocab_size=400,
                                 min_frequency=1)
@@ -145,41 +150,31 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------------- runs
 
 
-def run_overrides(
+def run_settings(
     cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int, run_dir: Path
-) -> list[str]:
-    """The ``--set`` overrides of one run: data paths, steps, seed, checkpoints, quiet."""
+) -> RunConfig:
+    """One run's config: ``{model}.yaml`` with the user's ``--set`` overrides, then this run's data paths,
+    steps, seed, checkpoints and quiet bookkeeping (the experiment's own settings win)."""
     sg, web = data["sg"], data["web"]
     sources = {"caption": web, "vsg": sg, "mrc": sg, "entity": sg}
-    from training.config import load_config
-
-    active = load_config(Path(cfg.configs) / f"{model}.yaml").data.active_types()
-    return [
-        *[f"data.sources.{kind}=[{sources[kind]}]" for kind in active],
-        f"data.tokenizer={data['tokenizer']}",
-        f"train.out={run_dir}",
-        f"train.steps={cfg.steps}",
-        f"train.seed={seed}",
-        f"train.ckpt_every={cfg.ckpt_every}",
-        f"train.milestone_every={cfg.ckpt_every}",
-        "train.keep_last=1",
-        f"train.resume={'true' if any(run_dir.glob('step-*')) else 'false'}",
-        "train.progress=false",
-        "train.tensorboard=false",
-        "train.threads=1",
-        *cfg.overrides,
-    ]
+    base = load_config(Path(cfg.configs) / f"{model}.yaml", list(cfg.overrides))
+    train = replace(
+        base.train, out=str(run_dir), steps=cfg.steps, seed=seed, ckpt_every=cfg.ckpt_every,
+        milestone_every=cfg.ckpt_every, keep_last=1, resume=any(run_dir.glob("step-*")), progress=False,
+        tensorboard=False, threads=1,
+    )
+    data_cfg = replace(base.data, sources={kind: [sources[kind]] for kind in base.data.active_types()},
+                       tokenizer=data["tokenizer"], seed=seed)
+    return replace(base, train=train, data=data_cfg)
 
 
 def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) -> dict[str, Any]:
     """Train one model with one seed, sweep its checkpoints over the probes; returns (and writes) run.json."""
     import torch
-
-    from training.config import load_config
-    from training.eval.ours import OursScorer
-    from training.eval.runner import EvalConfig
-    from training.eval.sweep import sweep, sweep_markdown
-    from training.loop import train
+    from sgverbalise.training.eval.ours import OursScorer
+    from sgverbalise.training.eval.runner import EvalConfig
+    from sgverbalise.training.eval.sweep import sweep, sweep_markdown
+    from sgverbalise.training.loop import train
 
     run_dir = Path(cfg.out) / "runs" / f"{model}-seed{seed}"
     done = run_dir / RUN_FILE
@@ -189,7 +184,7 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
             return previous
         shutil.rmtree(run_dir)  # made with other settings: its checkpoints cannot be resumed
     torch.set_num_threads(1)
-    run_cfg = load_config(Path(cfg.configs) / f"{model}.yaml", run_overrides(cfg, data, model, seed, run_dir))
+    run_cfg = run_settings(cfg, data, model, seed, run_dir)
     started = time.perf_counter()
     summary = train(run_cfg)
     trained = time.perf_counter()
@@ -202,7 +197,7 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
     (run_dir / "sweep" / "sweep.md").write_text(sweep_markdown(result))
     mrc = None
     if run_cfg.model.use_mrc:
-        from training.evaluate_mrc import evaluate_mrc
+        from sgverbalise.training.evaluate_mrc import evaluate_mrc
 
         scorer = OursScorer(result.rows[-1]["checkpoint"], device="cpu")
         found = evaluate_mrc(scorer.model, data["sg"], scorer.tokenizer, split="val")
@@ -259,9 +254,8 @@ def _report_run(doc: dict[str, Any]) -> None:
 def run_experiment(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any]:
     """Data, runs, aggregation: writes results.json, results.md and skills.png under ``cfg.out``; returns the
     results."""
-    from training.config import plain
-
-    from .report import write_report
+    from sgverbalise.training.config import plain
+    from sgverbalise.training.experiment.report import write_report
 
     unknown = [m for m in cfg.models if not (Path(cfg.configs) / f"{m}.yaml").is_file()]
     if unknown:

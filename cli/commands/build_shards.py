@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pipelines.options import add_arguments as add
+    from sgverbalise.pipelines.options import add_arguments as add
 
     add(parser)
     parser.epilog = (
@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from pipelines.build_shards import run_config
-    from pipelines.options import config_from_args
+    from sgverbalise.pipelines.build_shards import run_config
+    from sgverbalise.pipelines.options import config_from_args
 
     run_config(config_from_args(args), extra)  # logs the manifest summary
     return 0

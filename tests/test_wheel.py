@@ -1,0 +1,58 @@
+"""The wheel a user installs: one import root (``sgverbalise``), configs shipped as package data, and ``sgv demo``
+working from a folder outside the checkout."""
+
+from __future__ import annotations
+
+import site
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "-w", str(out), str(REPO)], check=True, capture_output=True)
+    (found,) = out.glob("sgverbalise-*.whl")
+    return found
+
+
+def test_wheel_has_one_import_root_and_ships_configs(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    roots = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert roots == {"sgverbalise"}
+    for needed in ("sgverbalise/pipelines/build_shards.py", "sgverbalise/training/loop.py",
+                   "sgverbalise/schemas/sample.schema.json", "sgverbalise/cli/main.py",
+                   "sgverbalise/configs/tiny-realbef.yaml", "sgverbalise/configs/experiment/albef.yaml"):
+        assert needed in names
+    assert not any("/tests/" in n or n.startswith("tests/") for n in names)
+
+
+@pytest.mark.slow
+def test_installed_wheel_runs_the_demo_outside_the_checkout(wheel, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # the dependencies already installed here (torch, Beam, ...) are reused; the project comes from the wheel only
+    packages = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    (packages / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+                   check=True, capture_output=True)
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    where = subprocess.run(
+        [str(python), "-c", "import sgverbalise.pipelines as p, importlib.util as u; print(p.__file__); "
+         "print(u.find_spec('pipelines'), u.find_spec('training'), u.find_spec('schemas'))"],
+        cwd=away, check=True, capture_output=True, text=True).stdout.split("\n")
+    assert where[0].startswith(str(packages)) and where[1] == "None None None"
+    done = subprocess.run([str(venv / "bin" / "sgv"), "demo", "--out", "demo", "--images", "24", "--show", "1",
+                           "--train-steps", "2"], cwd=away, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (away / "demo" / "shards" / "manifest.json").is_file()
+    assert list((away / "demo" / "train").glob("step-*"))
