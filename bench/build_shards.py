@@ -78,11 +78,10 @@ def _reject_order(r: dict) -> tuple:
 
 def run_loop(argv: list[str]) -> dict:
     """The job's work for ``argv`` in one process without Beam; returns counts and the shard infos."""
-    from sgverbalise.pipelines.options import add_arguments, config_from_args
-
     from sgverbalise import layout
     from sgverbalise.images import ImageError, candidate_urls, prepare_image, read_first
     from sgverbalise.normalise import NormaliseConfig, Normaliser
+    from sgverbalise.pipelines.options import add_arguments, config_from_args
     from sgverbalise.readers import READERS
     from sgverbalise.rejects import reject
     from sgverbalise.sample import build_sample, sample_json, sample_key

@@ -68,7 +68,6 @@ def web_corpus(out: Path, images: int, jpeg_size: int, seed: int) -> Path:
 def scene_graph_corpus(out: Path, images: int, seed: int) -> Path:
     """Cached scene-graph shards (``build-shards`` on a synthetic corpus with images)."""
     from sgverbalise.pipelines.build_shards import run
-
     from sgverbalise.synth import synthesize
 
     root = out / f"loader-sg{images}-seed{seed}"
@@ -90,9 +89,9 @@ def _decode_resize(args: tuple[list[str], int, int]) -> int:
     ``batch`` > 0, stack them ``batch`` at a time, as the loader's collation does); returns the count."""
     import torch
     from PIL import Image
-    from sgverbalise.training.data.transforms import Crop, draft_scale, to_pixels
 
     from sgverbalise.shards import read_shard
+    from sgverbalise.training.data.transforms import Crop, draft_scale, to_pixels
 
     urls, size, batch = args
     torch.set_num_threads(1)

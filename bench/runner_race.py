@@ -21,6 +21,7 @@ def elements_seen(elements: int, size: int, running_mode: str = "multi_processin
     import apache_beam as beam
     from apache_beam.metrics import Metrics
     from apache_beam.options.pipeline_options import PipelineOptions
+
     from sgverbalise.pipelines.local_runner import direct_runner
 
     def count(element, total):  # defined here to be pickled by value (workers may not import this module)
@@ -43,6 +44,7 @@ def elements_seen(elements: int, size: int, running_mode: str = "multi_processin
 
 def main(argv: list[str] | None = None) -> int:
     from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
     from sgverbalise.pipelines.local_runner import disable_time_based_flush
 
     parser = argparse.ArgumentParser(prog="python -m bench.runner_race", description=__doc__.split("\n\n")[0])

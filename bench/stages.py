@@ -47,8 +47,9 @@ def stage_label(name: str) -> str:
 
 def _child(argv: list[str]) -> tuple[str, list[dict]]:
     """One job run with every stage timed (in the measured interpreter); also the tree its code came from."""
-    import sgverbalise.pipelines as pipelines
     from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    import sgverbalise.pipelines as pipelines
     from sgverbalise.pipelines.build_shards import run
 
     start, stages = time.perf_counter(), []

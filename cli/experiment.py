@@ -106,12 +106,11 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
         return paths
     from sgverbalise.pipelines.build_shards import run_config
     from sgverbalise.pipelines.options import BuildConfig
+    from sgverbalise.storage import absolute
+    from sgverbalise.synth import synthesize
     from sgverbalise.training.data.tokenizer import shard_texts, train_tokenizer
     from sgverbalise.training.experiment.corpus import heldout_image_keys, write_web_shards
     from sgverbalise.training.experiment.probes import write_probes
-
-    from sgverbalise.storage import absolute
-    from sgverbalise.synth import synthesize
     from sgverbalise.verbalise import VSGConfig
 
     stamp.unlink(missing_ok=True)
@@ -171,6 +170,7 @@ def run_settings(
 def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) -> dict[str, Any]:
     """Train one model with one seed, sweep its checkpoints over the probes; returns (and writes) run.json."""
     import torch
+
     from sgverbalise.training.eval.ours import OursScorer
     from sgverbalise.training.eval.runner import EvalConfig
     from sgverbalise.training.eval.sweep import sweep, sweep_markdown

@@ -12,6 +12,8 @@ import json
 import logging
 
 import apache_beam as beam
+
+from sgverbalise.normalise import NormaliseConfig
 from sgverbalise.pipelines import options as opts
 from sgverbalise.pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, input_fingerprints, summarise
 from sgverbalise.pipelines.ingest import ReadIngested
@@ -26,8 +28,6 @@ from sgverbalise.pipelines.transforms import (
     WriteShards,
     read_id_list,
 )
-
-from sgverbalise.normalise import NormaliseConfig
 from sgverbalise.storage import redact, url_fs
 from sgverbalise.vocab import RelationVocab
 

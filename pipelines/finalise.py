@@ -8,11 +8,11 @@ import logging
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
-from sgverbalise.pipelines.options import BuildConfig
-from sgverbalise.schemas import SCHEMA_VERSION, validator
 
 from sgverbalise import __version__
 from sgverbalise.layout import SPLITS
+from sgverbalise.pipelines.options import BuildConfig
+from sgverbalise.schemas import SCHEMA_VERSION, validator
 from sgverbalise.storage import atomic_write, fingerprint, join, redact, remove_leftovers, url_fs
 from sgverbalise.vocab import RelationVocab
 

@@ -23,14 +23,14 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from sgverbalise.pipelines import options as opts
 from sgverbalise.pipelines.finalise import INGEST_MANIFEST, WriteRejectsFn, dumps, input_fingerprints, remove_stale
 from sgverbalise.pipelines.local_runner import new_pipeline
 from sgverbalise.pipelines.transforms import ReadSceneGraphs, shard_plan
+from sgverbalise.sample import sample_key
 from sgverbalise.schemas import SCHEMA_VERSION
 from sgverbalise.schemas.records import SCENE_GRAPH_SCHEMA
-
-from sgverbalise.sample import sample_key
 from sgverbalise.storage import atomic_write, join, read_bytes, redact, url_fs
 
 log = logging.getLogger(__name__)

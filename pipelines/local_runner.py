@@ -49,6 +49,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineRunner
+
 from sgverbalise.pipelines.options import beam_args
 
 log = logging.getLogger(__name__)

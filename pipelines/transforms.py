@@ -23,11 +23,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
-from sgverbalise.pipelines.options import BuildConfig
 
 from sgverbalise import layout
 from sgverbalise.images import ImageError, ImageRef, LoadedImage, candidate_urls, prepare_image, read_first
 from sgverbalise.normalise import NormaliseConfig, Normaliser
+from sgverbalise.pipelines.options import BuildConfig
 from sgverbalise.readers import READERS, iter_list, vg
 from sgverbalise.rejects import reject
 from sgverbalise.sample import build_sample, sample_json, sample_key

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import webdataset as wds
+
 from sgverbalise.schemas import validator
 
 REPO = Path(__file__).resolve().parents[1]

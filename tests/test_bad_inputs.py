@@ -9,10 +9,10 @@ from collections import Counter
 
 import pytest
 from helpers import check_output, files_sha
-from sgverbalise.pipelines.build_shards import run
 
 from sgverbalise.badinputs import bomb_jpeg, write_bad_corpus
 from sgverbalise.images import ImageConfig, ImageError, prepare_image
+from sgverbalise.pipelines.build_shards import run
 
 SEED = 4
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import beams_own_split, check_output, files_sha, job_args, read_tar
 from PIL import Image
-from sgverbalise.pipelines.build_shards import run
 
+from sgverbalise.pipelines.build_shards import run
 from sgverbalise.synth import synthesize
 
 pytestmark = pytest.mark.slow
@@ -80,10 +80,10 @@ def test_generated_corpus_with_images(tmp_path, corpus, monkeypatch):
 def test_image_batches_do_not_change_the_samples(corpus, monkeypatch):
     # MakeSamples prepares images a batch at a time and flushes the last, partial batch at the bundle's end
     from apache_beam.pvalue import TaggedOutput
-    from sgverbalise.pipelines import options, transforms
-    from sgverbalise.pipelines.build_shards import build_parser
 
     from sgverbalise.normalise import NormaliseConfig, Normaliser
+    from sgverbalise.pipelines import options, transforms
+    from sgverbalise.pipelines.build_shards import build_parser
     from sgverbalise.readers import READERS
     from sgverbalise.sample import sample_key
 

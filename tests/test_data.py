@@ -23,8 +23,11 @@ import pytest
 import torch
 from helpers import job_args
 from PIL import Image
+
 from sgverbalise.cli.main import main as sgv_main
 from sgverbalise.schemas import validator
+from sgverbalise.shards import read_shard, write_shard
+from sgverbalise.synth import COLOURS, make_scene, render_scene
 from sgverbalise.training.batches import check_batch
 from sgverbalise.training.data import (
     DataConfig,
@@ -40,9 +43,6 @@ from sgverbalise.training.data.streams import as_tensors, draw, inline_small, pl
 from sgverbalise.training.data.tokenizer import TextEncoder, encode_texts, load_tokenizer, shard_texts, train_tokenizer
 from sgverbalise.training.data.transforms import Crop, crop_box, draft_scale, to_image, to_pixels
 from sgverbalise.training.data.webshards import write_web_shards
-
-from sgverbalise.shards import read_shard, write_shard
-from sgverbalise.synth import COLOURS, make_scene, render_scene
 
 SIZE = 96  # side of the synthetic scenes
 RES = 64  # side of the transformed images
@@ -912,7 +912,6 @@ def test_web_shards_in_img2dataset_format(web, tmp_path):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     from sgverbalise.pipelines.build_shards import run
-
     from sgverbalise.synth import synthesize
 
     root = tmp_path_factory.mktemp("built")

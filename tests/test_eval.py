@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from sgverbalise.cli.main import main as sgv
 from sgverbalise.training.eval import metrics
 from sgverbalise.training.eval.benchmarks import (

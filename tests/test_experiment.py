@@ -12,6 +12,8 @@ import yaml
 
 pytest.importorskip("torch")
 
+from sgverbalise.shards import read_shard  # noqa: E402
+from sgverbalise.synth import COLOURS, PREDICATES, SHAPES, make_scene, relation_between  # noqa: E402
 from sgverbalise.training.config import load_config  # noqa: E402
 from sgverbalise.training.eval.benchmarks import read_suite  # noqa: E402
 from sgverbalise.training.eval.runner import EvalConfig, check_suite  # noqa: E402
@@ -26,9 +28,6 @@ from sgverbalise.training.experiment.heldout import (  # noqa: E402
     training_scene,
 )
 from sgverbalise.training.experiment.probes import ProbeSizes, write_probes  # noqa: E402
-
-from sgverbalise.shards import read_shard  # noqa: E402
-from sgverbalise.synth import COLOURS, PREDICATES, SHAPES, make_scene, relation_between  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PROBES = ProbeSizes(vsr_dev=5, vsr_test=7, valse=6, retrieval_test=4, retrieval_dev=3)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from helpers import check_output, files_sha, job_args, run_killed
-from sgverbalise.pipelines.build_shards import run
 
+from sgverbalise.pipelines.build_shards import run
 from sgverbalise.shards import read_shard
 from sgverbalise.storage import list_leftovers
 from sgverbalise.synth import synthesize

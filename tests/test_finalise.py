@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+
 from sgverbalise.pipelines.finalise import IncompleteRunError, build_manifest, check_accounting
 from sgverbalise.pipelines.transforms import IncompleteShardError, WriteShardFn, shard_plan
-
 from sgverbalise.vocab import RelationVocab
 
 

@@ -14,6 +14,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_handlers
 from helpers import beams_own, beams_own_split
+
+from bench.runner_race import elements_seen
 from sgverbalise.pipelines.local_runner import (
     balance_stage_inputs,
     direct_runner,
@@ -23,8 +25,6 @@ from sgverbalise.pipelines.local_runner import (
     split_by_size,
 )
 from sgverbalise.pipelines.options import beam_args
-
-from bench.runner_race import elements_seen
 
 ELEMENTS, SIZE = 25_000, 4_000
 

@@ -11,13 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from transformers import BertConfig, BertForMaskedLM, BertModel, ViTConfig, ViTModel  # noqa: E402
+
 from sgverbalise.training.batches import BATCH_TYPES, IMAGE_MEAN, IMAGE_STD  # noqa: E402
 from sgverbalise.training.models import PRESETS, ModelConfig, RelationVLM, box_mostly_inside, build_model  # noqa: E402
 from sgverbalise.training.models import losses as L  # noqa: E402
 from sgverbalise.training.models.config import TEMP_MAX, TEMP_MIN  # noqa: E402
 from sgverbalise.training.models.vlm import WEIGHTS_NAME, normalise_images, patch_mask_for_boxes  # noqa: E402
-from transformers import BertConfig, BertForMaskedLM, BertModel, ViTConfig, ViTModel  # noqa: E402
-
 from sgverbalise.vocab import RelationVocab  # noqa: E402
 
 SIZE = 32  # tiny configs: 32 px images, 8 px patches, a 4 x 4 grid
@@ -644,6 +644,7 @@ def test_tiny_model_overfits_one_mrc_batch() -> None:
 
 def _gather_on_rank(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
+
     from sgverbalise.training.models.losses import gather_ranks
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -659,6 +660,7 @@ def test_gather_ranks_concatenates_every_rank_in_order(tmp_path):
     import socket
 
     import torch.multiprocessing as mp
+
     from sgverbalise.training.models.losses import gather_ranks
 
     x = torch.randn(4, 3)

@@ -15,10 +15,10 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sgverbalise.schemas import SCENE_GRAPH_SCHEMA, validator
 
 from sgverbalise.readers import READERS, iter_gqa, iter_vg
 from sgverbalise.readers.vg import resolve_vg_files
+from sgverbalise.schemas import SCENE_GRAPH_SCHEMA, validator
 
 SPLIT_FILES = (
     "objects.json",

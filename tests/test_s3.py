@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from helpers import check_output, files_sha, job_args, run_killed
 from s3 import s3_server  # noqa: F401  (the fixture)
+
 from sgverbalise.cli.main import main as sgv_main
 from sgverbalise.pipelines.build_shards import run
-
 from sgverbalise.shards import read_shard
 from sgverbalise.storage import AtomicFile, atomic_open, atomic_write, list_leftovers
 from sgverbalise.synth import synthesize

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sgverbalise.cli.main import main as cli_main
 
+from sgverbalise.cli.main import main as cli_main
 from sgverbalise.readers import iter_gqa, iter_vg
 from sgverbalise.synth import (
     COLOURS,

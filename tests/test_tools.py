@@ -23,8 +23,8 @@ import pytest
 import webdataset as wds
 from helpers import job_args, read_tar
 from PIL import Image
-from sgverbalise.cli.main import main
 
+from sgverbalise.cli.main import main
 from sgverbalise.shards import read_shard, write_shard
 from sgverbalise.tools import ToolError
 from sgverbalise.tools.paths import resolve
@@ -663,7 +663,6 @@ def test_every_command_has_json_output(ours, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     from sgverbalise.pipelines.build_shards import run
-
     from sgverbalise.synth import synthesize
 
     root = tmp_path_factory.mktemp("built")

@@ -33,7 +33,6 @@ TINY = ROOT / "configs" / "tiny-realbef.yaml"
 def build_corpus(root: Path, images: int, seed: int = 0, web: int = 64) -> dict[str, Path]:
     """Synthetic VG + GQA scenes with images through build-shards, a web shard set and a tokenizer."""
     from sgverbalise.pipelines.build_shards import run
-
     from sgverbalise.synth import synthesize
 
     corpus, sg = root / "corpus", root / "sg"

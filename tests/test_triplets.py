@@ -6,8 +6,8 @@ from collections import Counter
 
 from hypothesis import given
 from hypothesis import strategies as st
-from sgverbalise.schemas import REJECT_REASONS
 
+from sgverbalise.schemas import REJECT_REASONS
 from sgverbalise.triplets import extract
 
 

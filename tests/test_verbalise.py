@@ -8,9 +8,9 @@ import sys
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sgverbalise.schemas import validator
 
 from sgverbalise.sample import build_sample, sample_key
+from sgverbalise.schemas import validator
 from sgverbalise.triplets import extract
 from sgverbalise.verbalise import VSGConfig, triplet_text, verbalise
 

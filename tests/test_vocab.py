@@ -7,10 +7,10 @@ from collections import Counter
 
 import fsspec
 import pytest
-from sgverbalise.cli.main import main
-from sgverbalise.schemas import validator
 
+from sgverbalise.cli.main import main
 from sgverbalise.normalise import Normaliser
+from sgverbalise.schemas import validator
 from sgverbalise.vocab import RelationVocab, count_predicates, vocabulary_sources
 
 COUNTS = {"near": 3, "on": 5, "by": 3, "has": 5, "of": 1}

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_model
+
 from sgverbalise.training.models.vlm import CONFIG_NAME, WEIGHTS_NAME
 
 STEP_DIR = re.compile(r"^step-(\d+)$")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import yaml
+
 from sgverbalise.training.data.sources import SourceConfig
 from sgverbalise.training.data.streams import PRESETS as DATA_PRESETS
 from sgverbalise.training.data.streams import DataConfig

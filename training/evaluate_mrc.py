@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 import torch
+
 from sgverbalise.training.data.sources import SourceConfig, load_relations
 from sgverbalise.training.data.streams import DataConfig, build_loader
 from sgverbalise.training.models import RelationVLM

@@ -43,6 +43,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from sgverbalise.storage import redact
+from sgverbalise.tools.paths import PATTERN_CHARS
 from sgverbalise.training import checkpoint as ckpt
 from sgverbalise.training.config import ConfigError, RunConfig
 from sgverbalise.training.data.sources import (
@@ -57,10 +61,6 @@ from sgverbalise.training.data.streams import build_loader, stream_seed
 from sgverbalise.training.data.tokenizer import load_tokenizer
 from sgverbalise.training.models import RelationVLM, build_model
 from sgverbalise.training.schedule import lr_at
-from torch.nn.parallel import DistributedDataParallel
-
-from sgverbalise.storage import redact
-from sgverbalise.tools.paths import PATTERN_CHARS
 
 log = logging.getLogger(__name__)
 

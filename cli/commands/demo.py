@@ -24,7 +24,6 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from sgverbalise.pipelines.build_shards import run_config
     from sgverbalise.pipelines.finalise import summarise
     from sgverbalise.pipelines.options import BuildConfig
-
     from sgverbalise.shards import read_shard
     from sgverbalise.storage import absolute
     from sgverbalise.synth import synthesize

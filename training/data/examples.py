@@ -30,10 +30,11 @@ from typing import Any
 import orjson
 import torch
 from PIL import Image
+from torch.utils.data import default_collate
+
 from sgverbalise.training.data.pixelring import PixelRing, RingPixels
 from sgverbalise.training.data.tokenizer import TextEncoder
 from sgverbalise.training.data.transforms import Crop, ImageTransform, crop_box, swap_left_right
-from torch.utils.data import default_collate
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 

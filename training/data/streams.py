@@ -45,13 +45,14 @@ from typing import Any
 import numpy as np
 import torch
 import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
 from sgverbalise.training.batches import BATCH_TYPES
 from sgverbalise.training.data.examples import BUILDERS, COLLATE, Context
 from sgverbalise.training.data.pixelring import PixelRing
 from sgverbalise.training.data.sources import SourceConfig, expand_urls, tar_samples
 from sgverbalise.training.data.tokenizer import load_tokenizer
 from sgverbalise.training.data.transforms import ImageTransform
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 log = logging.getLogger(__name__)
 

@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import orjson
 import torch
-from sgverbalise.training.data.sources import expand_urls
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
 
 from sgverbalise.shards import read_shard
+from sgverbalise.training.data.sources import expand_urls
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+
 from sgverbalise.training.data.tokenizer import load_tokenizer
 from sgverbalise.training.data.transforms import ImageTransform
 from sgverbalise.training.models.vlm import RelationVLM

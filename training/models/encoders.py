@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from sgverbalise.training.models.config import TextConfig, VisionConfig
 from torch import nn
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
+
+from sgverbalise.training.models.config import TextConfig, VisionConfig
 
 
 def vit_config(cfg: VisionConfig) -> ViTConfig:

@@ -33,13 +33,14 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
+from torch import nn
+from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
+
 from sgverbalise.training.batches import IMAGE_MEAN, IMAGE_STD, check_batch
 from sgverbalise.training.models import losses as L
 from sgverbalise.training.models.config import TEMP_MAX, TEMP_MIN, ModelConfig
 from sgverbalise.training.models.encoders import TextEncoder, VisionEncoder, bert_config
 from sgverbalise.training.models.fusion import FusionEncoder
-from torch import nn
-from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 _EDGE_EPS = 1e-4  # in patch units: a box edge this close to a patch border does not pull in the next patch
