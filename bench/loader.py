@@ -3,7 +3,7 @@
 ``python -m bench.loader [--images 4000] [--jpeg-size 256] [--image-size 224] [--workers 2] [--steps 300]``
 
 1. Generates (or reuses, cached by its arguments under ``--out``) img2dataset-style web shards of synthetic
-   scenes (``training.data.webshards``) and a tokenizer trained on their captions.
+   scenes (``sgverbalise.synth.web``) and a tokenizer trained on their captions.
 2. ``loader``: one pass over the shards with ``build_loader`` (caption batches, ``--workers`` DataLoader
    workers, training transform: random resized crop to ``--image-size``, uint8 pixels, tokenised captions,
    collation), samples per second from the first request to the last batch.
@@ -55,8 +55,8 @@ def _rates(count: int, seconds: float, cpu: float) -> dict:
 
 def web_corpus(out: Path, images: int, jpeg_size: int, seed: int) -> Path:
     """Cached web shards (img2dataset layout) and a tokenizer in ``tok/``."""
+    from sgverbalise.synth.web import write_web_shards
     from sgverbalise.training.data.tokenizer import shard_texts, train_tokenizer
-    from sgverbalise.training.data.webshards import write_web_shards
 
     root = out / f"loader-web{images}-px{jpeg_size}-seed{seed}"
     if not (root / "tok" / "tokenizer.json").is_file():

@@ -108,8 +108,9 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
     from sgverbalise.pipelines.options import BuildConfig
     from sgverbalise.storage import absolute
     from sgverbalise.synth import synthesize
+    from sgverbalise.synth.web import write_web_shards
     from sgverbalise.training.data.tokenizer import shard_texts, train_tokenizer
-    from sgverbalise.training.experiment.corpus import heldout_image_keys, write_web_shards
+    from sgverbalise.training.experiment.corpus import WEB_STYLE, heldout_image_keys
     from sgverbalise.training.experiment.probes import write_probes
     from sgverbalise.verbalise import VSGConfig
 
@@ -128,7 +129,8 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
         vsg=VSGConfig(attributes=1, seed=cfg.data_seed), val_fraction=0.05, samples_per_shard=500,
     )
     manifest = run_config(build, [])
-    web = write_web_shards(paths["web"], cfg.web_images, seed=cfg.data_seed, image_size=cfg.image_size)
+    web = write_web_shards(paths["web"], cfg.web_images, seed=cfg.data_seed, samples_per_shard=500,
+                           image_size=cfg.image_size, style=WEB_STYLE)
     tokenizer = train_tokenizer(shard_texts([paths["sg"], paths["web"]]), paths["tokenizer"], vocab_size=400,
                                 min_frequency=1)
     probes = write_probes(paths["probes"], cfg.probes, seed=cfg.data_seed, image_size=cfg.image_size)

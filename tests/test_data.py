@@ -28,6 +28,7 @@ from sgverbalise.cli.main import main as sgv_main
 from sgverbalise.schemas import validator
 from sgverbalise.shards import read_shard, write_shard
 from sgverbalise.synth import COLOURS, make_scene, render_scene
+from sgverbalise.synth.web import write_web_shards
 from sgverbalise.training.batches import check_batch
 from sgverbalise.training.data import (
     DataConfig,
@@ -42,7 +43,6 @@ from sgverbalise.training.data.sources import load_relations
 from sgverbalise.training.data.streams import as_tensors, draw, inline_small, plan_streams, stream_seed
 from sgverbalise.training.data.tokenizer import TextEncoder, encode_texts, load_tokenizer, shard_texts, train_tokenizer
 from sgverbalise.training.data.transforms import Crop, crop_box, draft_scale, to_image, to_pixels
-from sgverbalise.training.data.webshards import write_web_shards
 
 SIZE = 96  # side of the synthetic scenes
 RES = 64  # side of the transformed images

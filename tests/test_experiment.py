@@ -14,10 +14,11 @@ pytest.importorskip("torch")
 
 from sgverbalise.shards import read_shard  # noqa: E402
 from sgverbalise.synth import COLOURS, PREDICATES, SHAPES, make_scene, relation_between  # noqa: E402
+from sgverbalise.synth.web import write_web_shards  # noqa: E402
 from sgverbalise.training.config import load_config  # noqa: E402
 from sgverbalise.training.eval.benchmarks import read_suite  # noqa: E402
 from sgverbalise.training.eval.runner import EvalConfig, check_suite  # noqa: E402
-from sgverbalise.training.experiment.corpus import heldout_image_keys, object_pairs, write_web_shards  # noqa: E402
+from sgverbalise.training.experiment.corpus import WEB_STYLE, heldout_image_keys, object_pairs  # noqa: E402
 from sgverbalise.training.experiment.heldout import (  # noqa: E402
     HELDOUT_LABELS,
     HELDOUT_PAIRS,
@@ -82,9 +83,10 @@ def test_object_pairs_read_both_ways_of_naming():
 
 
 def test_web_shards_have_no_heldout_pair_and_are_deterministic(tmp_path: Path):
-    a = write_web_shards(tmp_path / "a", 40, seed=1, samples_per_shard=16, image_size=64, relation_rate=0.3)
-    write_web_shards(tmp_path / "b", 40, seed=1, samples_per_shard=16, image_size=64, relation_rate=0.3)
-    assert a == {"samples": 40, "shards": 3}
+    kw = {"seed": 1, "samples_per_shard": 16, "image_size": 64, "relation_rate": 0.3, "style": WEB_STYLE}
+    a = write_web_shards(tmp_path / "a", 40, **kw)
+    write_web_shards(tmp_path / "b", 40, **kw)
+    assert a["samples"] == 40 and [s["samples"] for s in a["shards"]] == [16, 16, 8]
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == ["00000.parquet", "00000.tar", "00001.parquet", "00001.tar", "00002.parquet", "00002.tar"]
     for name in names:

@@ -17,10 +17,10 @@ import yaml
 torch = pytest.importorskip("torch")
 
 from sgverbalise.cli.main import main as sgv_main  # noqa: E402
+from sgverbalise.synth.web import write_web_shards  # noqa: E402
 from sgverbalise.training import checkpoint as ckpt  # noqa: E402
 from sgverbalise.training.config import ConfigError, RunConfig, TrainConfig, load_config  # noqa: E402
 from sgverbalise.training.data.tokenizer import load_tokenizer, shard_texts, train_tokenizer  # noqa: E402
-from sgverbalise.training.data.webshards import write_web_shards  # noqa: E402
 from sgverbalise.training.evaluate_mrc import evaluate_mrc  # noqa: E402
 from sgverbalise.training.loop import TrainState, align_model_config, train  # noqa: E402
 from sgverbalise.training.models import PRESETS, RelationVLM, build_model  # noqa: E402

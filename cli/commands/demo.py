@@ -64,9 +64,9 @@ TINY_CONFIG = "tiny-realbef.yaml"
 def train_tiny(out: Path, shards: Path, steps: int, seed: int) -> None:
     """A tiny REALBEF trained for ``steps`` steps on the shards and a generated web shard; prints losses."""
     from sgverbalise.configs import config_path
+    from sgverbalise.synth.web import write_web_shards
     from sgverbalise.training.config import load_config
     from sgverbalise.training.data.tokenizer import shard_texts, train_tokenizer
-    from sgverbalise.training.data.webshards import write_web_shards
     from sgverbalise.training.loop import train
 
     web, tokenizer, run_dir = out / "web", out / "tokenizer", out / "train"

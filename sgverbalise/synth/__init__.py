@@ -4,6 +4,8 @@
 * ``render``: scenes drawn with Pillow (``render_scene``) and encoded as JPEG (``jpeg_bytes``, ``save_jpeg``).
 * ``vocabulary`` and ``graphs``: VG and GQA image entries of scenes, or of random VG-like graphs.
 * ``corpus``: ``synthesize``, a corpus in the real VG and GQA on-disk formats (``sgv synth``).
+* ``web``: ``write_web_shards``, image-text shards in img2dataset's format. Import it from
+  ``sgverbalise.synth.web``: it loads pyarrow and fsspec, which the rest does not need.
 """
 
 from .corpus import LAYOUTS, synthesize

@@ -30,8 +30,8 @@ from pathlib import Path
 import orjson
 
 from sgverbalise.synth import Scene, render_scene, save_jpeg
+from sgverbalise.synth.web import name_list
 
-from .corpus import name_list
 from .heldout import HELDOUT_LABELS, OPPOSITE, false_variant, heldout_objects, probe_relation
 
 PROBE_FILES = ("vsr/random/dev.jsonl", "vsr/random/test.jsonl", "valse/relations.json",
