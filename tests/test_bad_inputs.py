@@ -1,4 +1,4 @@
-"""A generated corpus of broken inputs (sgverbalise.badinputs): the job finishes, every bad element is a reject
+"""A generated corpus of broken inputs (tests/badinputs.py): the job finishes, every bad element is a reject
 with its reason, every good element is a sample, and the counts add up. (The readers' property tests on
 arbitrary JSON shapes are in tests/test_readers.py.)"""
 
@@ -8,9 +8,9 @@ import json
 from collections import Counter
 
 import pytest
+from badinputs import bomb_jpeg, write_bad_corpus
 from helpers import check_output, files_sha
 
-from sgverbalise.badinputs import bomb_jpeg, write_bad_corpus
 from sgverbalise.images import ImageConfig, ImageError, prepare_image
 from sgverbalise.pipelines.build_shards import run
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from badinputs import write_bad_corpus
 from helpers import check_output, files_sha
 
-from sgverbalise.badinputs import write_bad_corpus
 from sgverbalise.pipelines.build_shards import run as build_shards
 from sgverbalise.pipelines.ingest import IncompleteIngestError, read_records
 from sgverbalise.pipelines.ingest import run as ingest

@@ -14,11 +14,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from badinputs import bomb_jpeg, jpeg
 from helpers import REPO, check_output
 from PIL import Image
 from s3 import ENV, s3_server  # noqa: F401  (the fixture)
 
-from sgverbalise.badinputs import bomb_jpeg, jpeg
 from sgverbalise.cli.main import COMMANDS
 from sgverbalise.cli.main import main as sgv_main
 from sgverbalise.shards import ShardError, read_shard, write_shard

@@ -27,7 +27,7 @@ def test_wheel_has_one_import_root_and_ships_configs(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     roots = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert roots == {"sgverbalise"}
-    for needed in ("sgverbalise/pipelines/build_shards.py", "sgverbalise/training/loop.py",
+    for needed in ("sgverbalise/pipelines/build_shards.py", "sgverbalise/training/loop.py", "sgverbalise/synth/web.py",
                    "sgverbalise/schemas/sample.schema.json", "sgverbalise/cli/main.py",
                    "sgverbalise/configs/tiny-realbef.yaml", "sgverbalise/configs/experiment/albef.yaml"):
         assert needed in names
