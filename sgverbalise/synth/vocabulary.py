@@ -63,7 +63,7 @@ GQA_PREDICATES = (
     ("sitting on", 1), ("on top of", 1),
 )
 VG_IMAGE_SIZES = ((800, 600), (800, 600), (640, 480), (500, 333), (800, 533), (500, 375), (1024, 768),
-                   (600, 800), (333, 500))
+                  (600, 800), (333, 500))
 GQA_LOCATIONS = ("outdoors", "indoors")
 GQA_WEATHERS = ("cloudy", "sunny", "clear", "overcast")
 
