@@ -3,7 +3,6 @@ working from a folder outside the checkout."""
 
 from __future__ import annotations
 
-import site
 import subprocess
 import sys
 import zipfile
@@ -41,7 +40,8 @@ def test_installed_wheel_runs_the_demo_outside_the_checkout(wheel, tmp_path):
     python = venv / "bin" / "python"
     # the dependencies already installed here (torch, Beam, ...) are reused; the project comes from the wheel only
     packages = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    (packages / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    deps = [p for p in sys.path if p.endswith("site-packages")]  # this interpreter's, including any it chains to
+    (packages / "deps.pth").write_text("\n".join(deps) + "\n")
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
                    check=True, capture_output=True)
     away = tmp_path / "elsewhere"
