@@ -1,12 +1,29 @@
-"""The ``sgv`` command line: one subcommand per module, imported only when it runs."""
+"""The ``sgv`` command line: one subcommand per module, imported only when it runs.
+
+A user error (bad option, missing input, bad config) is one line on stderr and exit status 2; with ``-v`` its
+traceback is logged too. Any other exception is a bug and shows its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import logging
 import signal
 import sys
+from importlib import metadata
+
+from sgverbalise.errors import InputError
+from sgverbalise.tools import ToolError
+from sgverbalise.tools.common import error
+
+log = logging.getLogger(__name__)
+DESCRIPTION = (
+    "sgverbalise: Visual Genome and GQA scene graphs to WebDataset shards with verbalised scene graphs (VSG) and "
+    "relation triplets (MRC), shard tools, and the training and zero-shot evaluation of relation-aware "
+    "vision-language models. 'sgv COMMAND --help' describes each command."
+)
 
 # name -> (module, one-line help). A module defines ``add_arguments(parser)`` and ``run(args, extra) -> int``;
 # ``extra`` holds the arguments the subcommand did not know (Beam pipeline options, for build-shards).
@@ -32,16 +49,55 @@ COMMANDS: dict[str, tuple[str, str]] = {
 PASS_THROUGH = {"ingest", "build-shards", "demo"}
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (the usage is in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default, unless it has none worth showing or its help already says it."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        default = action.default
+        shown = action.option_strings and not (default is None or default is False or default == []
+                                               or default == argparse.SUPPRESS)
+        if shown and "default" not in (action.help or ""):
+            action = copy.copy(action)
+            action.help = f"{action.help} (default: %(default)s)" if action.help else "default: %(default)s"
+        return super()._format_action(action)
+
+
+def version() -> str:
+    try:
+        return metadata.version("sgverbalise")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported (so ``sgv synth`` does not load Beam)."""
-    parser = argparse.ArgumentParser(prog="sgv", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = Parser(prog="sgv", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (also after COMMAND)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        # no abbreviations where Beam's options pass through: a Beam option must never be taken for a prefix of ours
+        cmd = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter,
+                             allow_abbrev=name not in PASS_THROUGH)
+        # SUPPRESS: not given after the command, it leaves the value of -v before it
+        cmd.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
         if name == command:
             importlib.import_module(module).add_arguments(cmd)
     return parser
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that are user errors: ours, and training's ConfigError once its module is loaded (it cannot
+    have been raised before; importing it would load torch for every command)."""
+    config = sys.modules.get("sgverbalise.training.config")
+    return (InputError, ToolError) + ((config.ConfigError,) if config else ())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +114,16 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `sgv show ... | head` ends quietly
     if not args.verbose:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
-    module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.run(args, extra) or 0)
+    try:
+        if args.command in PASS_THROUGH:  # checked before the command does any work (demo writes a corpus first)
+            from sgverbalise.pipelines.options import parse_beam_args
+
+            parse_beam_args(extra)
+        module = importlib.import_module(COMMANDS[args.command][0])
+        return int(module.run(args, extra) or 0)
+    except user_errors() as exc:
+        log.debug("the user error's traceback:", exc_info=True)
+        return error(args.command, " ".join(str(exc).split()))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import apache_beam as beam
 
 from sgverbalise.normalise import NormaliseConfig
 from sgverbalise.pipelines import options as opts
+from sgverbalise.pipelines import preflight
 from sgverbalise.pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, input_fingerprints, summarise
 from sgverbalise.pipelines.ingest import ReadIngested
 from sgverbalise.pipelines.local_runner import new_pipeline
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_config(cfg: opts.BuildConfig, beam_argv: list[str]) -> dict:
     """Runs the job for ``cfg`` with Beam options ``beam_argv``; returns the manifest that was written."""
+    preflight.check_job(cfg, beam_argv)  # InputError on a missing input, an output that is a file, ...
     fs, root = url_fs(cfg.out)
     manifest_path = f"{root}/{MANIFEST}"
     if fs.exists(manifest_path):

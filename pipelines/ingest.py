@@ -24,7 +24,9 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sgverbalise.errors import InputError
 from sgverbalise.pipelines import options as opts
+from sgverbalise.pipelines import preflight
 from sgverbalise.pipelines.finalise import INGEST_MANIFEST, WriteRejectsFn, dumps, input_fingerprints, remove_stale
 from sgverbalise.pipelines.local_runner import new_pipeline
 from sgverbalise.pipelines.transforms import ReadSceneGraphs, shard_plan
@@ -139,10 +141,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_ingest(args: argparse.Namespace, beam_argv: list[str]) -> dict:
     """Runs the ingest job; returns the manifest it wrote."""
     if not args.vg and not args.gqa:
-        raise SystemExit("ingest: give --vg and/or --gqa")
-    if args.records_per_file < 1:
-        raise SystemExit("ingest: --records-per-file must be at least 1")
+        raise InputError("give --vg and/or --gqa")
+    opts.check_ranges(args, {"--records-per-file": (1, None), "--limit": (1, None)})
     cfg = opts.BuildConfig(out=args.out.rstrip("/"), vg=args.vg, gqa=tuple(args.gqa), limit=args.limit)
+    preflight.check_job(cfg, beam_argv)
     fs, root = url_fs(cfg.out)
     if fs.exists(f"{root}/{INGEST_MANIFEST}"):
         fs.rm(f"{root}/{INGEST_MANIFEST}")  # marks a complete run: none until this run completes
@@ -164,10 +166,10 @@ def load_manifest(records: str) -> dict:
     try:
         manifest = json.loads(read_bytes(join(records, INGEST_MANIFEST)))
     except FileNotFoundError:
-        raise SystemExit(f"no {INGEST_MANIFEST} under {redact(records)}: run sgv ingest first "
+        raise InputError(f"no {INGEST_MANIFEST} under {redact(records)}: run sgv ingest first "
                          "(or it did not finish)") from None
     if manifest.get("kind") != "sgverbalise-records":
-        raise SystemExit(f"{redact(records)}/{INGEST_MANIFEST} is not a records manifest")
+        raise InputError(f"{redact(records)}/{INGEST_MANIFEST} is not a records manifest")
     return manifest
 
 

@@ -65,7 +65,9 @@ def direct_runner(options: PipelineOptions) -> PipelineRunner | None:
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    # only the options set: a default True of a store_false flag (pipeline_type_check) reaches the workers as
+    # --pipeline_type_check, which no parser knows, and each worker warns that it discards it
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options(drop_default=True))
     info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
     return fn_runner.FnApiRunner(provision_info=info)
 

@@ -1,16 +1,19 @@
-"""Command-line options of the shard job and the typed config they become; unknown arguments go to Beam."""
+"""Command-line options of the shard job and the typed config they become; the other arguments must be Beam's
+own options (known from Beam's ``PipelineOptions`` classes), so a misspelt option of ours is an error, not lost."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass, field
 
+from sgverbalise.errors import InputError
 from sgverbalise.images import ImageConfig
 from sgverbalise.storage import absolute
 from sgverbalise.verbalise import VSGConfig
 
 # DirectRunner's multi_threading mode was seen to lose elements on apache-beam 2.77: refuse it.
-REFUSED_BEAM_ARGS = {"--direct_running_mode=multi_threading": "multi_threading loses elements; use multi_processing"}
+# (option dest, value) -> why; checked on Beam's own reading of the arguments, so both --opt=value and --opt value
+REFUSED_BEAM_ARGS = {("direct_running_mode", "multi_threading"): "multi_threading loses elements; use multi_processing"}
 DEFAULT_BEAM_ARGS = [
     "--runner=DirectRunner",
     "--direct_running_mode=multi_processing",
@@ -102,10 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    """The job's config of parsed arguments; InputError names a missing input choice or a value out of range."""
     if not args.vg and not args.gqa and not args.records:
-        raise SystemExit("build-shards: give --vg and/or --gqa, or --records")
+        raise InputError("give --vg and/or --gqa, or --records")
     if args.records and (args.vg or args.gqa or args.limit):
-        raise SystemExit("build-shards: --records replaces --vg, --gqa and --limit (give those to sgv ingest)")
+        raise InputError("--records replaces --vg, --gqa and --limit (give those to sgv ingest)")
+    check_ranges(args, RANGES)
     return BuildConfig(
         out=args.out.rstrip("/"),
         vg=args.vg,
@@ -131,6 +136,24 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
     )
 
 
+# option -> (least value, greatest value or None); an option left unset (None) is not checked
+RANGES = {
+    "--limit": (1, None), "--vocab-top-k": (1, None), "--vocab-min-count": (1, None), "--vsg-k": (1, None),
+    "--vsg-captions": (1, None), "--vsg-attributes": (0, None), "--max-image-side": (1, None),
+    "--jpeg-quality": (1, 100), "--max-image-pixels": (1, None), "--val-fraction": (0.0, 1.0),
+    "--samples-per-shard": (1, None), "--max-shard-bytes": (0, None),
+}
+
+
+def check_ranges(args: argparse.Namespace, ranges: dict[str, tuple]) -> None:
+    """InputError naming the first option of ``ranges`` whose value lies outside its bounds."""
+    for option, (low, high) in ranges.items():
+        value = getattr(args, option.lstrip("-").replace("-", "_"))
+        if value is not None and (value < low or (high is not None and value > high)):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise InputError(f"{option} must be {bounds}, got {value}")
+
+
 def _record_sources(records: str) -> tuple[str, ...]:
     from sgverbalise.pipelines.ingest import load_manifest
 
@@ -138,27 +161,37 @@ def _record_sources(records: str) -> tuple[str, ...]:
     return (("vg",) if config.get("vg") else ()) + (("gqa",) if config.get("gqa") else ())
 
 
-def _joined_runner(args: list[str]) -> list[str]:
-    """``--runner X`` as ``--runner=X``, so the runner can be read off one argument."""
-    out, i = [], 0
-    while i < len(args):
-        if args[i] == "--runner" and i + 1 < len(args):
-            out.append(f"--runner={args[i + 1]}")
-            i += 2
-        else:
-            out.append(args[i])
-            i += 1
-    return out
+def beam_parser() -> argparse.ArgumentParser:
+    """Beam's own options, as Beam parses them: every loaded ``PipelineOptions`` subclass adds its arguments."""
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    class Parser(_BeamArgumentParser):
+        def error(self, message: str):  # argparse would print usage and exit
+            raise InputError(message)
+
+    parser = Parser(allow_abbrev=False, add_help=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():  # as PipelineOptions collects them
+        cls._add_argparse_args(parser)
+    return parser
+
+
+def parse_beam_args(extra: list[str]) -> argparse.Namespace:
+    """Beam's reading of ``extra`` (``--opt=value`` or ``--opt value``); InputError for an argument that is no Beam
+    option (a misspelt option of ours, a stray value), a bad value of one, or a refused one."""
+    known, unknown = beam_parser().parse_known_args(extra)
+    if unknown:
+        raise InputError(f"unrecognized arguments: {' '.join(unknown)}")
+    for (dest, value), reason in REFUSED_BEAM_ARGS.items():
+        if getattr(known, dest, None) == value:
+            raise InputError(f"--{dest}={value} is refused: {reason}")
+    return known
 
 
 def beam_args(extra: list[str]) -> list[str]:
-    """Beam pipeline options: the user's, on top of DirectRunner in multi_processing mode with 2 workers."""
-    for arg in extra:
-        if arg in REFUSED_BEAM_ARGS:
-            raise SystemExit(f"build-shards: {arg} is refused: {REFUSED_BEAM_ARGS[arg]}")
-    extra = _joined_runner(extra)
+    """Beam pipeline options: the user's (checked by ``parse_beam_args``), on top of DirectRunner in
+    multi_processing mode with 2 workers."""
+    runner = parse_beam_args(extra).runner or "DirectRunner"
     given = {a.split("=", 1)[0] for a in extra if a.startswith("--")}
-    runner = next((a.split("=", 1)[1] for a in extra if a.startswith("--runner=")), "DirectRunner")
     defaults = [a for a in DEFAULT_BEAM_ARGS if a.split("=", 1)[0] not in given]
     if runner not in ("DirectRunner", "direct"):
         defaults = [a for a in defaults if a.startswith("--default_sdk")]

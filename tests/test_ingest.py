@@ -11,6 +11,7 @@ import pytest
 from badinputs import write_bad_corpus
 from helpers import check_output, files_sha
 
+from sgverbalise.errors import InputError
 from sgverbalise.pipelines.build_shards import run as build_shards
 from sgverbalise.pipelines.ingest import IncompleteIngestError, read_records
 from sgverbalise.pipelines.ingest import run as ingest
@@ -82,11 +83,11 @@ def test_a_changed_records_file_fails_the_shard_job(tmp_path):
 
 
 def test_records_need_a_finished_ingest_and_replace_the_json_inputs(tmp_path):
-    with pytest.raises(SystemExit, match="run sgv ingest first"):
+    with pytest.raises(InputError, match="run sgv ingest first"):
         build_shards(["--records", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")])
-    with pytest.raises(SystemExit, match="replaces --vg"):
+    with pytest.raises(InputError, match="replaces --vg"):
         build_shards(["--records", str(tmp_path / "nothing"), "--vg", str(tmp_path), "--out", str(tmp_path / "o")])
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "ingest.json").write_text(json.dumps({"kind": "manifest"}))
-    with pytest.raises(SystemExit, match="not a records manifest"):
+    with pytest.raises(InputError, match="not a records manifest"):
         build_shards(["--records", str(tmp_path / "fake"), "--out", str(tmp_path / "out")])

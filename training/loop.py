@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -321,7 +322,8 @@ def _summary_writer(folder: Path) -> Any:
 def _progress(cfg: RunConfig, start: int, main: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=cfg.train.steps, initial=start, disable=not (main and cfg.train.progress), unit="step")
+    shown = main and cfg.train.progress and sys.stderr.isatty()  # no carriage returns in a log file
+    return tqdm(total=cfg.train.steps, initial=start, disable=not shown, unit="step")
 
 
 # ------------------------------------------------------------------------------------------------ steps

@@ -1,4 +1,4 @@
-"""``sgv build-shards``: the Beam job (pipelines/build_shards.py); unknown arguments are Beam options."""
+"""``sgv build-shards``: the Beam job (pipelines/build_shards.py); other arguments must be Beam options."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add(parser)
     parser.epilog = (
-        "Any other --option is passed to Beam (e.g. --runner=PortableRunner, --direct_num_workers=2). The default, "
+        "Any other --option must be one of Beam's pipeline options and is passed to Beam (e.g. "
+        "--runner=PortableRunner, --direct_num_workers 2); anything else is an error. The default, "
         "DirectRunner, is Beam's Python engine in multi_processing mode with 2 workers (never Prism: "
         "--runner=PrismRunner for that)."
     )

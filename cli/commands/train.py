@@ -10,6 +10,9 @@ import argparse
 import json
 import logging
 import os
+from pathlib import Path
+
+from sgverbalise.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Load the config, train, print a summary as JSON (rank 0)."""
     # torch is imported only when this command runs
+    import yaml
+
     from sgverbalise.training.config import load_config
     from sgverbalise.training.loop import train
 
@@ -41,7 +46,12 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         overrides.append(f"train.out={args.out}")
     if args.resume:
         overrides.append("train.resume=true")
-    cfg = load_config(args.config, overrides)
+    if args.config and not Path(args.config).is_file():
+        raise InputError(f"--config {args.config}: no such file")
+    try:
+        cfg = load_config(args.config, overrides)
+    except yaml.YAMLError as exc:
+        raise InputError(f"--config {args.config} is not valid YAML: {exc}") from exc
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0

@@ -6,7 +6,9 @@ import argparse
 import itertools
 import json
 
+from sgverbalise.errors import InputError
 from sgverbalise.normalise import NormaliseConfig, Normaliser
+from sgverbalise.pipelines.preflight import check_inputs
 from sgverbalise.readers import iter_gqa, iter_vg
 from sgverbalise.triplets import extract
 from sgverbalise.verbalise import VSGConfig, verbalise
@@ -27,10 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     if bool(args.vg) == bool(args.gqa):
-        raise SystemExit("verbalise: give exactly one of --vg or --gqa")
+        raise InputError("give exactly one of --vg or --gqa")
+    check_inputs([("--vg", args.vg), ("--gqa", args.gqa)])
     records = iter_vg(args.vg, limit=args.limit) if args.vg else iter_gqa(args.gqa, limit=args.limit)
     normaliser = Normaliser(NormaliseConfig(lemmatize=args.lemmatize))
-    cfg = VSGConfig(k=args.k, captions=args.captions, sort=args.sort, attributes=args.attributes, seed=args.seed)
+    try:
+        cfg = VSGConfig(k=args.k, captions=args.captions, sort=args.sort, attributes=args.attributes, seed=args.seed)
+    except ValueError as exc:  # --k or --captions below 1, --attributes below 0
+        raise InputError(str(exc)) from exc
     for record, rejects in itertools.islice(records, args.limit):
         if record is None:
             print(f"# rejected: {rejects[0]['reason']}: {rejects[0]['detail']}")

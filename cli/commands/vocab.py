@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from sgverbalise.normalise import NormaliseConfig, Normaliser
+from sgverbalise.pipelines.preflight import check_inputs
 from sgverbalise.rejects import count_by_reason
 from sgverbalise.vocab import MODES, RelationVocab, count_predicates, vocabulary_sources
 
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if not args.vg and not args.gqa:
         print("sgv vocab: give --vg and/or --gqa", file=sys.stderr)
         return 2
+    check_inputs([("--vg", args.vg), *(("--gqa", url) for url in args.gqa),
+                  ("--relation-aliases", args.relation_aliases), ("--object-aliases", args.object_aliases)])
     given = (["gqa"] if args.gqa else []) + (["vg"] if args.vg else [])
     try:
         sources = vocabulary_sources(args.sources, args.mode, given)

@@ -9,6 +9,7 @@ missing or unreadable are counted in ``counts`` and left out; they never stop a 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -142,7 +143,7 @@ class PairScorer:
             bar.update(len(pending))
             pending.clear()
 
-        with tqdm(total=len(pairs), desc=desc or mode, disable=not self.progress, leave=False) as bar:
+        with tqdm(total=len(pairs), desc=desc or mode, disable=hidden(self.progress), leave=False) as bar:
             for path in sorted(by_image):
                 image = self.store.load(path)
                 if image is None:
@@ -270,8 +271,13 @@ def _eval_winoground(ctx: _Context) -> dict:
     return {"score": modes[0], "metrics": out, **info}
 
 
+def hidden(progress: bool) -> bool:
+    """tqdm's ``disable``: bars only when asked for and stderr is a terminal (no carriage returns in log files)."""
+    return not (progress and sys.stderr.isatty())
+
+
 def _load_images(ctx: _Context, paths: list[str], desc: str) -> Iterable[tuple[int, object]]:
-    for i, path in enumerate(tqdm(paths, desc=desc, disable=not ctx.cfg.progress, leave=False)):
+    for i, path in enumerate(tqdm(paths, desc=desc, disable=hidden(ctx.cfg.progress), leave=False)):
         yield i, ctx.store.load(path)
 
 
