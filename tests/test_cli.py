@@ -194,8 +194,8 @@ def test_training_writes_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path)
     """A tiny ``sgv train`` with progress on (the config's default) and stderr a pipe: no carriage returns."""
     pytest.importorskip("torch")
     from sgverbalise.pipelines.build_shards import run
+    from sgverbalise.synth.web import write_web_shards
     from sgverbalise.training.data.tokenizer import shard_texts, train_tokenizer
-    from sgverbalise.training.data.webshards import write_web_shards
 
     corpus, sg, web, tok = (tmp_path / n for n in ("corpus", "sg", "web", "tok"))
     synthesize(str(corpus), 16, seed=0, with_images=True, image_size=32)
