@@ -18,7 +18,7 @@ from sgverbalise.pipelines import options as opts
 from sgverbalise.pipelines import preflight
 from sgverbalise.pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, input_fingerprints, summarise
 from sgverbalise.pipelines.ingest import ReadIngested
-from sgverbalise.pipelines.local_runner import new_pipeline
+from sgverbalise.pipelines.local_runner import local_runner_patches, new_pipeline
 from sgverbalise.pipelines.transforms import (
     REJECTS,
     STATS,
@@ -98,8 +98,9 @@ def run_config(cfg: opts.BuildConfig, beam_argv: list[str]) -> dict:
     pipeline = new_pipeline(beam_argv)
     log.info("build-shards: %s -> %s", [redact(u) for u in [cfg.vg, *cfg.gqa] if u], redact(cfg.out))
     build_pipeline(pipeline, cfg)
-    result = pipeline.run()
-    result.wait_until_finish()
+    with local_runner_patches(pipeline):
+        result = pipeline.run()
+        result.wait_until_finish()
     log.info("counters: %s", counters(result))
     with fs.open(manifest_path, "rb") as f:
         manifest = json.load(f)

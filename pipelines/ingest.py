@@ -28,7 +28,7 @@ from sgverbalise.errors import InputError
 from sgverbalise.pipelines import options as opts
 from sgverbalise.pipelines import preflight
 from sgverbalise.pipelines.finalise import INGEST_MANIFEST, WriteRejectsFn, dumps, input_fingerprints, remove_stale
-from sgverbalise.pipelines.local_runner import new_pipeline
+from sgverbalise.pipelines.local_runner import local_runner_patches, new_pipeline
 from sgverbalise.pipelines.transforms import ReadSceneGraphs, shard_plan
 from sgverbalise.sample import sample_key
 from sgverbalise.schemas import SCHEMA_VERSION
@@ -150,7 +150,8 @@ def run_ingest(args: argparse.Namespace, beam_argv: list[str]) -> dict:
         fs.rm(f"{root}/{INGEST_MANIFEST}")  # marks a complete run: none until this run completes
     pipeline = new_pipeline(beam_argv)
     build_ingest(pipeline, cfg, args.records_per_file)
-    pipeline.run().wait_until_finish()
+    with local_runner_patches(pipeline):
+        pipeline.run().wait_until_finish()
     manifest = load_manifest(cfg.out)
     log.info("ingest done: %d records in %d files", sum(f["rows"] for f in manifest["files"]), len(manifest["files"]))
     return manifest

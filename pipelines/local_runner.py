@@ -1,49 +1,19 @@
-"""Beam's local runner as the jobs use it: which engine DirectRunner means, a guard against its element loss, an
-even split of each stage's input over its workers, and that input sent in chunks. ``new_pipeline`` applies them
-all.
+"""DirectRunner as the jobs use it, and patches to Beam's local engine while a job runs on it.
 
-DirectRunner, as Beam (2.6x and later) resolves it, first tries Prism, a Go runner it downloads from GitHub on
-first use, and falls back to its Python engine (the FnApiRunner) when that fails. The jobs' default, and
-``--runner=DirectRunner``, mean the Python engine: ``direct_runner`` builds it as DirectRunner's fallback does,
-so ``--direct_running_mode=multi_processing`` and ``--direct_num_workers`` apply, the guard below holds, and a
-machine without access to GitHub neither waits for a download nor runs a different engine from one that has
-it. Prism stays available with ``--runner=PrismRunner``.
-
-The guard: the local runner (DirectRunner, and PortableRunner with an embedded job server) runs in this process.
-
-The local runner streams each bundle's input to its SDK workers through an output stream that a timer thread
-flushes every second (``worker_handlers.DATA_BUFFER_TIME_LIMIT_MS``). That flush takes the buffer, hands it to
-the send queue (which may block while the queue is full) and then clears the buffer; bytes the runner's main
-thread wrote in between are cleared with it. Whole chunks of encoded elements vanish and the pipeline still
-succeeds. It shows when a stage's input is large (the shard job lost records and shard samples at 108k
-images) and, with the flush every millisecond, on 100 MB (``python -m bench.runner_race``).
-
-With the time-based flush off, each bundle's input is sent when it is complete, from one thread. Remote runners
-(Dataflow, Flink, Spark) do not run this code and are not affected by the guard.
-
-The split: the local runner keeps a stage's input as the chunks its workers sent it (up to 10 MB each) and deals
-them to the next stage's workers round-robin. With few chunks of unequal size that is uneven, and it depends on the
-order in which the chunks arrived: the shard job's records (six chunks for 20,000 images) went 31 MB to one worker
-and 14 MB to the other in about half the runs, and its sample stage then took 11-13 s instead of 8-10 s.
-``balance_stage_inputs`` deals the chunks by size instead, each to the worker with the fewest bytes so far (the
-same chunks, whole and in order; only who gets which changes), so the split is even whatever the arrival order.
-
-The chunks: the local runner writes a worker's whole share of a stage input into one output stream and sends it
-as one data message when the stream is closed, and a grouping's output is one encoded block per worker. Building,
-measuring and serialising one message of hundreds of MB kept the runner's single process busy: at 108k images
-the shard job's grouping and writing steps spent 19 and 16 s of the runner's CPU, most of their wall time, and
-its memory peaked at 8.4 GB while it handed the shard groups over. ``send_inputs_in_chunks`` sends each chunk
-as its own message, and cuts a grouping's output between elements into chunks of about 8 MB first (the same
-elements, in the same order, to the same worker). The runner sends a bundle's whole input before it asks the
-worker to process the bundle, through send queues of 100 MB: in chunks, a larger input would wait for a worker
-not yet asked to read it (the 108k-image job hung), so a thread of its own sends the input while the bundle
-starts, and the bundle's end waits for it. The workers' own sending is untouched: it already flushes every 10 MB.
+``direct_runner`` makes ``--runner=DirectRunner`` (the default) mean Beam's Python engine, the FnApiRunner, never
+Prism. ``local_runner_patches`` wraps a run: on that engine, and with the apache-beam release they were tested on
+(``BEAM_TESTED``, the pin in pyproject.toml), it puts in place a guard against the engine's element loss, an even
+split of each stage's input over its workers, and that input sent in chunks; it takes them out again when the run
+ends, however it ends. Other runners, and other Beam releases (one warning), run on Beam's own code. What each patch
+does and why, the test that shows it is needed, and how to re-check after a Beam upgrade: docs/runners.md.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import apache_beam as beam
@@ -54,6 +24,9 @@ from sgverbalise.pipelines.options import beam_args
 
 log = logging.getLogger(__name__)
 DIRECT_RUNNER_NAMES = ("DirectRunner", "direct")
+# The apache-beam releases the patches were tested on; pyproject.toml pins the same range (a test checks).
+BEAM_TESTED = ">=2.77,<2.78"
+PATCHES = ("flush_guard", "balanced_split", "chunked_send")
 
 
 def direct_runner(options: PipelineOptions) -> PipelineRunner | None:
@@ -72,17 +45,14 @@ def direct_runner(options: PipelineOptions) -> PipelineRunner | None:
     return fn_runner.FnApiRunner(provision_info=info)
 
 
-def disable_time_based_flush() -> bool:
-    """Turn the local runner's timed flush of worker input off; True when it was on."""
-    try:
-        from apache_beam.runners.portability.fn_api_runner import worker_handlers
-    except ImportError:  # a Beam without the local runner's worker handlers: nothing to guard
-        return False
-    if not getattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 0):
-        return False
-    log.debug("local runner: time-based flush of worker input turned off (it races with the writer)")
-    worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
-    return True
+Patch = tuple[Any, str, Any]  # (class or module, attribute, Beam's replacement while a run lasts)
+
+
+def _flush_guard() -> list[Patch]:
+    """The engine's timed flush of worker input off: it races with the runner's writer and drops what it wrote."""
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    return [(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 0)]
 
 
 def split_by_size(chunks: list[bytes], n: int) -> list[list[bytes]]:
@@ -99,16 +69,11 @@ def split_by_size(chunks: list[bytes], n: int) -> list[list[bytes]]:
     return parts
 
 
-def balance_stage_inputs() -> bool:
-    """Make the local runner deal a stage's input chunks to its workers by size; True when this changed it.
-    Beam's own split stays in use where the buffer is not the list of chunks this expects."""
-    try:
-        from apache_beam.runners.portability.fn_api_runner.execution import ListBuffer
-    except ImportError:
-        return False
+def _balanced_split() -> list[Patch]:
+    """A stage's input chunks dealt to its workers by size (``split_by_size``) instead of round-robin."""
+    from apache_beam.runners.portability.fn_api_runner.execution import ListBuffer
+
     original = ListBuffer.partition
-    if hasattr(original, "beam_original"):
-        return False
 
     def partition(self, n: int) -> list[list[bytes]]:
         chunks = getattr(self, "_inputs", None)
@@ -116,10 +81,7 @@ def balance_stage_inputs() -> bool:
             return original(self, n)  # cleared (Beam raises), or fewer chunks than workers (Beam splits elements)
         return split_by_size(chunks, n)
 
-    partition.beam_original = original  # every patch here keeps Beam's own method under this name
-    ListBuffer.partition = partition
-    log.debug("local runner: stage inputs dealt to workers by size")
-    return True
+    return [(ListBuffer, "partition", partition)]
 
 
 GROUPED_CHUNK_BYTES = 8 << 20
@@ -144,18 +106,14 @@ def element_chunks(data: bytes, coder_impl: Any, limit: int) -> list[bytes]:
     return chunks
 
 
-def send_inputs_in_chunks() -> bool:
-    """Make the local runner send each stage input to its workers as one data message per chunk (up to about
-    10 MB) instead of one message for the whole input; True when this changed it."""
-    try:
-        from apache_beam.runners.portability.fn_api_runner.execution import GroupingBuffer
-        from apache_beam.runners.portability.fn_api_runner.fn_runner import BundleManager
-    except ImportError:
-        return False
-    send_original, partition_original = BundleManager._send_input_to_worker, GroupingBuffer.partition
-    process_original = BundleManager.process_bundle
-    if hasattr(send_original, "beam_original"):
-        return False
+def _chunked_send() -> list[Patch]:
+    """Each stage input sent to its workers as one data message per chunk (a grouping's output cut into chunks of
+    about ``GROUPED_CHUNK_BYTES`` first) instead of one message for a worker's whole share, from a thread of its
+    own while the bundle starts; the bundle's end waits for that thread."""
+    from apache_beam.runners.portability.fn_api_runner.execution import GroupingBuffer
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import BundleManager
+
+    partition_original, process_original = GroupingBuffer.partition, BundleManager.process_bundle
 
     def send(self, process_bundle_id: str, read_transform_id: str, byte_streams) -> None:
         data_out = self._worker_handler.data_conn.output_stream(process_bundle_id, read_transform_id)
@@ -202,19 +160,87 @@ def send_inputs_in_chunks() -> bool:
             self.chunked = True
         return self._grouped_output
 
-    send.beam_original, partition.beam_original = send_original, partition_original
-    process_bundle.beam_original = process_original
-    BundleManager._send_input_to_worker, GroupingBuffer.partition = send, partition
-    BundleManager.process_bundle = process_bundle
-    log.debug("local runner: stage inputs sent in chunks")
-    return True
+    return [(BundleManager, "_send_input_to_worker", send), (BundleManager, "process_bundle", process_bundle),
+            (GroupingBuffer, "partition", partition)]
+
+
+_BUILDERS = {"flush_guard": _flush_guard, "balanced_split": _balanced_split, "chunked_send": _chunked_send}
+_lock = threading.Lock()
+_applied: list[tuple[Any, str, Any]] = []  # (owner, attribute, what its own __dict__ held before: Beam's own)
+_in_place: tuple[str, ...] = ()
+_users = 0
+_warned = False
+_MISSING = object()
+
+
+def beam_tested(version: str | None = None) -> bool:
+    """Whether apache-beam ``version`` (the installed one by default) is in ``BEAM_TESTED``."""
+    from packaging.specifiers import SpecifierSet
+
+    return SpecifierSet(BEAM_TESTED).contains(version or beam.__version__, prereleases=True)
+
+
+def on_local_engine(pipeline: beam.Pipeline) -> bool:
+    """Whether ``pipeline`` runs on DirectRunner's Python engine in this process (what ``direct_runner`` builds),
+    as opposed to PortableRunner, Prism, Dataflow or any other runner."""
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+
+    return isinstance(pipeline.runner, FnApiRunner)
+
+
+def _restore() -> None:
+    while _applied:
+        owner, name, saved = _applied.pop()
+        if saved is _MISSING:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, saved)
+
+
+@contextmanager
+def local_runner_patches(pipeline: beam.Pipeline, patches: tuple[str, ...] = PATCHES) -> Iterator[tuple[str, ...]]:
+    """Run ``pipeline`` inside this block: when it runs on the local engine and the installed apache-beam is in
+    ``BEAM_TESTED``, ``patches`` (by default all of ``PATCHES``) are in place until the block ends, however it ends.
+    Yields the names of the patches in place (none on another runner; none, after one warning per process, on an
+    untested Beam release). The patches change the whole process: runs that overlap share those of the first, and
+    Beam's own code is back when the last of them ends."""
+    global _users, _warned, _in_place
+    if not on_local_engine(pipeline):
+        yield ()
+        return
+    if not beam_tested():
+        if not _warned:
+            _warned = True
+            log.warning("apache-beam %s is not the release the local runner patches were tested on (%s): running "
+                        "on Beam's own code (see docs/runners.md to re-check them)", beam.__version__, BEAM_TESTED)
+        yield ()
+        return
+    with _lock:
+        if _users == 0:
+            try:
+                for name in patches:
+                    for owner, attribute, value in _BUILDERS[name]():
+                        _applied.append((owner, attribute, vars(owner).get(attribute, _MISSING)))
+                        setattr(owner, attribute, value)
+            except BaseException:
+                _restore()
+                raise
+            _in_place = tuple(patches)
+            log.debug("local runner patched for the run: %s", ", ".join(_in_place))
+        _users += 1  # a run already in progress put its patches in place: this one shares them
+        active = _in_place
+    try:
+        yield active
+    finally:
+        with _lock:
+            _users -= 1
+            if _users == 0:
+                _restore()
+                _in_place = ()
 
 
 def new_pipeline(argv: list[str]) -> beam.Pipeline:
     """A pipeline with the Beam options ``argv`` on top of the jobs' defaults (``options.beam_args``), on
-    DirectRunner's Python engine unless another runner is asked for, with the local runner guarded and balanced."""
+    DirectRunner's Python engine unless another runner is asked for. Run it inside ``local_runner_patches``."""
     options = PipelineOptions(beam_args(argv))
-    disable_time_based_flush()
-    balance_stage_inputs()
-    send_inputs_in_chunks()
     return beam.Pipeline(runner=direct_runner(options), options=options)

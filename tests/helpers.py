@@ -29,22 +29,6 @@ def job_args(corpus: str | Path, out: str | Path, *extra: str, samples_per_shard
             "--val-fraction", str(val_fraction), *extra]
 
 
-def beams_own(monkeypatch, owner: type, name: str):
-    """Put Beam's own ``owner.name`` back for the test, where ``pipelines.local_runner`` replaced it (a job run
-    earlier in this process does); returns it."""
-    method = getattr(owner, name)
-    original = getattr(method, "beam_original", method)
-    monkeypatch.setattr(owner, name, original)
-    return original
-
-
-def beams_own_split(monkeypatch):
-    """Beam's own ``ListBuffer.partition`` (round-robin by chunk) back for the test; returns it."""
-    from apache_beam.runners.portability.fn_api_runner import execution
-
-    return beams_own(monkeypatch, execution.ListBuffer, "partition")
-
-
 def files_sha(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import beams_own_split, check_output, files_sha, job_args, read_tar
+from helpers import check_output, files_sha, job_args, read_tar
 from PIL import Image
 
 from sgverbalise.pipelines.build_shards import run
@@ -53,17 +53,24 @@ def corpus(tmp_path_factory) -> Path:
 
 def test_generated_corpus_with_images(tmp_path, corpus, monkeypatch):
     from apache_beam.runners.portability import prism_runner
-    from apache_beam.runners.portability.fn_api_runner import execution, worker_handlers
+    from apache_beam.runners.portability.fn_api_runner import execution, fn_runner, worker_handlers
 
-    monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1000)  # Beam's default
-    beam_split = beams_own_split(monkeypatch)  # Beam's round-robin split
+    beams_flush, beams_split = worker_handlers.DATA_BUFFER_TIME_LIMIT_MS, execution.ListBuffer.partition
+    beams_run = fn_runner.FnApiRunner.run_pipeline
+    during_run = []  # the local runner as the job's run found it
+
+    def run_pipeline(*args):
+        during_run.append((worker_handlers.DATA_BUFFER_TIME_LIMIT_MS, execution.ListBuffer.partition is beams_split))
+        return beams_run(*args)
+
+    monkeypatch.setattr(fn_runner.FnApiRunner, "run_pipeline", run_pipeline)
     prism_tries = []  # DirectRunner would try Prism first (a download where GitHub is reachable)
     monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", lambda *a: prism_tries.append(a) or 1 / 0)
     out = tmp_path / "out"
     manifest = run(job_args(corpus, out, "--max-image-side", "64"))
-    assert worker_handlers.DATA_BUFFER_TIME_LIMIT_MS == 0  # the job turned the racy timed flush off
     assert prism_tries == []  # the default runs on DirectRunner's Python engine, whatever the network
-    assert execution.ListBuffer.partition.beam_original is beam_split  # stage inputs were dealt out by size
+    assert during_run == [(0, False)]  # with the racy timed flush off and stage inputs dealt out by size
+    assert (worker_handlers.DATA_BUFFER_TIME_LIMIT_MS, execution.ListBuffer.partition) == (beams_flush, beams_split)
     samples = check_output(out, manifest)
     assert manifest["rejects"]["image/image_missing"] == 1 and manifest["rejects"]["image/image_unreadable"] == 1
     assert manifest["totals"]["relations_in_rejected_images"] > 0
