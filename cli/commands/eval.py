@@ -1,7 +1,7 @@
 """``sgv eval``: zero-shot fine-grained evaluation (VSR, VALSE, SVO-Probes, Winoground, retrieval).
 
 ``--check`` needs no model: it reads and validates the benchmark files and reports, per suite, the examples
-found, kept after filtering and those whose image is missing. The expected layout is in docs/benchmarks.md.
+found, kept after filtering and those whose image is missing. The expected layout is in docs/evaluation.md.
 """
 
 from __future__ import annotations

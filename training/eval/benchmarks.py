@@ -1,6 +1,6 @@
 """Readers of the benchmarks in their published formats: typed examples and counts of what was found, kept.
 
-Expected layout under ``--data`` (a local folder or any fsspec URL; see docs/benchmarks.md)::
+Expected layout under ``--data`` (a local folder or any fsspec URL; see docs/evaluation.md)::
 
     vsr/random/{dev,test}.jsonl        VSR (also vsr/zeroshot/...; --vsr-split picks the folder)
     valse/*.json                       VALSE, one file per instrument (file stem = instrument name)
@@ -206,7 +206,7 @@ def _exists(url: str) -> bool:
 
 def _require(url: str, suite: str) -> str:
     if not _exists(url):
-        raise BenchmarkMissing(f"{suite}: {url} not found (see docs/benchmarks.md for the expected layout)")
+        raise BenchmarkMissing(f"{suite}: {url} not found (see docs/evaluation.md for the expected layout)")
     return url
 
 
@@ -235,7 +235,7 @@ def read_vsr(data: str, split_kind: str = "random", splits: tuple[str, ...] = ("
     urls = [join(data, "vsr", split_kind, f"{s}.jsonl") for s in splits]
     present = [(s, u) for s, u in zip(splits, urls, strict=True) if _exists(u)]
     if not present:
-        raise BenchmarkMissing(f"vsr: none of {urls} found (see docs/benchmarks.md)")
+        raise BenchmarkMissing(f"vsr: none of {urls} found (see docs/evaluation.md)")
     for split, url in present:
         out.files.append(url)
         for row in _jsonl(url):
@@ -275,7 +275,7 @@ def read_valse(data: str, min_votes: int = 2) -> Loaded:
     fs, folder = url_fs(join(data, "valse"))
     files = sorted(fs.glob(posixpath.join(folder, "*.json")))
     if not files:
-        raise BenchmarkMissing(f"valse: no *.json under {join(data, 'valse')} (see docs/benchmarks.md)")
+        raise BenchmarkMissing(f"valse: no *.json under {join(data, 'valse')} (see docs/evaluation.md)")
     for path in files:
         instrument = posixpath.splitext(posixpath.basename(path))[0]
         out.files.append(path)

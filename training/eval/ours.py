@@ -18,7 +18,7 @@ from sgverbalise.training.data.tokenizer import load_tokenizer
 from sgverbalise.training.data.transforms import ImageTransform
 from sgverbalise.training.models.vlm import RelationVLM
 
-from .scorers import MAX_TEXT_LEN, _unique, default_device
+from .scorer_base import MAX_TEXT_LEN, default_device, unique_images
 
 TOKENIZER_DIR = "tokenizer"
 
@@ -65,7 +65,7 @@ class OursScorer:
     @torch.inference_mode()
     def itm(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[float]:
         """softmax(ITM head on the fused [CLS])[match]; each distinct image is encoded once."""
-        distinct, index = _unique(images)
+        distinct, index = unique_images(images)
         image_embeds = self.model.encode_image(self._pixels(distinct))[
             torch.tensor(index, device=self.device)
         ]

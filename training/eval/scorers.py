@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-MAX_TEXT_LEN = 40
+from .scorer_base import MAX_TEXT_LEN, default_device, unique_images
 
 
 @runtime_checkable
@@ -57,25 +57,6 @@ def pair_similarity(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Te
     if image_emb.dim() == 3:
         return torch.einsum("iqd,id->iq", image_emb, text_emb.to(image_emb.dtype)).amax(dim=1)
     return (image_emb * text_emb.to(image_emb.dtype)).sum(dim=-1)
-
-
-def default_device() -> str:
-    """cuda when available, else cpu."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _unique(images: Sequence[Image.Image]) -> tuple[list[Image.Image], list[int]]:
-    """Distinct image objects and, per position, the index of its object (the same image is encoded once)."""
-    seen: dict[int, int] = {}
-    distinct: list[Image.Image] = []
-    index: list[int] = []
-    for image in images:
-        key = id(image)
-        if key not in seen:
-            seen[key] = len(distinct)
-            distinct.append(image)
-        index.append(seen[key])
-    return distinct, index
 
 
 def _features(output: object) -> torch.Tensor:
@@ -148,7 +129,7 @@ class HFBlipScorer(HFScorer):
     @torch.inference_mode()
     def itm(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[float]:
         """softmax(itm_head(fused [CLS]))[match]; each distinct image goes through the vision encoder once."""
-        distinct, index = _unique(images)
+        distinct, index = unique_images(images)
         image_embeds = self._vision(distinct)[torch.tensor(index, device=self.device)]
         image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
         fused = self.model.text_encoder(
@@ -185,7 +166,7 @@ class HFBlip2Scorer(HFScorer):
         Text is tokenised alone (no image placeholder tokens), each distinct image is encoded once.
         """
         model = self.model
-        distinct, index = _unique(images)
+        distinct, index = unique_images(images)
         image_embeds, image_atts = self._vision(distinct)
         select = torch.tensor(index, device=self.device)
         image_embeds, image_atts = image_embeds[select], image_atts[select]
