@@ -115,6 +115,22 @@ RELATION_CATEGORY = {rel: cat for cat, rels in VSR_CATEGORIES.items() for rel in
 OTHER_CATEGORY = "other"  # relations the table does not list
 
 
+# VALSE instrument (file stem) -> piece, as the VALSE paper groups them.
+VALSE_PIECES = {
+    "existence": "existence",
+    "plurals": "plurality",
+    "counting-hard": "counting",
+    "counting-small-quant": "counting",
+    "counting-adversarial": "counting",
+    "relations": "relations",
+    "action-replacement": "actions",
+    "actant-swap": "actions",
+    "coreference-standard": "coreference",
+    "coreference-hard": "coreference",
+    "foil-it": "foil-it",
+}
+
+
 def vsr_category(relation: str) -> str:
     """The VSR meta-category of a relation ("other" when the paper's table does not list it)."""
     return RELATION_CATEGORY.get(relation.strip().lower(), OTHER_CATEGORY)
@@ -131,6 +147,7 @@ class VsrExample:
     relation: str
     subj: str | None = None
     obj: str | None = None
+    index: int = 0  # line of the row among the split file's rows (0-based), its id in the score files
 
 
 @dataclass(frozen=True)
@@ -143,6 +160,11 @@ class ValseExample:
     caption: str
     foil: str
 
+    @property
+    def piece(self) -> str:
+        """The VALSE piece of the instrument (the instrument itself when unknown)."""
+        return VALSE_PIECES.get(self.instrument, self.instrument)
+
 
 @dataclass(frozen=True)
 class SvoExample:
@@ -154,6 +176,7 @@ class SvoExample:
     negated: str
     pos_triplet: str = ""
     neg_triplet: str = ""
+    index: int = 0  # row of the CSV (0-based), its id in the score files
 
 
 @dataclass(frozen=True)
@@ -166,6 +189,7 @@ class WinogroundExample:
     image_0: ImageRef
     image_1: ImageRef
     tag: str = ""
+    tags: tuple[tuple[str, str], ...] = ()  # collapsed_tag, num_main_preds, secondary_tag when present
 
 
 @dataclass(frozen=True)
@@ -238,7 +262,7 @@ def read_vsr(data: str, split_kind: str = "random", splits: tuple[str, ...] = ("
         raise BenchmarkMissing(f"vsr: none of {urls} found (see docs/evaluation.md)")
     for split, url in present:
         out.files.append(url)
-        for row in _jsonl(url):
+        for index, row in enumerate(_jsonl(url)):
             out.found += 1
             if row is None:
                 out.dropped["malformed"] += 1
@@ -258,6 +282,7 @@ def read_vsr(data: str, split_kind: str = "random", splits: tuple[str, ...] = ("
                     relation=str(relation or "").strip(),
                     subj=_text(row.get("subj")),
                     obj=_text(row.get("obj")),
+                    index=index,
                 )
             )
     return out
@@ -327,7 +352,7 @@ def read_svo(data: str) -> Loaded:
     out = Loaded("svo", [], 0, files=[url])
     with fsspec.open(url, "rb") as fh:
         reader = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8", newline=""))
-        for row in reader:
+        for index, row in enumerate(reader):
             out.found += 1
             sentence = _text(row.get("sentence"))
             pos = _svo_image(row.get("pos_image_id"), row.get("pos_url"))
@@ -345,6 +370,7 @@ def read_svo(data: str) -> Loaded:
                     negated,
                     str(row.get("pos_triplet") or ""),
                     str(row.get("neg_triplet") or ""),
+                    index,
                 )
             )
     return out
@@ -379,6 +405,11 @@ def read_winoground(data: str) -> Loaded:
                 _winoground_image(i0),
                 _winoground_image(i1),
                 str(row.get("tag") or ""),
+                tuple(
+                    (k, str(row[k]))
+                    for k in ("collapsed_tag", "num_main_preds", "secondary_tag")
+                    if row.get(k) not in (None, "")
+                ),
             )
         )
     return out

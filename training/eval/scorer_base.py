@@ -31,3 +31,21 @@ def unique_images(images: Sequence[Image.Image]) -> tuple[list[Image.Image], lis
             distinct.append(image)
         index.append(seen[key])
     return distinct, index
+
+
+class ItmFromLogits:
+    """``itm`` (p(match)) and ``itm_logit`` (the raw match logit) of a scorer that defines ``_itm_logits``."""
+
+    def _itm_logits(self, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:
+        """ITM head logits ``[N, 2]`` (no match, match) of the pairs taken position by position."""
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def itm(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[float]:
+        """softmax(ITM logits)[match]."""
+        return self._itm_logits(images, texts).softmax(dim=-1)[:, 1].tolist()
+
+    @torch.inference_mode()
+    def itm_logit(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[float]:
+        """The raw "match" logit (retrieval re-ranking)."""
+        return self._itm_logits(images, texts)[:, 1].tolist()

@@ -21,7 +21,8 @@ import orjson
 
 from sgverbalise.storage import atomic_write, join, url_fs
 
-from .runner import EvalConfig, dumps, evaluate, headline, write_results
+from .reports import dumps, headline, write_results
+from .runner import EvalConfig, evaluate
 
 log = logging.getLogger(__name__)
 
