@@ -23,7 +23,7 @@ from sgverbalise.training.eval.benchmarks import (
 from sgverbalise.training.eval.reports import headline, write_results
 from sgverbalise.training.eval.runner import EvalConfig, check_suites, evaluate
 from sgverbalise.training.eval.scorers import itc_similarity, load_scorer
-from sgverbalise.training.eval.sweep import best_per_skill, find_checkpoints, select_checkpoint
+from sgverbalise.training.eval.sweep import best_per_skill, find_checkpoints, reported_values, select_checkpoint
 
 # ---- fixture data in the published formats -----------------------------------------------------------------
 
@@ -754,14 +754,19 @@ def test_eval_cli_with_blip(hf_models, data: Path, tmp_path: Path, capsys):
 # ---- sweep -------------------------------------------------------------------------------------------------
 
 
-def test_best_and_selection_rules():
+def test_selection_uses_dev_sets_only():
     rows = [
-        {"step": 100, "a": 50.0, "coco_dev_tr1": 10.0},
-        {"step": 200, "a": 60.0, "coco_dev_tr1": 30.0},
-        {"step": 300, "a": 60.0, "coco_dev_tr1": 20.0},
+        {"step": 100, "a": 50.0, "coco_dev_tr1": 10.0, "vsr_dev": 70.0, "vsr_test": 40.0},
+        {"step": 200, "a": 60.0, "coco_dev_tr1": 30.0, "vsr_dev": 50.0, "vsr_test": 80.0},
+        {"step": 300, "a": 60.0, "coco_dev_tr1": 20.0, "vsr_dev": 60.0, "vsr_test": 90.0},
     ]
     assert best_per_skill(rows, ["a"]) == {"a": {"step": 200, "value": 60.0}}  # earliest on ties
-    assert select_checkpoint(rows) == {"by": "coco_dev_tr1", "step": 200, "value": 30.0}
+    selected = select_checkpoint(rows)
+    assert selected == {"by": "coco_dev_tr1", "step": 200, "value": 30.0}
+    reported = reported_values(rows, ["a", "vsr_test"], selected)
+    # VSR test at the best VSR dev step (100: 40.0), not at its own best (300: 90.0); others at the selection
+    assert reported["vsr_test"] == {"step": 100, "value": 40.0, "by": "vsr_dev"}
+    assert reported["a"] == {"step": 200, "value": 60.0, "by": "coco_dev_tr1"}
     assert select_checkpoint([{"step": 5}, {"step": 9}]) == {"by": "last", "step": 9, "value": None}
 
 
@@ -784,7 +789,11 @@ def test_sweep_over_checkpoints(tmp_path: Path, data: Path, capsys):
         "--json",
         "--k-test",
         "2",
+        "--bootstrap",
+        "50",
     ]
+    assert sgv([*args, "--select-by", "vsr_test"]) == 2
+    assert "not a dev-set skill" in capsys.readouterr().err
     assert sgv(args) == 0
     doc = json.loads(capsys.readouterr().out)
     out = run / "sweep"
@@ -798,14 +807,19 @@ def test_sweep_over_checkpoints(tmp_path: Path, data: Path, capsys):
         "coco_dev_tr1",
         "coco_dev_ir1",
     }
-    for skill, best in doc["best"].items():
-        assert best["value"] == max(r[skill] for r in doc["rows"])
     assert doc["selected"]["by"] == "coco_dev_tr1"
     assert doc["selected"]["value"] == max(r["coco_dev_tr1"] for r in doc["rows"])
+    by_step = {r["step"]: r for r in doc["rows"]}
+    vsr = doc["reported"]["vsr_test"]
+    assert vsr["by"] == "vsr_dev" and by_step[vsr["step"]]["vsr_dev"] == max(r["vsr_dev"] for r in doc["rows"])
+    assert doc["reported"]["winoground_group"]["step"] == doc["selected"]["step"]
+    for step, spans in doc["intervals"].items():
+        for skill, (lo, hi) in spans.items():
+            assert lo <= by_step[int(step)][skill] <= hi
     for skill in doc["skills"]:
         assert (out / "plots" / f"{skill}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "sweep.md").read_text()
-    assert "| 50 |" in table and "selected checkpoint" in table
+    assert "| 50 |" in table and "selected checkpoint" in table and "chosen by" in table
     assert (out / "step-200" / "results.json").exists()
     # a rerun reuses the per-step results
     before = (out / "step-200" / "results.json").read_bytes()
