@@ -466,6 +466,21 @@ def test_runner_metrics_with_colour_scorer(data: Path, tmp_path: Path):
     assert len(files) == 7
 
 
+def test_limit_samples_per_stratum_and_is_recorded(data: Path, tmp_path: Path):
+    from sgverbalise.training.eval.provenance import eval_meta
+
+    cfg = EvalConfig(data=str(data), suites=("valse", "coco"), limit=1, progress=False, bootstrap=0)
+    results = evaluate(ColourScorer(), cfg)
+    valse = results["valse"]
+    # one example per instrument (existence and relations), not the first example of the first file twice
+    assert valse["counts"]["evaluated"] + valse["counts"]["skipped_missing_image"] == 2
+    assert {r["instrument"] for r in valse["records"]} <= {"existence", "relations"}
+    assert results["coco"]["counts"]["images"] + results["coco"]["counts"]["skipped_missing_image"] == 1
+    meta = eval_meta(cfg, results, "colour", "ours")
+    assert meta["examples"]["limit"] == 1 and "stratified" in meta["examples"]["sample"]
+    assert sorted(Path(f).name for f in meta["data_files"]) == ["existence.json", "karpathy_test.json", "relations.json"]
+
+
 def test_missing_suite_and_image_root_override(data: Path, tmp_path: Path):
     (data / "images" / "svo").rename(tmp_path / "svo_images")
     cfg = EvalConfig(

@@ -145,3 +145,19 @@ def test_missing_source_and_no_data_exit_2(tmp_path: Path, capsys):
     assert "no score files" in capsys.readouterr().err
     assert sgv(["eval", "--checkpoint", str(tmp_path)]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_winoground_breakdown_joins_the_tags_of_examples_jsonl(tmp_path: Path, capsys):
+    root = _generated(tmp_path / "out")
+    wino = tmp_path / "bench" / "winoground" / "examples.jsonl"
+    _write(wino, [{"id": 0, "caption_0": "a", "caption_1": "b", "image_0": "x", "image_1": "y", "tag": "Noun",
+                   "secondary_tag": "Symbolic", "num_main_preds": 1, "collapsed_tag": "Object"}])
+    args = ["eval", "--from-scores", str(root), "--json", "--bootstrap", "0"]
+    assert sgv([*args, "--data", str(tmp_path / "bench")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    tags = doc["details"]["winoground"]["by_tag"]
+    assert tags["collapsed_tag"]["Object"]["group"] == 100.0 and tags["num_main_preds"]["1"]["n"] == 1
+    assert tags["secondary_tag"] == {"Symbolic": {"text": 100.0, "image": 100.0, "group": 100.0, "n": 1}}
+    assert str(wino) in doc["meta"]["score_files"]
+    assert sgv(args) == 0
+    assert "by_tag" not in json.loads(capsys.readouterr().out)["details"]["winoground"]

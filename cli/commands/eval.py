@@ -160,7 +160,7 @@ def _from_scores(args: argparse.Namespace) -> int:
     from sgverbalise.training.eval.rescore import split_source, tables_from_scores
     from sgverbalise.training.eval.tables import VSR_THRESHOLD
 
-    tables, files = tables_from_scores(args.from_scores, VSR_THRESHOLD, args.bootstrap)
+    tables, files = tables_from_scores(args.from_scores, VSR_THRESHOLD, args.bootstrap, args.data)
     source, model = split_source(args.from_scores)
     meta = scores_meta(source, files, model, VSR_THRESHOLD, args.bootstrap)
     doc = {"tables": flat(tables), "ci95": {n: t.get("ci95", {}) for n, t in tables.items()}, "meta": meta}
@@ -197,15 +197,13 @@ def _compare(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Check the data, evaluate a checkpoint, or recompute / compare tables from score files."""
-    from sgverbalise.training.eval.scorefiles import ScoreFileError
-
     try:
         if args.from_scores or args.compare:
             return _from_scores(args) if args.from_scores else _compare(args)
         if not args.data:
             raise ValueError("give --data (the benchmark folder), or --from-scores / --compare")
         cfg = config_from_args(args)
-    except (ValueError, ScoreFileError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # ScoreFileError, BenchmarkMissing among them
         print(f"sgv eval: {err}", file=sys.stderr)
         return 2
     if args.check:

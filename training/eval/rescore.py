@@ -7,6 +7,7 @@ several, as the released repository does).
 
 from __future__ import annotations
 
+from .benchmarks import read_winoground
 from .scorefiles import read_scores
 from .tables import VSR_THRESHOLD, Table, suite_tables
 from .uncertainty import BOOTSTRAP_SAMPLES, compare, table_doc
@@ -18,19 +19,35 @@ def split_source(text: str) -> tuple[str, str | None]:
     return (source, model or None) if sep and source else (text, None)
 
 
-def load_tables(text: str, vsr_threshold: float = VSR_THRESHOLD) -> tuple[dict[str, Table], list[str]]:
-    """name -> Table of every suite in the source, and the files read."""
+def with_winoground_tags(records: list[dict], data: str) -> tuple[list[dict], str]:
+    """Records with the tags of ``data``'s ``winoground/examples.jsonl`` (by id), and the file read."""
+    loaded = read_winoground(data)
+    tags = {ex.id: dict(ex.tags) for ex in loaded.examples}
+    return [tags.get(str(r["id"]), {}) | r for r in records], loaded.files[0]
+
+
+def load_tables(
+    text: str, vsr_threshold: float = VSR_THRESHOLD, data: str | None = None
+) -> tuple[dict[str, Table], list[str]]:
+    """name -> Table of every suite in the source, and the files read.
+
+    ``data``: a benchmark folder whose Winoground ``examples.jsonl`` gives the tags of the breakdown (the
+    companion study's files have none).
+    """
     source, model = split_source(text)
     records, files = read_scores(source, model)
+    if data and records.get("winoground"):
+        records["winoground"], found = with_winoground_tags(records["winoground"], data)
+        files.append(found)
     tables = {t.name: t for suite, rows in sorted(records.items()) for t in suite_tables(suite, rows, vsr_threshold)}
     return tables, files
 
 
 def tables_from_scores(
-    text: str, vsr_threshold: float = VSR_THRESHOLD, bootstrap: int = BOOTSTRAP_SAMPLES
+    text: str, vsr_threshold: float = VSR_THRESHOLD, bootstrap: int = BOOTSTRAP_SAMPLES, data: str | None = None
 ) -> tuple[dict[str, dict], list[str]]:
     """name -> table document (figures, intervals, details) recomputed from the source, and the files read."""
-    tables, files = load_tables(text, vsr_threshold)
+    tables, files = load_tables(text, vsr_threshold, data)
     return {name: table_doc(t, bootstrap) for name, t in tables.items()}, files
 
 
