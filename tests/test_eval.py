@@ -478,7 +478,8 @@ def test_limit_samples_per_stratum_and_is_recorded(data: Path, tmp_path: Path):
     assert results["coco"]["counts"]["images"] + results["coco"]["counts"]["skipped_missing_image"] == 1
     meta = eval_meta(cfg, results, "colour", "ours")
     assert meta["examples"]["limit"] == 1 and "stratified" in meta["examples"]["sample"]
-    assert sorted(Path(f).name for f in meta["data_files"]) == ["existence.json", "karpathy_test.json", "relations.json"]
+    names = sorted(Path(f).name for f in meta["data_files"])
+    assert names == ["existence.json", "karpathy_test.json", "relations.json"]
 
 
 def test_missing_suite_and_image_root_override(data: Path, tmp_path: Path):
