@@ -480,6 +480,8 @@ def test_limit_samples_per_stratum_and_is_recorded(data: Path, tmp_path: Path):
     assert meta["examples"]["limit"] == 1 and "stratified" in meta["examples"]["sample"]
     names = sorted(Path(f).name for f in meta["data_files"])
     assert names == ["existence.json", "karpathy_test.json", "relations.json"]
+    write_results(results, str(tmp_path / "out"), meta)
+    assert "seeded stratified sample" in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_missing_suite_and_image_root_override(data: Path, tmp_path: Path):

@@ -142,6 +142,12 @@ def headline_markdown(tables: dict[str, dict], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _summary_with_sample(results: dict[str, dict], meta: dict) -> str:
+    text = summary_markdown(results, meta.get("checkpoint", ""))
+    sample = meta.get("examples", {}).get("sample")
+    return text + (f"\nexamples: {sample}\n" if sample else "")
+
+
 def dumps(obj: object) -> bytes:
     """Indented JSON with sorted keys (same results, same bytes)."""
     return orjson.dumps(
@@ -157,7 +163,7 @@ def write_results(results: dict[str, dict], out: str, meta: dict | None = None) 
         all_tables(results), with_ci=True), "suites": suites}
     for name, data in [
         ("results.json", dumps(doc)),
-        ("summary.md", summary_markdown(results, (meta or {}).get("checkpoint", "")).encode()),
+        ("summary.md", _summary_with_sample(results, meta or {}).encode()),
         *[(f"{s}.md", suite_markdown(r).encode()) for s, r in results.items()],
     ]:
         url = join(out, name)
