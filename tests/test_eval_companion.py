@@ -77,6 +77,15 @@ def test_from_scores_cli_json_and_intervals(companion: Path, capsys, tmp_path: P
     assert json.loads((tmp_path / "t" / "tables.json").read_text())["tables"] == doc["tables"]
 
 
+def test_markdown_prints_figures_as_the_study_did(companion: Path, capsys):
+    assert sgv(["eval", "--from-scores", f"{companion}@x-vlm_4m", "--bootstrap", "0"]) == 0
+    text = capsys.readouterr().out
+    reference = json.loads((companion / "reference.json").read_text())
+    wino, valse = reference["winoground"]["x-vlm_4m"], reference["valse"]["x-vlm_4m"]
+    assert f"| text | {wino['text']:.2f} |" in text and f"| group | {wino['group']:.2f} |" in text
+    assert f"| overall | {valse['overall']:.1f} |" in text and "VALSE paper" in text
+
+
 def test_compare_two_published_models(companion: Path, capsys):
     code = sgv(["eval", "--compare", f"{companion}@x-vlm_4m", f"{companion}@albef_4m", "--json",
                 "--bootstrap", "200"])

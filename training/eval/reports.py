@@ -59,18 +59,23 @@ def flat(tables: dict[str, dict]) -> dict[str, dict[str, float]]:
     return {name: doc["figures"] for name, doc in tables.items()}
 
 
-def _fmt(value: object) -> str:
+def decimals(name: str) -> int:
+    """Decimals a table is printed with: Winoground two (each of its 400 examples is 0.25 points), others one."""
+    return 2 if name.startswith("winoground") else 1
+
+
+def _fmt(value: object, places: int = 1) -> str:
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return f"{value:.{places}f}"
     if isinstance(value, list) and len(value) == 2 and all(isinstance(v, float) for v in value):
-        return f"[{value[0]:.1f}, {value[1]:.1f}]"
+        return f"[{value[0]:.{places}f}, {value[1]:.{places}f}]"
     return "" if value is None else str(value)
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A Markdown table; floats with one decimal."""
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]], places: int = 1) -> str:
+    """A Markdown table; floats with ``places`` decimals."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_fmt(c, places) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -97,7 +102,7 @@ def table_markdown(name: str, doc: dict) -> str:
     """One table: figure, percent, interval; labels and details below."""
     ci = doc.get("ci95", {})
     rows = [(f, v, ci.get(f)) for f, v in doc["figures"].items()]
-    lines = [f"### {name}", "", markdown_table(["figure", "%", "95% CI"], rows)]
+    lines = [f"### {name}", "", markdown_table(["figure", "%", "95% CI"], rows, decimals(name))]
     lines += ["", "units: " + ", ".join(f"{k} {v}" for k, v in doc["n"].items())]
     lines += [f"- {k}: {v}" for k, v in doc.get("labels", {}).items() if v]
     lines += _details_markdown(doc.get("details", {}))
@@ -138,7 +143,8 @@ def headline_markdown(tables: dict[str, dict], title: str = "") -> str:
     """The headline skills with their 95% intervals."""
     values, ci = headline_of(tables), headline_of(tables, with_ci=True)
     lines = [f"# {title}" if title else "# evaluation", ""]
-    lines.append(markdown_table(["skill", "%", "95% CI"], [(k, v, ci.get(k)) for k, v in values.items()]))
+    rows = [(k, _fmt(v, decimals(k)), _fmt(ci.get(k), decimals(k))) for k, v in values.items()]
+    lines.append(markdown_table(["skill", "%", "95% CI"], rows))
     return "\n".join(lines) + "\n"
 
 
