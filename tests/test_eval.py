@@ -421,6 +421,8 @@ def test_runner_metrics_with_colour_scorer(data: Path, tmp_path: Path):
     valse = results["valse"]["tables"]["valse"]["figures"]
     assert (valse["existence"], valse["relations"]) == (50.0, 100.0)
     assert valse["overall"] == pytest.approx(200 / 3) and valse["instrument_mean"] == 75.0
+    # ids number the rows of all instrument files in name order, invalid ones included (the companion's ids)
+    assert [r["id"] for r in results["valse"]["records"]] == ["existence/0", "existence/1", "relations/3"]
     svo = results["svo"]["tables"]["svo"]["figures"]
     # official: positives (red dog|p1) (green cat|p2) right, (blue bird|p1) wrong; negatives n1, blue_9 (green
     # cat) right, blue_9 (blue bird) matched, wrong; pairwise: 2 of 3 rows

@@ -170,3 +170,17 @@ def test_winoground_breakdown_joins_the_tags_of_examples_jsonl(tmp_path: Path, c
     assert str(wino) in doc["meta"]["score_files"]
     assert sgv(args) == 0
     assert "by_tag" not in json.loads(capsys.readouterr().out)["details"]["winoground"]
+
+
+def test_compare_pairs_our_score_file_with_a_companion_model_by_id(tmp_path: Path, capsys):
+    from sgverbalise.training.eval.scorefiles import write_scores
+
+    root = _generated(tmp_path / "out")  # VALSE ids existence/0, /1, /2
+    ours = [{"suite": "valse", "mode": "itm", "id": f"existence/{i}", "instrument": "existence",
+             "piece": "existence", "caption": 0.9, "foil": 0.1} for i in (1, 2, 7)]
+    write_scores(ours, str(tmp_path / "mine" / "scores" / "valse.jsonl"))
+    assert sgv(["eval", "--compare", str(tmp_path / "mine"), f"{root}@m", "--json", "--bootstrap", "50"]) == 0
+    valse = json.loads(capsys.readouterr().out)["tables"]["valse"]
+    assert valse["units"]["pairs"] == {"common": 2, "only_a": 1, "only_b": 1}
+    # on the common examples 1 and 2: ours right on both, the companion file's model wrong on both
+    assert valse["figures"]["overall"]["a"] == 100.0 and valse["figures"]["overall"]["b"] == 0.0

@@ -159,6 +159,7 @@ class ValseExample:
     image: ImageRef
     caption: str
     foil: str
+    index: int = 0  # position among all rows of the instrument files in name order: the companion study's id
 
     @property
     def piece(self) -> str:
@@ -303,13 +304,12 @@ def read_valse(data: str, min_votes: int = 2) -> Loaded:
         raise BenchmarkMissing(f"valse: no *.json under {join(data, 'valse')} (see docs/evaluation.md)")
     for path in files:
         instrument = posixpath.splitext(posixpath.basename(path))[0]
-        out.files.append(path)
+        out.files.append(join(data, "valse", posixpath.basename(path)))
         with fs.open(path, "rb") as fh:
             content = orjson.loads(fh.read())
         if not isinstance(content, dict):
             raise ValueError(f"valse: {path} is not a JSON object of examples")
-        for key in sorted(content):
-            row = content[key]
+        for key, row in content.items():  # file order, which the companion study's ids count in
             out.found += 1
             if not isinstance(row, dict):
                 out.dropped["malformed"] += 1
@@ -327,7 +327,9 @@ def read_valse(data: str, min_votes: int = 2) -> Loaded:
                 continue
             dataset = _text(row.get("dataset"))
             candidates = [f"{instrument}/{image}"] + ([f"{dataset}/{image}"] if dataset else []) + [image]
-            out.examples.append(ValseExample(instrument, str(key), tuple(candidates), caption, foil))
+            out.examples.append(
+                ValseExample(instrument, str(key), tuple(candidates), caption, foil, index=out.found - 1)
+            )
     return out
 
 

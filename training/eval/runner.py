@@ -238,7 +238,8 @@ def _eval_valse(ctx: _Context) -> dict:
         {
             "suite": "valse",
             "mode": mode,
-            "id": f"{ex.instrument}/{ex.key}",
+            "id": f"{ex.instrument}/{ex.index}",
+            "key": ex.key,
             "instrument": ex.instrument,
             "piece": ex.piece,
             "caption": s[0],

@@ -3,8 +3,12 @@
 The project's files (``<out>/scores/<suite>.jsonl``) hold one JSON object per line, each with ``suite`` and
 ``mode`` (``itm``: p(match); ``itc``: cosine) and enough to recompute every figure:
 
-* valse: ``id`` (instrument/key), ``instrument``, ``piece``, ``caption``, ``foil`` (the two scores)
+* valse: ``id``, ``key`` (in the instrument's file), ``instrument``, ``piece``, ``caption``, ``foil`` (the scores)
 * vsr: ``id``, ``split``, ``label``, ``relation``, ``category``, ``score``
+
+Ids follow the companion study's numbering, so ``--compare`` pairs our examples with its models' ones: VALSE
+``<instrument>/<n>`` with n the position among all rows of the 11 instrument files taken in name order (file
+order within each, invalid rows counted), VSR the row of the split file, Winoground the example's ``id``.
 * winoground: ``id``, ``scores`` (``[[s(c0,i0), s(c0,i1)], [s(c1,i0), s(c1,i1)]]``), the example's tags
 * svo: ``id``, ``sentence``, ``pos_image``, ``neg_image``, ``negated``, ``pos``, ``neg``
 * coco, coco_dev, flickr: ``direction`` (tr: image query, ir: text query), ``query``, ``rank_itc`` and
