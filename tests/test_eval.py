@@ -418,6 +418,7 @@ def test_runner_metrics_with_colour_scorer(data: Path, tmp_path: Path):
     assert dev["figures"]["overall"] == pytest.approx(200 / 3) and dev["figures"]["projective"] == 0.0
     assert dev["details"]["baseline"] == {"majority_class": 1, "accuracy": pytest.approx(200 / 3)}
     assert vsr["tables"]["vsr_test"]["figures"]["overall"] == 100.0
+    assert vsr["protocol"]["rows"] == {"dev": 6, "test": 1} and vsr["protocol"]["release"] == "unknown"
     valse = results["valse"]["tables"]["valse"]["figures"]
     assert (valse["existence"], valse["relations"]) == (50.0, 100.0)
     assert valse["overall"] == pytest.approx(200 / 3) and valse["instrument_mean"] == 75.0

@@ -206,3 +206,11 @@ def test_paired_comparison_detects_a_real_difference_and_not_a_null_one():
     # only the examples both files have are compared
     partial = compare(valse_table(better[:300]), same, samples=50)
     assert partial["units"]["pairs"] == {"common": 300, "only_a": 0, "only_b": 100}
+
+
+def test_vsr_release_named_from_the_split_files_row_counts():
+    from sgverbalise.training.eval.runner import vsr_release
+
+    assert "companion" in vsr_release({"dev": 1012, "test": 2024})["release"]
+    assert "current" in vsr_release({"dev": 1097, "test": 2195})["release"]
+    assert vsr_release({"dev": 1097})["release"] == "unknown"

@@ -211,6 +211,7 @@ class Loaded:
     found: int
     dropped: Counter = field(default_factory=Counter)
     files: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)  # rows per split file (VSR), malformed ones included
 
     @property
     def kept(self) -> int:
@@ -263,8 +264,10 @@ def read_vsr(data: str, split_kind: str = "random", splits: tuple[str, ...] = ("
         raise BenchmarkMissing(f"vsr: none of {urls} found (see docs/evaluation.md)")
     for split, url in present:
         out.files.append(url)
+        out.rows[split] = 0
         for index, row in enumerate(_jsonl(url)):
             out.found += 1
+            out.rows[split] += 1
             if row is None:
                 out.dropped["malformed"] += 1
                 continue

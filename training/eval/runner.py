@@ -211,6 +211,17 @@ def _limit(ctx: _Context) -> list:
     return stratified_sample(ctx.loaded.examples, ctx.cfg.limit, ctx.cfg.limit_seed)
 
 
+VSR_RELEASES = {
+    (1012, 2024): "older release of the random split, as the companion study scored (dev 1,012 / test 2,024)",
+    (1097, 2195): "current release of the random split (dev 1,097 / test 2,195)",
+}
+
+
+def vsr_release(rows: dict[str, int]) -> dict:
+    """Rows per split file and which release of the random split those counts are."""
+    return {"rows": rows, "release": VSR_RELEASES.get((rows.get("dev"), rows.get("test")), "unknown")}
+
+
 def _eval_vsr(ctx: _Context) -> dict:
     if not ctx.scorer.has_itm:
         return {"status": "skipped", "reason": "VSR's p >= 0.5 rule needs an ITM head (p(match))"}
@@ -228,7 +239,9 @@ def _eval_vsr(ctx: _Context) -> dict:
         }
         for ex, s in done
     ]
-    return {"score": "itm", "records": records, **info}
+    protocol = {"threshold": ctx.cfg.vsr_threshold, "split": ctx.cfg.read.vsr_split}
+    protocol |= vsr_release(ctx.loaded.rows)
+    return {"score": "itm", "records": records, "protocol": protocol, **info}
 
 
 def _eval_valse(ctx: _Context) -> dict:
