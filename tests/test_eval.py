@@ -13,18 +13,17 @@ import torch
 from PIL import Image
 
 from sgverbalise.cli.main import main as sgv
-from sgverbalise.training.eval import metrics
 from sgverbalise.training.eval.benchmarks import (
     RetrievalSet,
     read_karpathy,
     read_suite,
     read_valse,
     read_vsr,
-    vsr_category,
 )
-from sgverbalise.training.eval.runner import EvalConfig, check_suites, evaluate, headline, write_results
+from sgverbalise.training.eval.reports import headline, write_results
+from sgverbalise.training.eval.runner import EvalConfig, check_suites, evaluate
 from sgverbalise.training.eval.scorers import itc_similarity, load_scorer
-from sgverbalise.training.eval.sweep import best_per_skill, find_checkpoints, select_checkpoint
+from sgverbalise.training.eval.sweep import best_per_skill, find_checkpoints, reported_values, select_checkpoint
 
 # ---- fixture data in the published formats -----------------------------------------------------------------
 
@@ -347,106 +346,6 @@ class ColourScorer:
         return cos.clamp(0, 1).tolist()
 
 
-# ---- metrics on hand-computed cases ------------------------------------------------------------------------
-
-
-def test_vsr_rule_and_accuracy_groups():
-    assert metrics.vsr_correct(0.51, 1) and not metrics.vsr_correct(0.5, 1)
-    assert metrics.vsr_correct(0.49, 0) and not metrics.vsr_correct(0.5, 0)
-    m = metrics.vsr_metrics(
-        [0.9, 0.2, 0.7, 0.6],
-        [1, 0, 0, 1],
-        ["on", "on", "near", "under"],
-        ["topological", "topological", "proximity", "projective"],
-    )
-    assert m["acc"] == 75.0 and m["n"] == 4
-    assert m["per_relation"]["on"] == {"acc": 100.0, "n": 2}
-    assert m["per_category"]["proximity"] == {"acc": 0.0, "n": 1}
-
-
-def test_vsr_categories_follow_the_paper_table():
-    assert vsr_category("on top of") == "projective"
-    assert vsr_category("At the edge of") == "adjacency"
-    assert vsr_category("among") == "unallocated"
-    assert vsr_category("at the far end of") == "other"
-
-
-def test_valse_average_is_example_weighted_and_svo_by_negation():
-    m = metrics.valse_metrics([0.9, 0.1, 0.8, 0.5], [0.1, 0.2, 0.7, 0.5], ["a", "a", "a", "b"])
-    assert m["acc"] == 50.0  # 2 of 4 (a tie is not a win)
-    assert m["per_instrument"]["a"]["acc"] == pytest.approx(200 / 3)
-    assert m["macro_acc"] == pytest.approx((200 / 3 + 0) / 2)
-    s = metrics.svo_metrics([0.9, 0.1, 0.7], [0.2, 0.3, 0.1], ["subj", "verb", "verb"])
-    assert s["per_negation"] == {"subj": {"acc": 100.0, "n": 1}, "verb": {"acc": 50.0, "n": 2}}
-
-
-def test_winoground_text_image_group():
-    # s[c][i]: caption c with image i
-    assert metrics.winoground_example([[0.9, 0.1], [0.2, 0.8]]) == {
-        "text": True,
-        "image": True,
-        "group": True,
-    }
-    # image wins for both captions but caption 0 is not above caption 1 on image 0: image only
-    assert metrics.winoground_example([[0.6, 0.5], [0.7, 0.9]]) == {
-        "text": False,
-        "image": True,
-        "group": False,
-    }
-    # text only: each image prefers its caption, but caption 0 prefers image 1
-    assert metrics.winoground_example([[0.5, 0.6], [0.1, 0.9]]) == {
-        "text": True,
-        "image": False,
-        "group": False,
-    }
-    # ties fail
-    assert metrics.winoground_example([[0.5, 0.5], [0.5, 0.5]]) == {
-        "text": False,
-        "image": False,
-        "group": False,
-    }
-    scores = metrics.winoground_scores(
-        [
-            [[0.9, 0.1], [0.2, 0.8]],
-            [[0.6, 0.5], [0.7, 0.9]],
-            [[0.5, 0.6], [0.1, 0.9]],
-            [[0.1, 0.9], [0.9, 0.1]],
-        ]
-    )
-    assert scores == {"text": 50.0, "image": 50.0, "group": 25.0}
-
-
-def test_recall_with_ties_counts_against_the_model():
-    assert metrics.best_rank(np.array([0.5, 0.5, 0.2]), [1]) == 1  # tie with a wrong candidate
-    assert metrics.best_rank(np.array([0.5, 0.9, 0.2]), [1]) == 0
-    assert metrics.best_rank(np.array([0.3, 0.1, 0.2, 0.4]), [1, 2]) == 2  # best positive 0.2 below 0.3, 0.4
-    assert metrics.best_rank(np.full(4, 0.7), [0]) == 3  # a constant scorer gets no credit
-    assert metrics.recall_at_k([0, 1, 5, 12], ks=(1, 5, 10)) == {"r1": 25.0, "r5": 50.0, "r10": 75.0}
-
-
-def test_retrieval_metrics_small_matrix():
-    # 2 images, 3 texts: texts 0, 1 describe image 0; text 2 describes image 1.
-    sim = np.array([[0.1, 0.9, 0.3], [0.8, 0.2, 0.3]])
-    m = metrics.retrieval_metrics(sim, sim, [0, 0, 1], ks=(1, 2))
-    # TR: image 0 best positive 0.9 at rank 0; image 1: positive 0.3 below 0.8 -> rank 1
-    assert (m["tr_r1"], m["tr_r2"]) == (50.0, 100.0)
-    # IR: text 0 -> image 0 scores 0.1 < 0.8 (rank 1); text 1 rank 0; text 2 ties 0.3/0.3 -> rank 1
-    assert (m["ir_r1"], m["ir_r2"]) == (pytest.approx(100 / 3), 100.0)
-
-
-def test_top_k_mask_and_reranking():
-    itc = np.array([[0.9, 0.8, 0.1], [0.2, 0.3, 0.4]])
-    mask = metrics.top_k_mask(itc, 2, axis=1)
-    assert mask.tolist() == [[True, True, False], [False, True, True]]
-    assert metrics.top_k_mask(np.array([[0.5, 0.5, 0.5]]), 1, axis=1).tolist() == [[True, False, False]]
-    assert metrics.top_k_mask(itc, 1, axis=0).tolist() == [[True, True, False], [False, False, True]]
-    assert (metrics.top_k_mask(itc, 2, axis=1, chunk=1) == mask).all()
-    itm = np.array([[0.1, 0.7, np.nan], [np.nan, 0.2, 0.1]])
-    final = metrics.reranked(itc, itm, mask)
-    assert np.argsort(-final[0]).tolist() == [1, 0, 2]  # ITM reorders the top 2; the rest stays below
-    assert np.argsort(-final[1]).tolist() == [1, 2, 0]
-
-
 # ---- readers -----------------------------------------------------------------------------------------------
 
 
@@ -511,45 +410,81 @@ def test_check_cli_json(data: Path, capsys):
 
 
 def test_runner_metrics_with_colour_scorer(data: Path, tmp_path: Path):
-    cfg = EvalConfig(data=str(data), k_test=2, batch_size=3, progress=False)
+    cfg = EvalConfig(data=str(data), k_test=2, batch_size=3, progress=False, bootstrap=50)
     results = evaluate(ColourScorer(), cfg)
     vsr = results["vsr"]
     assert vsr["counts"]["evaluated"] == 4 and vsr["counts"]["skipped_missing_image"] == 1
-    assert vsr["metrics"]["dev"]["acc"] == pytest.approx(200 / 3)
-    assert vsr["metrics"]["dev"]["per_category"]["projective"] == {"acc": 0.0, "n": 1}
-    assert vsr["metrics"]["test"]["acc"] == 100.0
-    valse = results["valse"]["metrics"]
-    assert valse["per_instrument"] == {
-        "existence": {"acc": 50.0, "n": 2},
-        "relations": {"acc": 100.0, "n": 1},
-    }
-    assert valse["acc"] == pytest.approx(200 / 3) and valse["macro_acc"] == 75.0
-    svo = results["svo"]["metrics"]
-    assert svo["acc"] == pytest.approx(200 / 3) and svo["per_negation"]["obj"]["acc"] == 0.0
-    wino = results["winoground"]["metrics"]
-    for mode in ("itm", "itc"):
-        assert wino[mode]["text"] == pytest.approx(100 / 3)
-        assert wino[mode]["image"] == pytest.approx(200 / 3)
-        assert wino[mode]["group"] == pytest.approx(100 / 3)
+    dev = vsr["tables"]["vsr_dev"]
+    assert dev["figures"]["overall"] == pytest.approx(200 / 3) and dev["figures"]["projective"] == 0.0
+    assert dev["details"]["baseline"] == {"majority_class": 1, "accuracy": pytest.approx(200 / 3)}
+    assert vsr["tables"]["vsr_test"]["figures"]["overall"] == 100.0
+    assert vsr["protocol"]["rows"] == {"dev": 6, "test": 1} and vsr["protocol"]["release"] == "unknown"
+    valse = results["valse"]["tables"]["valse"]["figures"]
+    assert (valse["existence"], valse["relations"]) == (50.0, 100.0)
+    assert valse["overall"] == pytest.approx(200 / 3) and valse["instrument_mean"] == 75.0
+    # ids number the rows of all instrument files in name order, invalid ones included (the companion's ids)
+    assert [r["id"] for r in results["valse"]["records"]] == ["existence/0", "existence/1", "relations/3"]
+    svo = results["svo"]["tables"]["svo"]["figures"]
+    # official: positives (red dog|p1) (green cat|p2) right, (blue bird|p1) wrong; negatives n1, blue_9 (green
+    # cat) right, blue_9 (blue bird) matched, wrong; pairwise: 2 of 3 rows
+    assert (svo["pos"], svo["neg"], svo["obj"]) == (pytest.approx(200 / 3), pytest.approx(200 / 3), 0.0)
+    assert svo["pairwise"] == pytest.approx(200 / 3)
+    wino = results["winoground"]["tables"]
+    for name in ("winoground", "winoground_itc"):
+        f = wino[name]["figures"]
+        assert (f["text"], f["image"], f["group"]) == (
+            pytest.approx(100 / 3),
+            pytest.approx(200 / 3),
+            pytest.approx(100 / 3),
+        )
     coco = results["coco"]
     assert coco["counts"]["images"] == 3 and coco["counts"]["skipped_missing_image"] == 1
     assert coco["counts"]["texts_skipped"] == 1
-    for score in ("itc", "itm_rerank"):
-        r = coco["metrics"][score]
-        assert (
-            r["tr_r1"] == 100.0 and r["ir_r1"] == 80.0 and r["ir_r5"] == 100.0
-        )  # "blue red" ties red and blue
-    assert results["flickr"]["metrics"]["itm_rerank"]["tr_r1"] == 100.0
+    assert coco["protocol"]["k_test"] == 2 and coco["protocol"]["rerank_rule"] == "replace"
+    r = coco["tables"]["coco"]["figures"]
+    for prefix in ("", "itc_"):  # "blue red" ties red and blue
+        assert (r[f"{prefix}tr_r1"], r[f"{prefix}ir_r1"], r[f"{prefix}ir_r5"]) == (100.0, 80.0, 100.0)
+    assert results["flickr"]["tables"]["flickr"]["figures"]["tr_r1"] == 100.0
     skills = headline(results)
     assert skills["coco_dev_tr1"] == 100.0 and skills["vsr_test"] == 100.0
-    written = write_results(results, str(tmp_path / "out"), {"checkpoint": "colour"})
-    names = sorted(Path(w).name for w in written)
-    assert "results.json" in names and "vsr.md" in names and "summary.md" in names
-    md = (tmp_path / "out" / "valse.md").read_text()
-    assert "| existence | 50.0 | 2 |" in md and "example-weighted" in md
-    first = (tmp_path / "out" / "results.json").read_bytes()
-    write_results(evaluate(ColourScorer(), cfg), str(tmp_path / "out"), {"checkpoint": "colour"})
-    assert (tmp_path / "out" / "results.json").read_bytes() == first
+    assert "valse_instrument_mean" in skills and "svo_pairwise" in skills and "winoground_itc_text" not in skills
+    lo, hi = results["valse"]["tables"]["valse"]["ci95"]["overall"]
+    assert lo <= valse["overall"] <= hi
+    out = tmp_path / "out"
+    written = write_results(results, str(out), {"checkpoint": "colour"})
+    names = sorted(str(Path(w).relative_to(out)) for w in written)
+    assert {"results.json", "vsr.md", "summary.md", "scores/valse.jsonl", "scores/coco.jsonl"} <= set(names)
+    md = (out / "valse.md").read_text()
+    assert "| existence | 50.0 |" in md and "example-weighted" in md and "VALSE paper" in md
+    first = (out / "results.json").read_bytes()
+    write_results(evaluate(ColourScorer(), cfg), str(out), {"checkpoint": "colour"})
+    assert (out / "results.json").read_bytes() == first
+    # the score files alone give back every figure
+    from sgverbalise.training.eval.rescore import tables_from_scores
+
+    again, files = tables_from_scores(str(out), bootstrap=0)
+    saved = json.loads(first)["suites"]
+    expected = {n: t["figures"] for res in saved.values() if res["status"] == "ok" for n, t in res["tables"].items()}
+    assert {n: t["figures"] for n, t in again.items()} == expected
+    assert len(files) == 7
+
+
+def test_limit_samples_per_stratum_and_is_recorded(data: Path, tmp_path: Path):
+    from sgverbalise.training.eval.provenance import eval_meta
+
+    cfg = EvalConfig(data=str(data), suites=("valse", "coco"), limit=1, progress=False, bootstrap=0)
+    results = evaluate(ColourScorer(), cfg)
+    valse = results["valse"]
+    # one example per instrument (existence and relations), not the first example of the first file twice
+    assert valse["counts"]["evaluated"] + valse["counts"]["skipped_missing_image"] == 2
+    assert {r["instrument"] for r in valse["records"]} <= {"existence", "relations"}
+    assert results["coco"]["counts"]["images"] + results["coco"]["counts"]["skipped_missing_image"] == 1
+    meta = eval_meta(cfg, results, "colour", "ours")
+    assert meta["examples"]["limit"] == 1 and "stratified" in meta["examples"]["sample"]
+    names = sorted(Path(f).name for f in meta["data_files"])
+    assert names == ["existence.json", "karpathy_test.json", "relations.json"]
+    write_results(results, str(tmp_path / "out"), meta)
+    assert "seeded stratified sample" in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_missing_suite_and_image_root_override(data: Path, tmp_path: Path):
@@ -574,6 +509,7 @@ WORDS = [
     "[CLS]",
     "[SEP]",
     "[MASK]",
+    "[ENC]",
     "a",
     "the",
     "red",
@@ -601,7 +537,9 @@ def _bert_tokenizer(folder: Path):
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n")
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tok.add_special_tokens({"additional_special_tokens": ["[ENC]"]})  # as BLIP's init_tokenizer does
+    return tok
 
 
 def _layers(**extra) -> dict:
@@ -714,6 +652,15 @@ def test_blip_scorer_matches_the_model(hf_models):
     )
     sim = itc_similarity(scorer.itc_image(IMAGES), scorer.itc_text(TEXTS))
     assert torch.allclose(sim, itc, atol=1e-5)
+    # retrieval re-ranking: the raw match logit with [ENC] first (BLIP's retrieval evaluation), logit + ITC
+    assert scorer.rerank_rule == "add"
+    enc_id = scorer.tokenizer.convert_tokens_to_ids("[ENC]")
+    assert enc_id not in (None, scorer.tokenizer.unk_token_id)
+    enc = proc(images=IMAGES, text=TEXTS, return_tensors="pt", padding=True)
+    enc["input_ids"][:, 0] = enc_id
+    with torch.no_grad():
+        logits = model(**enc, use_itm_head=True).itm_score[:, 1]
+    assert scorer.itm_logit(IMAGES, TEXTS) == pytest.approx(logits.tolist(), abs=1e-5)
 
 
 def test_blip2_scorer_matches_the_model(hf_models):
@@ -752,8 +699,9 @@ def test_clip_scorer_is_itc_only(hf_models, data: Path):
     )
     assert results["vsr"]["status"] == "skipped"
     assert results["valse"]["score"] == "itc" and results["valse"]["counts"]["evaluated"] == 3
-    assert set(results["winoground"]["metrics"]) == {"itc"}
-    assert set(results["coco"]["metrics"]) == {"itc"}
+    assert set(results["winoground"]["tables"]) == {"winoground"}
+    assert results["winoground"]["tables"]["winoground"]["details"]["mode"] == "itc"
+    assert results["coco"]["score"] == "itc" and "itc_tr_r1" not in results["coco"]["tables"]["coco"]["figures"]
 
 
 def _ours_checkpoint(folder: Path, seed: int) -> Path:
@@ -763,7 +711,7 @@ def _ours_checkpoint(folder: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     model = build_model(PRESETS["albef"]().tiny())
     model.save_pretrained(folder)
-    train_tokenizer([" ".join(WORDS[5:])] * 3, out=folder / "tokenizer", vocab_size=100, min_frequency=1)
+    train_tokenizer([" ".join(WORDS[6:])] * 3, out=folder / "tokenizer", vocab_size=100, min_frequency=1)
     return folder
 
 
@@ -779,6 +727,14 @@ def test_ours_scorer_matches_the_model(tmp_path: Path):
     enc = scorer.tokenizer(TEXTS, padding="longest", truncation=True, max_length=40, return_tensors="pt")
     expected = model.itm_score(pixels, enc["input_ids"], enc["attention_mask"])
     assert scorer.itm(IMAGES, TEXTS) == pytest.approx(expected.tolist(), abs=1e-5)
+    # ALBEF's re-ranking score: the raw match logit, whose sigmoid against the other logit is p(match)
+    assert scorer.rerank_rule == "replace"
+    with torch.no_grad():
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        fused = model.fuse(model.encode_text(ids, mask), mask, model.encode_image(pixels))
+        logits = model.itm_head(fused[:, 0])
+    assert scorer.itm_logit(IMAGES, TEXTS) == pytest.approx(logits[:, 1].tolist(), abs=1e-5)
+    assert logits.softmax(-1)[:, 1].tolist() == pytest.approx(expected.tolist(), abs=1e-5)
     img, txt = model.itc_embeddings(pixels, enc["input_ids"], enc["attention_mask"])
     assert torch.allclose(scorer.itc_image(IMAGES), img, atol=1e-5)
     assert torch.allclose(scorer.itc_text(TEXTS), txt, atol=1e-5)
@@ -806,21 +762,32 @@ def test_eval_cli_with_blip(hf_models, data: Path, tmp_path: Path, capsys):
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["suites"]["valse"]["counts"]["evaluated"] == 3
-    assert doc["suites"]["coco"]["score"] == "itm_rerank"
-    assert (out / "results.json").exists() and (out / "svo.md").exists()
+    assert doc["suites"]["coco"]["score"] == "rerank"
+    assert doc["suites"]["coco"]["protocol"]["rerank_rule"] == "add"
+    assert (out / "results.json").exists() and (out / "svo.md").exists() and (out / "scores" / "svo.jsonl").exists()
+    meta = json.loads((out / "results.json").read_text())["meta"]
+    assert meta["valse_min_votes"] == 2 and meta["examples"] == {"sample": "all examples"}
+    assert all(len(h) == 64 for h in meta["data_files"].values()) and len(meta["data_files"]) == 4
+    assert meta["versions"]["torch"] != "absent"
+    assert meta["retrieval"]["k_test"] == {"coco": 2, "coco_dev": 2, "flickr": 2}
 
 
 # ---- sweep -------------------------------------------------------------------------------------------------
 
 
-def test_best_and_selection_rules():
+def test_selection_uses_dev_sets_only():
     rows = [
-        {"step": 100, "a": 50.0, "coco_dev_tr1": 10.0},
-        {"step": 200, "a": 60.0, "coco_dev_tr1": 30.0},
-        {"step": 300, "a": 60.0, "coco_dev_tr1": 20.0},
+        {"step": 100, "a": 50.0, "coco_dev_tr1": 10.0, "vsr_dev": 70.0, "vsr_test": 40.0},
+        {"step": 200, "a": 60.0, "coco_dev_tr1": 30.0, "vsr_dev": 50.0, "vsr_test": 80.0},
+        {"step": 300, "a": 60.0, "coco_dev_tr1": 20.0, "vsr_dev": 60.0, "vsr_test": 90.0},
     ]
     assert best_per_skill(rows, ["a"]) == {"a": {"step": 200, "value": 60.0}}  # earliest on ties
-    assert select_checkpoint(rows) == {"by": "coco_dev_tr1", "step": 200, "value": 30.0}
+    selected = select_checkpoint(rows)
+    assert selected == {"by": "coco_dev_tr1", "step": 200, "value": 30.0}
+    reported = reported_values(rows, ["a", "vsr_test"], selected)
+    # VSR test at the best VSR dev step (100: 40.0), not at its own best (300: 90.0); others at the selection
+    assert reported["vsr_test"] == {"step": 100, "value": 40.0, "by": "vsr_dev"}
+    assert reported["a"] == {"step": 200, "value": 60.0, "by": "coco_dev_tr1"}
     assert select_checkpoint([{"step": 5}, {"step": 9}]) == {"by": "last", "step": 9, "value": None}
 
 
@@ -843,7 +810,11 @@ def test_sweep_over_checkpoints(tmp_path: Path, data: Path, capsys):
         "--json",
         "--k-test",
         "2",
+        "--bootstrap",
+        "50",
     ]
+    assert sgv([*args, "--select-by", "vsr_test"]) == 2
+    assert "not a dev-set skill" in capsys.readouterr().err
     assert sgv(args) == 0
     doc = json.loads(capsys.readouterr().out)
     out = run / "sweep"
@@ -857,14 +828,19 @@ def test_sweep_over_checkpoints(tmp_path: Path, data: Path, capsys):
         "coco_dev_tr1",
         "coco_dev_ir1",
     }
-    for skill, best in doc["best"].items():
-        assert best["value"] == max(r[skill] for r in doc["rows"])
     assert doc["selected"]["by"] == "coco_dev_tr1"
     assert doc["selected"]["value"] == max(r["coco_dev_tr1"] for r in doc["rows"])
+    by_step = {r["step"]: r for r in doc["rows"]}
+    vsr = doc["reported"]["vsr_test"]
+    assert vsr["by"] == "vsr_dev" and by_step[vsr["step"]]["vsr_dev"] == max(r["vsr_dev"] for r in doc["rows"])
+    assert doc["reported"]["winoground_group"]["step"] == doc["selected"]["step"]
+    for step, spans in doc["intervals"].items():
+        for skill, (lo, hi) in spans.items():
+            assert lo <= by_step[int(step)][skill] <= hi
     for skill in doc["skills"]:
         assert (out / "plots" / f"{skill}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "sweep.md").read_text()
-    assert "| 50 |" in table and "selected checkpoint" in table
+    assert "| 50 |" in table and "selected checkpoint" in table and "chosen by" in table
     assert (out / "step-200" / "results.json").exists()
     # a rerun reuses the per-step results
     before = (out / "step-200" / "results.json").read_bytes()

@@ -1,4 +1,5 @@
-"""``sgv sweep``: evaluate every ``step-<N>/`` checkpoint of a run: table, plots, best step per skill."""
+"""``sgv sweep``: evaluate every ``step-<N>/`` checkpoint of a run: table and plots with intervals, checkpoints
+selected on dev sets only (COCO dev TR@1 overall, VSR dev for VSR test)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--select-by",
         default="coco_dev_tr1",
-        help="skill that selects the checkpoint (default: coco_dev_tr1, the paper's signal)",
+        help="dev skill that selects the checkpoint (default: coco_dev_tr1, the paper's signal)",
     )
     parser.add_argument("--no-resume", action="store_true", help="re-evaluate checkpoints that have results")
     add_suite_options(parser)
@@ -31,14 +32,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Evaluate the checkpoints, write sweep.{json,md,csv} and plots, print the table."""
     try:
+        if not args.data:
+            raise ValueError("give --data (the benchmark folder)")
         cfg = config_from_args(args)
     except ValueError as err:
         print(f"sgv sweep: {err}", file=sys.stderr)
         return 2
     from sgverbalise.training.eval.scorers import load_scorer
-    from sgverbalise.training.eval.sweep import sweep, sweep_markdown, write_sweep
+    from sgverbalise.training.eval.sweep import is_dev_skill, sweep, sweep_markdown, write_sweep
 
     out = args.out or f"{args.checkpoints.rstrip('/')}/sweep"
+    if not is_dev_skill(args.select_by):
+        print(f"sgv sweep: --select-by {args.select_by} is not a dev-set skill (e.g. coco_dev_tr1, vsr_dev)",
+              file=sys.stderr)
+        return 2
     try:
         result = sweep(
             args.checkpoints,
@@ -47,6 +54,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             out,
             resume=not args.no_resume,
             select_by=args.select_by,
+            model=args.model,
         )
     except FileNotFoundError as err:
         print(f"sgv sweep: {err}", file=sys.stderr)

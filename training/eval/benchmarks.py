@@ -1,6 +1,6 @@
 """Readers of the benchmarks in their published formats: typed examples and counts of what was found, kept.
 
-Expected layout under ``--data`` (a local folder or any fsspec URL; see docs/benchmarks.md)::
+Expected layout under ``--data`` (a local folder or any fsspec URL; see docs/evaluation.md)::
 
     vsr/random/{dev,test}.jsonl        VSR (also vsr/zeroshot/...; --vsr-split picks the folder)
     valse/*.json                       VALSE, one file per instrument (file stem = instrument name)
@@ -115,6 +115,22 @@ RELATION_CATEGORY = {rel: cat for cat, rels in VSR_CATEGORIES.items() for rel in
 OTHER_CATEGORY = "other"  # relations the table does not list
 
 
+# VALSE instrument (file stem) -> piece, as the VALSE paper groups them.
+VALSE_PIECES = {
+    "existence": "existence",
+    "plurals": "plurality",
+    "counting-hard": "counting",
+    "counting-small-quant": "counting",
+    "counting-adversarial": "counting",
+    "relations": "relations",
+    "action-replacement": "actions",
+    "actant-swap": "actions",
+    "coreference-standard": "coreference",
+    "coreference-hard": "coreference",
+    "foil-it": "foil-it",
+}
+
+
 def vsr_category(relation: str) -> str:
     """The VSR meta-category of a relation ("other" when the paper's table does not list it)."""
     return RELATION_CATEGORY.get(relation.strip().lower(), OTHER_CATEGORY)
@@ -131,6 +147,7 @@ class VsrExample:
     relation: str
     subj: str | None = None
     obj: str | None = None
+    index: int = 0  # line of the row among the split file's rows (0-based), its id in the score files
 
 
 @dataclass(frozen=True)
@@ -142,6 +159,12 @@ class ValseExample:
     image: ImageRef
     caption: str
     foil: str
+    index: int = 0  # position among all rows of the instrument files in name order: the companion study's id
+
+    @property
+    def piece(self) -> str:
+        """The VALSE piece of the instrument (the instrument itself when unknown)."""
+        return VALSE_PIECES.get(self.instrument, self.instrument)
 
 
 @dataclass(frozen=True)
@@ -154,6 +177,7 @@ class SvoExample:
     negated: str
     pos_triplet: str = ""
     neg_triplet: str = ""
+    index: int = 0  # row of the CSV (0-based), its id in the score files
 
 
 @dataclass(frozen=True)
@@ -166,6 +190,7 @@ class WinogroundExample:
     image_0: ImageRef
     image_1: ImageRef
     tag: str = ""
+    tags: tuple[tuple[str, str], ...] = ()  # collapsed_tag, num_main_preds, secondary_tag when present
 
 
 @dataclass(frozen=True)
@@ -186,6 +211,7 @@ class Loaded:
     found: int
     dropped: Counter = field(default_factory=Counter)
     files: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)  # rows per split file (VSR), malformed ones included
 
     @property
     def kept(self) -> int:
@@ -206,7 +232,7 @@ def _exists(url: str) -> bool:
 
 def _require(url: str, suite: str) -> str:
     if not _exists(url):
-        raise BenchmarkMissing(f"{suite}: {url} not found (see docs/benchmarks.md for the expected layout)")
+        raise BenchmarkMissing(f"{suite}: {url} not found (see docs/evaluation.md for the expected layout)")
     return url
 
 
@@ -235,11 +261,13 @@ def read_vsr(data: str, split_kind: str = "random", splits: tuple[str, ...] = ("
     urls = [join(data, "vsr", split_kind, f"{s}.jsonl") for s in splits]
     present = [(s, u) for s, u in zip(splits, urls, strict=True) if _exists(u)]
     if not present:
-        raise BenchmarkMissing(f"vsr: none of {urls} found (see docs/benchmarks.md)")
+        raise BenchmarkMissing(f"vsr: none of {urls} found (see docs/evaluation.md)")
     for split, url in present:
         out.files.append(url)
-        for row in _jsonl(url):
+        out.rows[split] = 0
+        for index, row in enumerate(_jsonl(url)):
             out.found += 1
+            out.rows[split] += 1
             if row is None:
                 out.dropped["malformed"] += 1
                 continue
@@ -258,6 +286,7 @@ def read_vsr(data: str, split_kind: str = "random", splits: tuple[str, ...] = ("
                     relation=str(relation or "").strip(),
                     subj=_text(row.get("subj")),
                     obj=_text(row.get("obj")),
+                    index=index,
                 )
             )
     return out
@@ -275,16 +304,15 @@ def read_valse(data: str, min_votes: int = 2) -> Loaded:
     fs, folder = url_fs(join(data, "valse"))
     files = sorted(fs.glob(posixpath.join(folder, "*.json")))
     if not files:
-        raise BenchmarkMissing(f"valse: no *.json under {join(data, 'valse')} (see docs/benchmarks.md)")
+        raise BenchmarkMissing(f"valse: no *.json under {join(data, 'valse')} (see docs/evaluation.md)")
     for path in files:
         instrument = posixpath.splitext(posixpath.basename(path))[0]
-        out.files.append(path)
+        out.files.append(join(data, "valse", posixpath.basename(path)))
         with fs.open(path, "rb") as fh:
             content = orjson.loads(fh.read())
         if not isinstance(content, dict):
             raise ValueError(f"valse: {path} is not a JSON object of examples")
-        for key in sorted(content):
-            row = content[key]
+        for key, row in content.items():  # file order, which the companion study's ids count in
             out.found += 1
             if not isinstance(row, dict):
                 out.dropped["malformed"] += 1
@@ -302,7 +330,9 @@ def read_valse(data: str, min_votes: int = 2) -> Loaded:
                 continue
             dataset = _text(row.get("dataset"))
             candidates = [f"{instrument}/{image}"] + ([f"{dataset}/{image}"] if dataset else []) + [image]
-            out.examples.append(ValseExample(instrument, str(key), tuple(candidates), caption, foil))
+            out.examples.append(
+                ValseExample(instrument, str(key), tuple(candidates), caption, foil, index=out.found - 1)
+            )
     return out
 
 
@@ -327,7 +357,7 @@ def read_svo(data: str) -> Loaded:
     out = Loaded("svo", [], 0, files=[url])
     with fsspec.open(url, "rb") as fh:
         reader = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8", newline=""))
-        for row in reader:
+        for index, row in enumerate(reader):
             out.found += 1
             sentence = _text(row.get("sentence"))
             pos = _svo_image(row.get("pos_image_id"), row.get("pos_url"))
@@ -345,6 +375,7 @@ def read_svo(data: str) -> Loaded:
                     negated,
                     str(row.get("pos_triplet") or ""),
                     str(row.get("neg_triplet") or ""),
+                    index,
                 )
             )
     return out
@@ -379,6 +410,11 @@ def read_winoground(data: str) -> Loaded:
                 _winoground_image(i0),
                 _winoground_image(i1),
                 str(row.get("tag") or ""),
+                tuple(
+                    (k, str(row[k]))
+                    for k in ("collapsed_tag", "num_main_preds", "secondary_tag")
+                    if row.get(k) not in (None, "")
+                ),
             )
         )
     return out

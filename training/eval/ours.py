@@ -18,7 +18,7 @@ from sgverbalise.training.data.tokenizer import load_tokenizer
 from sgverbalise.training.data.transforms import ImageTransform
 from sgverbalise.training.models.vlm import RelationVLM
 
-from .scorers import MAX_TEXT_LEN, _unique, default_device
+from .scorer_base import MAX_TEXT_LEN, ItmFromLogits, default_device, unique_images
 
 TOKENIZER_DIR = "tokenizer"
 
@@ -33,7 +33,7 @@ def find_tokenizer(checkpoint: str | Path, tokenizer_path: str | Path | None = N
     raise FileNotFoundError(f"no tokenizer in {checkpoint}/{TOKENIZER_DIR}, {checkpoint} or {tokenizer_path}")
 
 
-class OursScorer:
+class OursScorer(ItmFromLogits):
     """ITM p(match) and ITC embeddings of a ``RelationVLM`` checkpoint."""
 
     has_itm = True
@@ -62,16 +62,18 @@ class OursScorer:
         )
         return enc["input_ids"].long().to(self.device), enc["attention_mask"].long().to(self.device)
 
-    @torch.inference_mode()
-    def itm(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[float]:
-        """softmax(ITM head on the fused [CLS])[match]; each distinct image is encoded once."""
-        distinct, index = _unique(images)
+    rerank_rule = "replace"  # ALBEF's retrieval protocol: the ITM logit replaces the ITC score of the top k
+
+    def _itm_logits(self, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:
+        """ITM head logits [N, 2] on the fused [CLS]; each distinct image is encoded once."""
+        distinct, index = unique_images(images)
         image_embeds = self.model.encode_image(self._pixels(distinct))[
             torch.tensor(index, device=self.device)
         ]
         input_ids, attention_mask = self._tokens(texts)
         text_hidden = self.model.encode_text(input_ids, attention_mask)
-        return self.model.itm_score_encoded(image_embeds, text_hidden, attention_mask).float().tolist()
+        fused = self.model.fuse(text_hidden, attention_mask, image_embeds)
+        return self.model.itm_head(fused[:, 0]).float()
 
     @torch.inference_mode()
     def itc_image(self, images: Sequence[Image.Image]) -> torch.Tensor:

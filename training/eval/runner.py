@@ -1,9 +1,11 @@
-"""Run the benchmark suites with a scorer: resolve images, score pairs in batches, apply metrics, report.
+"""Run the benchmark suites with a scorer: resolve images, score pairs in batches, keep per-example records.
 
-Per suite the result is a dict ``{"suite", "status", "score", "counts", "missing_sample", "metrics"}``;
-``status`` is ``ok``, ``missing`` (benchmark files absent), ``skipped`` (the scorer cannot run the protocol,
-e.g. VSR's p > 0.5 rule needs an ITM head) or ``empty`` (nothing left to evaluate). Examples whose image is
-missing or unreadable are counted in ``counts`` and left out; they never stop a run.
+Per suite the result is a dict ``{"suite", "status", "score", "counts", "missing_sample", "records",
+"tables"}``: ``records`` are the per-example scores (``scorefiles`` documents them), ``tables`` the figures
+computed from them (``tables``), with bootstrap intervals (``uncertainty``). ``status`` is ``ok``, ``missing``
+(benchmark files absent), ``skipped`` (the scorer cannot run the protocol, e.g. VSR's p >= 0.5 rule needs an
+ITM head) or ``empty`` (nothing left to evaluate). Examples whose image is missing or unreadable are counted in
+``counts`` and left out; they never stop a run.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import orjson
 from tqdm.auto import tqdm
 
-from sgverbalise.storage import atomic_write, join
+from sgverbalise.storage import join
 
-from . import metrics
+from . import retrieval
 from .benchmarks import (
     RETRIEVAL_FILES,
     SUITES,
@@ -32,6 +33,9 @@ from .benchmarks import (
     vsr_category,
 )
 from .images import ImageStore, missing_refs
+from .sampling import sample_indices, stratified_sample
+from .tables import VSR_THRESHOLD, suite_tables
+from .uncertainty import BOOTSTRAP_SAMPLES, table_doc
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +53,18 @@ class EvalConfig:
     image_roots: dict[str, str] = field(default_factory=dict)  # per-suite override
     read: ReadOptions = field(default_factory=ReadOptions)
     batch_size: int = 64
-    k_test: int = 256
-    limit: int | None = None  # at most this many examples per suite (per split for VSR; images for retrieval)
+    k_test: int | None = None  # retrieval candidates re-ranked; None: per suite (COCO 256, Flickr30K 128)
+    limit: int | None = None  # seeded stratified sample: at most this many per stratum (see ``sampling``)
+    limit_seed: int = 0
+    pre_caption: bool = True  # ALBEF/BLIP caption normalisation for retrieval
+    vsr_threshold: float = VSR_THRESHOLD
+    bootstrap: int = BOOTSTRAP_SAMPLES  # resamples for the 95% intervals (0: none)
     progress: bool = True
     missing_listed: int = 20
+
+    def k_for(self, suite: str) -> int:
+        """The re-ranking depth of a retrieval suite."""
+        return self.k_test if self.k_test is not None else retrieval.K_TEST.get(suite, 256)
 
     def image_root(self, suite: str) -> str:
         """The image folder of ``suite``."""
@@ -118,8 +130,8 @@ class PairScorer:
         self.progress = progress
 
     def _batch_scores(self, images: list, texts: list[str], mode: str) -> list[float]:
-        if mode == "itm":
-            return list(self.scorer.itm(images, texts))
+        if mode in ("itm", "itm_logit"):
+            return list(getattr(self.scorer, mode)(images, texts))
         from .scorers import pair_similarity
 
         distinct: dict[int, int] = {}
@@ -156,21 +168,6 @@ class PairScorer:
             if pending:
                 flush()
         return out
-
-
-def _limited(examples: list, limit: int | None, key: Callable[[object], str] | None = None) -> list:
-    if limit is None:
-        return examples
-    if key is None:
-        return examples[:limit]
-    taken: dict[str, int] = {}
-    out = []
-    for ex in examples:
-        k = key(ex)
-        if taken.get(k, 0) < limit:
-            taken[k] = taken.get(k, 0) + 1
-            out.append(ex)
-    return out
 
 
 def _score_examples(
@@ -211,42 +208,82 @@ def _score_examples(
     return done, {"counts": counts, "missing": list(dict.fromkeys(missing))}
 
 
+def _limit(ctx: _Context) -> list:
+    return stratified_sample(ctx.loaded.examples, ctx.cfg.limit, ctx.cfg.limit_seed)
+
+
+VSR_RELEASES = {
+    (1012, 2024): "older release of the random split, as the companion study scored (dev 1,012 / test 2,024)",
+    (1097, 2195): "current release of the random split (dev 1,097 / test 2,195)",
+}
+
+
+def vsr_release(rows: dict[str, int]) -> dict:
+    """Rows per split file and which release of the random split those counts are."""
+    return {"rows": rows, "release": VSR_RELEASES.get((rows.get("dev"), rows.get("test")), "unknown")}
+
+
 def _eval_vsr(ctx: _Context) -> dict:
     if not ctx.scorer.has_itm:
-        return {"status": "skipped", "reason": "VSR's p > 0.5 rule needs an ITM head (p(match))"}
-    examples = _limited(ctx.loaded.examples, ctx.cfg.limit, key=lambda ex: ex.split)
-    done, info = ctx.score(examples, lambda ex: [(ex.image, ex.caption)], "itm", "vsr")
-    splits = sorted({ex.split for ex, _ in done})
-    out = {}
-    for split in splits:
-        rows = [(ex, s[0]) for ex, s in done if ex.split == split]
-        out[split] = metrics.vsr_metrics(
-            [s for _, s in rows],
-            [ex.label for ex, _ in rows],
-            [ex.relation for ex, _ in rows],
-            [vsr_category(ex.relation) for ex, _ in rows],
-        )
-    return {"score": "itm", "metrics": out, **info}
+        return {"status": "skipped", "reason": "VSR's p >= 0.5 rule needs an ITM head (p(match))"}
+    done, info = ctx.score(_limit(ctx), lambda ex: [(ex.image, ex.caption)], "itm", "vsr")
+    records = [
+        {
+            "suite": "vsr",
+            "mode": "itm",
+            "split": ex.split,
+            "id": str(ex.index),
+            "label": ex.label,
+            "relation": ex.relation,
+            "category": vsr_category(ex.relation),
+            "score": s[0],
+        }
+        for ex, s in done
+    ]
+    protocol = {"threshold": ctx.cfg.vsr_threshold, "split": ctx.cfg.read.vsr_split}
+    protocol |= vsr_release(ctx.loaded.rows)
+    return {"score": "itm", "records": records, "protocol": protocol, **info}
 
 
 def _eval_valse(ctx: _Context) -> dict:
     mode = ctx.mode
-    examples = _limited(ctx.loaded.examples, ctx.cfg.limit)
-    done, info = ctx.score(examples, lambda ex: [(ex.image, ex.caption), (ex.image, ex.foil)], mode, "valse")
-    m = metrics.valse_metrics(
-        [s[0] for _, s in done], [s[1] for _, s in done], [ex.instrument for ex, _ in done]
-    )
-    return {"score": mode, "metrics": m, **info}
+    done, info = ctx.score(_limit(ctx), lambda ex: [(ex.image, ex.caption), (ex.image, ex.foil)], mode, "valse")
+    records = [
+        {
+            "suite": "valse",
+            "mode": mode,
+            "id": f"{ex.instrument}/{ex.index}",
+            "key": ex.key,
+            "instrument": ex.instrument,
+            "piece": ex.piece,
+            "caption": s[0],
+            "foil": s[1],
+        }
+        for ex, s in done
+    ]
+    return {"score": mode, "records": records, **info}
 
 
 def _eval_svo(ctx: _Context) -> dict:
     mode = ctx.mode
-    examples = _limited(ctx.loaded.examples, ctx.cfg.limit)
     done, info = ctx.score(
-        examples, lambda ex: [(ex.pos_image, ex.sentence), (ex.neg_image, ex.sentence)], mode, "svo"
+        _limit(ctx), lambda ex: [(ex.pos_image, ex.sentence), (ex.neg_image, ex.sentence)], mode, "svo"
     )
-    m = metrics.svo_metrics([s[0] for _, s in done], [s[1] for _, s in done], [ex.negated for ex, _ in done])
-    return {"score": mode, "metrics": m, **info}
+    records = [
+        {
+            "suite": "svo",
+            "mode": mode,
+            "id": str(ex.index),
+            "sentence": ex.sentence,
+            "pos_image": _ref_name(ex.pos_image),
+            "neg_image": _ref_name(ex.neg_image),
+            "negated": ex.negated,
+            "pos": s[0],
+            "neg": s[1],
+        }
+        for ex, s in done
+    ]
+    return {"score": mode, "records": records, **info}
 
 
 def _winoground_pairs(ex) -> list[tuple[ImageRef, str]]:
@@ -260,15 +297,18 @@ def _winoground_pairs(ex) -> list[tuple[ImageRef, str]]:
 
 
 def _eval_winoground(ctx: _Context) -> dict:
-    examples = _limited(ctx.loaded.examples, ctx.cfg.limit)
+    examples = _limit(ctx)
     modes = (["itm"] if ctx.scorer.has_itm else []) + ["itc"]
-    out: dict = {}
+    records: list[dict] = []
     info: dict = {}
     for mode in modes:
         done, info = ctx.score(examples, _winoground_pairs, mode, f"winoground {mode}")
-        tables = [[[s[0], s[1]], [s[2], s[3]]] for _, s in done]
-        out[mode] = metrics.winoground_scores(tables) | {"n": len(tables)}
-    return {"score": modes[0], "metrics": out, **info}
+        records += [
+            {"suite": "winoground", "mode": mode, "id": ex.id, "scores": [[s[0], s[1]], [s[2], s[3]]]}
+            | dict(ex.tags)
+            for ex, s in done
+        ]
+    return {"score": modes[0], "records": records, **info}
 
 
 def hidden(progress: bool) -> bool:
@@ -312,11 +352,12 @@ def _similarity(image_emb, text_emb, chunk: int = 256) -> np.ndarray:
 
 
 def _itm_matrix(ctx: _Context, paths: list[str], texts: list[str], mask: np.ndarray) -> np.ndarray:
-    """ITM p(match) where ``mask`` is set (NaN elsewhere), each image loaded once with all its candidates."""
+    """The re-ranking score (ITM logit, else p(match)) where ``mask`` is set, NaN elsewhere."""
     itm = np.full(mask.shape, np.nan)
     where = list(zip(*np.nonzero(mask), strict=True))
     pairs = [(paths[i], texts[t]) for i, t in where]
-    scores = ctx.pair_scorer.score(pairs, "itm", f"{ctx.suite} re-rank (itm)")
+    mode = "itm_logit" if hasattr(ctx.scorer, "itm_logit") else "itm"
+    scores = ctx.pair_scorer.score(pairs, mode, f"{ctx.suite} re-rank ({mode})")
     for (i, t), s in zip(where, scores, strict=True):
         itm[i, t] = np.nan if s is None else s
     return itm
@@ -328,24 +369,26 @@ def _eval_retrieval(ctx: _Context) -> dict:
     if not ctx.loaded.examples:
         return {"status": "empty", "reason": "no images of the split in the file"}
     gallery = ctx.loaded.examples[0]
-    n_images = len(gallery.images) if ctx.cfg.limit is None else min(ctx.cfg.limit, len(gallery.images))
-    resolved = [ctx.store.resolve(ref) for ref in gallery.images[:n_images]]
-    present = [i for i, p in enumerate(resolved) if p is not None]
-    missing = [_ref_name(gallery.images[i]) for i, p in enumerate(resolved) if p is None]
+    chosen = sample_indices(len(gallery.images), ctx.cfg.limit, ctx.cfg.limit_seed)
+    resolved = {i: ctx.store.resolve(gallery.images[i]) for i in chosen}
+    present = [i for i in chosen if resolved[i] is not None]
+    missing = [_ref_name(gallery.images[i]) for i in chosen if resolved[i] is None]
     image_emb, kept_local = _image_embeddings(ctx, [resolved[i] for i in present])
     kept = [present[j] for j in kept_local]
     new_index = {old: new for new, old in enumerate(kept)}
     text_ids = [t for t, i in enumerate(gallery.text_image) if i in new_index]
+    chosen_set = set(chosen)
     counts = {
         "images": len(kept),
         "texts": len(text_ids),
         "skipped_missing_image": len(missing),
         "skipped_unreadable_image": len(present) - len(kept),
-        "texts_skipped": sum(1 for i in gallery.text_image if i < n_images) - len(text_ids),
+        "texts_skipped": sum(1 for i in gallery.text_image if i in chosen_set) - len(text_ids),
     }
     if not kept or not text_ids:
         return {"status": "empty", "reason": "no image found", "counts": counts, "missing": missing}
-    texts = [gallery.texts[t] for t in text_ids]
+    normalise = retrieval.pre_caption if ctx.cfg.pre_caption else str
+    texts = [normalise(gallery.texts[t]) for t in text_ids]
     text_image = [new_index[gallery.text_image[t]] for t in text_ids]
     text_emb = torch.cat(
         [
@@ -354,19 +397,23 @@ def _eval_retrieval(ctx: _Context) -> dict:
         ]
     )
     sim = _similarity(image_emb, text_emb)
-    out = {"itc": metrics.retrieval_metrics(sim, sim, text_image)}
-    if ctx.scorer.has_itm:
-        k = ctx.cfg.k_test
-        mask_tr, mask_ir = metrics.top_k_mask(sim, k, axis=1), metrics.top_k_mask(sim, k, axis=0)
-        itm = _itm_matrix(ctx, [resolved[i] for i in kept], texts, mask_tr | mask_ir)
-        itm = np.nan_to_num(itm, nan=-1.0)
-        out["itm_rerank"] = metrics.retrieval_metrics(
-            metrics.reranked(sim, itm, mask_tr), metrics.reranked(sim, itm, mask_ir), text_image
-        )
-        out["k_test"] = k
+    k = ctx.cfg.k_for(ctx.suite)
+    rule = retrieval.rerank_rule(ctx.scorer)
+    paths = [resolved[i] for i in kept]
+    itm_of = (lambda mask: _itm_matrix(ctx, paths, texts, mask)) if ctx.scorer.has_itm else None
+    found = retrieval.query_ranks(sim, text_image, itm_of, k, rule)
+    image_names = [_ref_name(gallery.images[i]) for i in kept]
+    records = retrieval.records(ctx.suite, found, image_names, [str(t) for t in text_ids], ctx.mode)
+    protocol = {"k_test": k, "pre_caption": ctx.cfg.pre_caption, "max_words": retrieval.MAX_WORDS}
+    if itm_of is not None:
+        protocol |= {
+            "rerank_rule": rule,
+            "rerank_score": "itm_logit" if hasattr(ctx.scorer, "itm_logit") else "itm p(match)",
+        }
     return {
-        "score": "itm_rerank" if ctx.scorer.has_itm else "itc",
-        "metrics": out,
+        "score": "rerank" if itm_of else "itc",
+        "records": records,
+        "protocol": protocol,
         "counts": counts,
         "missing": missing,
     }
@@ -416,14 +463,26 @@ def evaluate_suite(scorer, cfg: EvalConfig, suite: str) -> dict:
     missing = result.pop("missing", [])
     if missing:
         log.warning("%s: %d missing images under %s (e.g. %s)", suite, len(missing), store.root, missing[0])
+    status = result.pop("status", "ok")
+    records = result.pop("records", [])
+    if status == "ok" and not records:
+        status, result["reason"] = "empty", "no example could be scored"
     return {
         "suite": suite,
-        "status": result.pop("status", "ok"),
+        "status": status,
         **result,
+        "records": records,
+        "tables": tables_of(suite, records, cfg.vsr_threshold, cfg.bootstrap),
+        "files": loaded.files,
         "counts": counts,
         "image_root": store.root,
         "missing_sample": missing[: cfg.missing_listed],
     }
+
+
+def tables_of(suite: str, records: list[dict], vsr_threshold: float = VSR_THRESHOLD, bootstrap: int = 0) -> dict:
+    """name -> table document (figures, counts, labels, details, intervals) of one suite's records."""
+    return {t.name: table_doc(t, bootstrap) for t in suite_tables(suite, records, vsr_threshold)}
 
 
 def evaluate(scorer, cfg: EvalConfig) -> dict[str, dict]:
@@ -431,127 +490,3 @@ def evaluate(scorer, cfg: EvalConfig) -> dict[str, dict]:
     return {suite: evaluate_suite(scorer, cfg, suite) for suite in cfg.suites}
 
 
-# ---- headline numbers, Markdown and files ------------------------------------------------------------------
-
-
-def headline(results: dict[str, dict]) -> dict[str, float]:
-    """One number per skill (the sweep's columns): VSR dev/test, VALSE, SVO, Winoground, retrieval R@1."""
-    out: dict[str, float] = {}
-    for suite, res in results.items():
-        if res.get("status") != "ok":
-            continue
-        m = res["metrics"]
-        if suite == "vsr":
-            out |= {f"vsr_{split}": v["acc"] for split, v in m.items()}
-        elif suite in ("valse", "svo"):
-            out[suite] = m["acc"]
-        elif suite == "winoground":
-            out |= {f"winoground_{k}": m[res["score"]][k] for k in ("text", "image", "group")}
-        elif suite in RETRIEVAL_FILES:
-            r = m[res["score"]]
-            out |= {f"{suite}_tr1": r["tr_r1"], f"{suite}_ir1": r["ir_r1"]}
-    return out
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.1f}"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += [
-        "| " + " | ".join(_fmt(c) if isinstance(c, float) else str(c) for c in row) + " |" for row in rows
-    ]
-    return "\n".join(lines)
-
-
-def _counts_line(res: dict) -> str:
-    c = res.get("counts", {})
-    parts = [f"{k.replace('_', ' ')}: {v}" for k, v in c.items() if k != "dropped"]
-    parts += [f"dropped ({k}): {v}" for k, v in c.get("dropped", {}).items()]
-    return "; ".join(parts)
-
-
-def suite_markdown(res: dict) -> str:
-    """A Markdown report of one suite's result."""
-    suite, lines = res["suite"], [f"## {res['suite']}", ""]
-    if res.get("status") != "ok":
-        return "\n".join(lines + [f"{res.get('status')}: {res.get('reason', '')}", ""])
-    m = res["metrics"]
-    lines.append(f"score: {res['score']}; {_counts_line(res)}")
-    lines.append("")
-    if suite == "vsr":
-        lines.append(_table(["split", "acc", "n"], [(s, v["acc"], v["n"]) for s, v in m.items()]))
-        for split, v in m.items():
-            lines += [
-                "",
-                f"### {split} by category",
-                "",
-                _table(
-                    ["category", "acc", "n"], [(k, g["acc"], g["n"]) for k, g in v["per_category"].items()]
-                ),
-                "",
-                f"### {split} by relation",
-                "",
-                _table(
-                    ["relation", "acc", "n"], [(k, g["acc"], g["n"]) for k, g in v["per_relation"].items()]
-                ),
-            ]
-    elif suite == "valse":
-        rows = [(k, g["acc"], g["n"]) for k, g in m["per_instrument"].items()]
-        rows += [
-            ("average (example-weighted)", m["acc"], m["n"]),
-            ("mean of instruments", m["macro_acc"], ""),
-        ]
-        lines.append(_table(["instrument", "acc", "n"], rows))
-    elif suite == "svo":
-        rows = [(k, g["acc"], g["n"]) for k, g in m["per_negation"].items()] + [("all", m["acc"], m["n"])]
-        lines.append(_table(["negated", "acc", "n"], rows))
-    elif suite == "winoground":
-        lines.append(
-            _table(
-                ["score", "text", "image", "group", "n"],
-                [(k, v["text"], v["image"], v["group"], v["n"]) for k, v in m.items()],
-            )
-        )
-    else:
-        keys = ["tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "r_mean"]
-        rows = [(k, *[v[x] for x in keys]) for k, v in m.items() if isinstance(v, dict)]
-        lines.append(_table(["score", "TR@1", "TR@5", "TR@10", "IR@1", "IR@5", "IR@10", "mean"], rows))
-    if res.get("missing_sample"):
-        lines += ["", "missing images (first): " + ", ".join(res["missing_sample"])]
-    return "\n".join(lines) + "\n"
-
-
-def summary_markdown(results: dict[str, dict], title: str = "") -> str:
-    """One table of the headline numbers and the counts per suite."""
-    lines = [f"# {title}" if title else "# evaluation", ""]
-    lines.append(_table(["skill", "value"], list(headline(results).items())))
-    lines += [
-        "",
-        _table(
-            ["suite", "status", "counts"],
-            [(s, r.get("status"), _counts_line(r) or r.get("reason", "")) for s, r in results.items()],
-        ),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def dumps(obj: object) -> bytes:
-    """Indented JSON with sorted keys (same results, same bytes)."""
-    return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-
-
-def write_results(results: dict[str, dict], out: str, meta: dict | None = None) -> list[str]:
-    """``results.json``, ``summary.md`` and ``<suite>.md`` under ``out``; returns the URLs written."""
-    written = []
-    doc = {"meta": meta or {}, "headline": headline(results), "suites": results}
-    for name, data in [
-        ("results.json", dumps(doc)),
-        ("summary.md", summary_markdown(results, (meta or {}).get("checkpoint", "")).encode()),
-        *[(f"{s}.md", suite_markdown(r).encode()) for s, r in results.items()],
-    ]:
-        url = join(out, name)
-        atomic_write(url, data)
-        written.append(url)
-    return written

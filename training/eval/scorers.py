@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-MAX_TEXT_LEN = 40
+from .scorer_base import MAX_TEXT_LEN, ItmFromLogits, default_device, unique_images
 
 
 @runtime_checkable
@@ -57,25 +57,6 @@ def pair_similarity(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Te
     if image_emb.dim() == 3:
         return torch.einsum("iqd,id->iq", image_emb, text_emb.to(image_emb.dtype)).amax(dim=1)
     return (image_emb * text_emb.to(image_emb.dtype)).sum(dim=-1)
-
-
-def default_device() -> str:
-    """cuda when available, else cpu."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _unique(images: Sequence[Image.Image]) -> tuple[list[Image.Image], list[int]]:
-    """Distinct image objects and, per position, the index of its object (the same image is encoded once)."""
-    seen: dict[int, int] = {}
-    distinct: list[Image.Image] = []
-    index: list[int] = []
-    for image in images:
-        key = id(image)
-        if key not in seen:
-            seen[key] = len(distinct)
-            distinct.append(image)
-        index.append(seen[key])
-    return distinct, index
 
 
 def _features(output: object) -> torch.Tensor:
@@ -137,25 +118,44 @@ class HFClipScorer(HFScorer):
         return F.normalize(_features(self.model.get_text_features(**self._tokens(texts))).float(), dim=-1)
 
 
-class HFBlipScorer(HFScorer):
+class HFBlipScorer(ItmFromLogits, HFScorer):
     """``BlipForImageTextRetrieval`` from a local folder: ITM head on the fused [CLS], ITC projections."""
 
     model_class = "BlipForImageTextRetrieval"
 
+    rerank_rule = "add"  # BLIP's retrieval protocol: ITM logit + ITC similarity for the top k
+    ENC = "[ENC]"
+
     def _vision(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return self.model.vision_model(pixel_values=self._pixels(images)).last_hidden_state
 
-    @torch.inference_mode()
-    def itm(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[float]:
-        """softmax(itm_head(fused [CLS]))[match]; each distinct image goes through the vision encoder once."""
-        distinct, index = _unique(images)
+    def _itm_logits(self, images: Sequence[Image.Image], texts: Sequence[str], enc: bool = False) -> torch.Tensor:
+        """ITM head logits [N, 2]; ``enc``: the first text token set to [ENC] (BLIP's retrieval evaluation)."""
+        distinct, index = unique_images(images)
         image_embeds = self._vision(distinct)[torch.tensor(index, device=self.device)]
         image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
+        tokens = self._tokens(texts)
+        if enc:
+            tokens["input_ids"] = tokens["input_ids"].clone()
+            tokens["input_ids"][:, 0] = self.enc_token_id
         fused = self.model.text_encoder(
-            **self._tokens(texts), encoder_hidden_states=image_embeds, encoder_attention_mask=image_atts
+            **tokens, encoder_hidden_states=image_embeds, encoder_attention_mask=image_atts
         ).last_hidden_state
-        logits = self.model.itm_head(fused[:, 0, :]).float()
-        return logits.softmax(dim=-1)[:, 1].tolist()
+        return self.model.itm_head(fused[:, 0, :]).float()
+
+    @property
+    def enc_token_id(self) -> int:
+        """The id of [ENC] in the tokenizer (its first token when the tokenizer has no [ENC])."""
+        tok = self.tokenizer
+        found = tok.convert_tokens_to_ids(self.ENC)
+        if found is None or found == tok.unk_token_id:
+            return int(self._tokens([""])["input_ids"][0, 0])
+        return int(found)
+
+    @torch.inference_mode()
+    def itm_logit(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[float]:
+        """The raw "match" logit with [ENC] as the first text token (BLIP's retrieval re-ranking)."""
+        return self._itm_logits(images, texts, enc=True)[:, 1].tolist()
 
     @torch.inference_mode()
     def itc_image(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -169,7 +169,7 @@ class HFBlipScorer(HFScorer):
         return F.normalize(self.model.text_proj(hidden[:, 0, :]).float(), dim=-1)
 
 
-class HFBlip2Scorer(HFScorer):
+class HFBlip2Scorer(ItmFromLogits, HFScorer):
     """``Blip2ForImageTextRetrieval`` from a local folder: Q-Former ITM head and ITC (max over queries)."""
 
     model_class = "Blip2ForImageTextRetrieval"
@@ -178,14 +178,15 @@ class HFBlip2Scorer(HFScorer):
         embeds = self.model.vision_model(pixel_values=self._pixels(images)).last_hidden_state
         return embeds, torch.ones(embeds.shape[:-1], dtype=torch.long, device=self.device)
 
-    @torch.inference_mode()
-    def itm(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[float]:
-        """p(match): softmax of the ITM logits averaged over query tokens, as the model's forward computes it.
+    rerank_rule = "add"  # BLIP-2's retrieval protocol (LAVIS): ITM logit + ITC similarity for the top k
+
+    def _itm_logits(self, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:
+        """ITM logits [N, 2] averaged over query tokens, as the model's forward computes them.
 
         Text is tokenised alone (no image placeholder tokens), each distinct image is encoded once.
         """
         model = self.model
-        distinct, index = _unique(images)
+        distinct, index = unique_images(images)
         image_embeds, image_atts = self._vision(distinct)
         select = torch.tensor(index, device=self.device)
         image_embeds, image_atts = image_embeds[select], image_atts[select]
@@ -202,7 +203,7 @@ class HFBlip2Scorer(HFScorer):
             encoder_attention_mask=image_atts,
         ).last_hidden_state
         logits = model.itm_head(hidden[:, : queries.shape[1], :].to(model.itm_head.weight.dtype)).mean(dim=1)
-        return logits.float().softmax(dim=-1)[:, 1].tolist()
+        return logits.float()
 
     @torch.inference_mode()
     def itc_image(self, images: Sequence[Image.Image]) -> torch.Tensor:

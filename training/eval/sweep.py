@@ -2,9 +2,11 @@
 
 A run folder holds checkpoints ``step-<N>/``. Each checkpoint's full results go to ``<out>/step-<N>/``
 (reused on a rerun with the same suites, so an interrupted sweep resumes); the sweep writes ``sweep.json``,
-``sweep.md``, ``sweep.csv`` and ``plots/<skill>.png``, names the best checkpoint per skill (earliest step on
-ties) and the one chosen by COCO dev TR@1 (the paper's selection signal), or the last step when that skill was
-not measured.
+``sweep.md``, ``sweep.csv`` and ``plots/<skill>.png`` (each value with its bootstrap 95% interval).
+
+Checkpoints are selected on dev sets only, never on the test set a figure is reported on: one checkpoint for
+everything by COCO dev TR@1 (the paper's selection signal; the last step when it was not measured), and VSR
+test at the step of the best VSR dev. The earliest step wins ties.
 """
 
 from __future__ import annotations
@@ -21,22 +23,27 @@ import orjson
 
 from sgverbalise.storage import atomic_write, join, url_fs
 
-from .runner import EvalConfig, dumps, evaluate, headline, write_results
+from .provenance import eval_meta
+from .reports import all_tables, dumps, headline, headline_of, write_results
+from .runner import EvalConfig, evaluate
+from .sampling import describe
 
 log = logging.getLogger(__name__)
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 SELECT_BY = "coco_dev_tr1"
+DEV_OF = {"vsr_test": "vsr_dev"}  # a test skill selected on its own dev set
 
 
 @dataclass
 class SweepResult:
-    """Skills per checkpoint, the best checkpoint per skill and the selected one."""
+    """Skills per checkpoint, their intervals, the selected checkpoint and each skill at its dev-chosen step."""
 
     rows: list[dict]  # {"step": int, "checkpoint": str, <skill>: float, ...} by step
     skills: list[str]
-    best: dict[str, dict] = field(default_factory=dict)  # skill -> {"step", "value"}
     selected: dict = field(default_factory=dict)  # {"by", "step", "value"}
+    reported: dict[str, dict] = field(default_factory=dict)  # skill -> {"step", "value", "by"}
+    intervals: dict[int, dict[str, list[float]]] = field(default_factory=dict)  # step -> skill -> [low, high]
 
 
 def find_checkpoints(run_dir: str) -> list[tuple[int, str]]:
@@ -49,6 +56,11 @@ def find_checkpoints(run_dir: str) -> list[tuple[int, str]]:
         if match and entry.get("type") == "directory":
             found.append((int(match.group(1)), join(run_dir, name)))
     return sorted(found)
+
+
+def is_dev_skill(skill: str) -> bool:
+    """True for skills measured on a dev set (``coco_dev_tr1``, ``vsr_dev``...), the only ones that may select."""
+    return "dev" in skill.split("_")
 
 
 def best_per_skill(rows: list[dict], skills: list[str]) -> dict[str, dict]:
@@ -70,14 +82,30 @@ def select_checkpoint(rows: list[dict], by: str = SELECT_BY) -> dict:
     return {"by": "last", "step": rows[-1]["step"], "value": None} if rows else {}
 
 
+def reported_values(rows: list[dict], skills: list[str], selected: dict) -> dict[str, dict]:
+    """Each skill at the step chosen on a dev set: its own dev set (``DEV_OF``) or the overall selection."""
+    by_step = {r["step"]: r for r in rows}
+    out: dict[str, dict] = {}
+    for skill in skills:
+        dev = DEV_OF.get(skill)
+        choice = best_per_skill(rows, [dev]).get(dev) if dev else None
+        step, by = (choice["step"], dev) if choice else (selected.get("step"), selected.get("by"))
+        value = by_step.get(step, {}).get(skill)
+        if value is not None:
+            out[skill] = {"step": step, "value": value, "by": by}
+    return out
+
+
 def _cached(out: str, cfg: EvalConfig) -> dict | None:
+    """The suites of a previous run of the same suites and sample, or None."""
     url = join(out, "results.json")
     fs, path = url_fs(url)
     if not fs.exists(path):
         return None
     with fs.open(path, "rb") as fh:
         doc = orjson.loads(fh.read())
-    if doc.get("meta", {}).get("suites") != list(cfg.suites):
+    meta = doc.get("meta", {})
+    if meta.get("suites") != list(cfg.suites) or meta.get("examples") != describe(cfg.limit, cfg.limit_seed):
         return None
     return doc["suites"]
 
@@ -89,12 +117,13 @@ def sweep(
     out: str,
     resume: bool = True,
     select_by: str = SELECT_BY,
+    model: str = "",
 ) -> SweepResult:
     """Evaluate every checkpoint of ``run_dir`` with ``load(checkpoint) -> scorer``; per-step results."""
     checkpoints = find_checkpoints(run_dir)
     if not checkpoints:
         raise FileNotFoundError(f"no step-<N>/ checkpoint folders in {run_dir}")
-    rows = []
+    rows, intervals = [], {}
     for step, ckpt in checkpoints:
         step_out = join(out, f"step-{step}")
         results = _cached(step_out, cfg) if resume else None
@@ -104,29 +133,41 @@ def sweep(
             results = evaluate(scorer, cfg)
             del scorer
             gc.collect()
-            write_results(results, step_out, {"checkpoint": ckpt, "step": step, "suites": list(cfg.suites)})
+            write_results(results, step_out, eval_meta(cfg, results, ckpt, model, step=step))
         else:
             log.info("step %d: reusing %s", step, step_out)
         rows.append({"step": step, "checkpoint": ckpt, **headline(results)})
+        intervals[step] = headline_of(all_tables(results), with_ci=True)
     skills = sorted({k for r in rows for k in r if k not in ("step", "checkpoint")})
-    return SweepResult(rows, skills, best_per_skill(rows, skills), select_checkpoint(rows, select_by))
+    selected = select_checkpoint(rows, select_by)
+    return SweepResult(rows, skills, selected, reported_values(rows, skills, selected), intervals)
+
+
+def _cell(value: float | None, ci: list[float] | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.1f}" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
 
 
 def sweep_markdown(result: SweepResult) -> str:
-    """The table over steps, the best step per skill and the selected checkpoint."""
+    """The table over steps (values with 95% intervals), the selected checkpoint and each reported skill."""
     header = ["step", *result.skills]
     lines = ["# sweep", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in result.rows:
-        cells = [str(row["step"])] + [
-            f"{row[s]:.1f}" if row.get(s) is not None else "" for s in result.skills
-        ]
+        ci = result.intervals.get(row["step"], {})
+        cells = [str(row["step"])] + [_cell(row.get(s), ci.get(s)) for s in result.skills]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| skill | best step | value |", "|---|---|---|"]
-    lines += [f"| {s} | {b['step']} | {b['value']:.1f} |" for s, b in result.best.items()]
     sel = result.selected
     if sel:
         value = "" if sel.get("value") is None else f" ({sel['by']} = {sel['value']:.1f})"
         lines += ["", f"selected checkpoint: step {sel['step']}, by {sel['by']}{value}"]
+    if result.reported:
+        lines += ["", "Each skill at a step chosen on a dev set (never on the set it is reported on):", ""]
+        lines += ["| skill | step | chosen by | value | 95% CI |", "|---|---|---|---|---|"]
+        for skill, r in result.reported.items():
+            ci = result.intervals.get(r["step"], {}).get(skill)
+            span = f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
+            lines.append(f"| {skill} | {r['step']} | {r['by']} | {r['value']:.1f} | {span} |")
     return "\n".join(lines) + "\n"
 
 
@@ -141,7 +182,7 @@ def sweep_csv(result: SweepResult) -> str:
 
 
 def plot_skills(result: SweepResult, out: str) -> list[str]:
-    """One PNG per skill (value against training step, best step marked) under ``<out>/plots/``."""
+    """One PNG per skill (value and 95% interval against step, the dev-chosen step circled) in ``<out>/plots/``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,11 +192,17 @@ def plot_skills(result: SweepResult, out: str) -> list[str]:
     for skill in result.skills:
         points = [(r["step"], r[skill]) for r in result.rows if r.get(skill) is not None]
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
-        if skill in result.best:
-            b = result.best[skill]
-            ax.scatter([b["step"]], [b["value"]], s=120, facecolors="none", edgecolors="red", label="best")
-            ax.legend(loc="best")
+        steps, values = [p[0] for p in points], [p[1] for p in points]
+        ax.plot(steps, values, marker="o")
+        spans = [result.intervals.get(step, {}).get(skill) for step in steps]
+        if all(spans) and spans:
+            ax.fill_between(steps, [c[0] for c in spans], [c[1] for c in spans], alpha=0.2, label="95% CI")
+        if skill in result.reported:
+            r = result.reported[skill]
+            label = f"chosen by {r['by']}"
+            ax.scatter([r["step"]], [r["value"]], s=120, facecolors="none", edgecolors="red", label=label)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=7)
         ax.set_xlabel("training step")
         ax.set_ylabel(f"{skill} (%)")
         ax.set_title(skill)
