@@ -4,7 +4,8 @@ import random
 
 import pytest
 
-from sgverbalise.layout import plan_shards, shard_name, split_of
+from sgverbalise.layout import plan_shards, split_of
+from sgverbalise.schemas.layout import shard_name
 
 
 def test_split_is_a_stable_fraction_of_keys():

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sgverbalise.schemas import validator
+from sgverbalise.schemas.layout import MANIFEST, ShardSet
 from sgverbalise.storage import redact, url_fs
-from sgverbalise.tools.paths import ShardSet
 from sgverbalise.tools.scan import (
     GENERIC,
     MISSING,
@@ -171,7 +171,7 @@ class _Checker:
 
 
 def _manifest_where(shardset: ShardSet) -> str:
-    url = shardset.manifest_url or "manifest.json"
+    url = shardset.manifest_url or MANIFEST
     return redact(url.rsplit("/", 1)[-1])
 
 
