@@ -40,7 +40,7 @@ class BuildConfig:
     vg_images: tuple[str, ...] = ()
     gqa_images: str | None = None
     records: str | None = None  # the output of sgv ingest, read instead of vg/gqa
-    record_sources: tuple[str, ...] = ()  # the sources that ingest read ("vg", "gqa")
+    record_sources: tuple[str, ...] = ()  # the sources that ingest read ("vg", "gqa"): set when the job runs
     limit: int | None = None
     lemmatize: bool = False
     relation_aliases: str | None = None
@@ -113,7 +113,6 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         vg_images=tuple(absolute(root) for root in args.vg_images),  # looked up once per image, on any worker
         gqa_images=absolute(args.gqa_images) if args.gqa_images else None,
         records=args.records.rstrip("/") if args.records else None,
-        record_sources=_record_sources(args.records) if args.records else (),
         limit=args.limit,
         lemmatize=args.lemmatize,
         relation_aliases=args.relation_aliases,
@@ -129,13 +128,6 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         exclude_coco_ids=args.exclude_coco_ids,
         exclude_image_ids=args.exclude_image_ids,
     )
-
-
-def _record_sources(records: str) -> tuple[str, ...]:
-    from sgverbalise.pipelines.ingest import load_manifest
-
-    config = load_manifest(records)["config"]
-    return (("vg",) if config.get("vg") else ()) + (("gqa",) if config.get("gqa") else ())
 
 
 def _joined_runner(args: list[str]) -> list[str]:
