@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sgverbalise.schemas.layout import PARQUET_SIDECAR, STATS_SIDECAR
 from sgverbalise.shards import ShardWriter
 from sgverbalise.storage import atomic_write, join
 from sgverbalise.synth import JPEG_QUALITY, Scene, make_scene, render_scene
@@ -72,7 +73,7 @@ def _sidecars(out: str, index: int, rows: list[dict], **storage_options: Any) ->
     table = pa.Table.from_pylist(rows, schema=_SCHEMA)
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    atomic_write(join(out, f"{index:05d}.parquet"), buf.getvalue(), **storage_options)
+    atomic_write(join(out, f"{index:05d}{PARQUET_SIDECAR}"), buf.getvalue(), **storage_options)
     stats = {
         "count": len(rows),
         "successes": len(rows),
@@ -84,7 +85,7 @@ def _sidecars(out: str, index: int, rows: list[dict], **storage_options: Any) ->
         "status_dict": {"success": len(rows)},
     }
     atomic_write(
-        join(out, f"{index:05d}_stats.json"),
+        join(out, f"{index:05d}{STATS_SIDECAR}"),
         orjson.dumps(stats, option=orjson.OPT_INDENT_2),
         **storage_options,
     )
