@@ -23,3 +23,15 @@ def test_user_options_win_and_other_runners_drop_direct_defaults():
 def test_multi_threading_is_refused():
     with pytest.raises(SystemExit, match="multi_threading"):
         beam_args(["--direct_running_mode=multi_threading"])
+
+
+def test_parsing_records_reads_nothing(tmp_path):
+    # --records names an ingest run; its ingest.json is read when the job runs, not while arguments are parsed
+    import argparse
+
+    from sgverbalise.pipelines.options import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["--records", str(tmp_path / "not-yet"), "--out", str(tmp_path)]))
+    assert cfg.records == str(tmp_path / "not-yet") and cfg.record_sources == ()
