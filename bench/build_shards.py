@@ -85,6 +85,7 @@ def run_loop(argv: list[str]) -> dict:
     from sgverbalise.readers import READERS
     from sgverbalise.rejects import reject
     from sgverbalise.sample import build_sample, sample_json, sample_key
+    from sgverbalise.schemas.layout import RELATIONS, rejects_name, shard_name
     from sgverbalise.shards import sample_bytes, write_shard
     from sgverbalise.storage import atomic_write, join
     from sgverbalise.triplets import extract
@@ -183,16 +184,16 @@ def run_loop(argv: list[str]) -> dict:
         for key, index in plan.items():
             per_shard[index].append(key)
         for index, keys in sorted(per_shard.items()):
-            name = layout.shard_name(split, index)
+            name = shard_name(split, index)
             info = write_shard(join(cfg.out, name), ((k, by_key[k]) for k in sorted(keys)))
             shards.append(dict(info, name=name))
-    atomic_write(join(cfg.out, "relations.json"), vocab.dumps())
+    atomic_write(join(cfg.out, RELATIONS), vocab.dumps())
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rejects:
-        groups[f"{r['kind']}-{r['reason']}"].append(r)
+        groups[f"{r['kind']}/{r['reason']}"].append(r)
     for group, items in groups.items():
         lines = [json.dumps(r, sort_keys=True, ensure_ascii=False) for r in sorted(items, key=_reject_order)]
-        atomic_write(join(cfg.out, f"rejects/{group}.jsonl"), ("\n".join(lines) + "\n").encode())
+        atomic_write(join(cfg.out, rejects_name(group)), ("\n".join(lines) + "\n").encode())
     stats["relation_rejects"] = sum(r["kind"] == "relation" for r in rejects)
     return {"totals": dict(sorted(stats.items())), "shards": len(shards)}
 

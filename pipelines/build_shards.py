@@ -8,7 +8,7 @@ Runs on DirectRunner (multi_processing, 2 workers) by default; any Beam runner w
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import logging
 
 import apache_beam as beam
@@ -16,9 +16,9 @@ import apache_beam as beam
 from sgverbalise.normalise import NormaliseConfig
 from sgverbalise.pipelines import options as opts
 from sgverbalise.pipelines import preflight
-from sgverbalise.pipelines.finalise import MANIFEST, FinaliseFn, WriteRejectsFn, input_fingerprints, summarise
-from sgverbalise.pipelines.ingest import ReadIngested
-from sgverbalise.pipelines.local_runner import local_runner_patches, new_pipeline
+from sgverbalise.pipelines.finalise import FinaliseFn, input_fingerprints, summarise
+from sgverbalise.pipelines.ingest import ReadIngested, record_sources
+from sgverbalise.pipelines.publish import WriteRejects, run_job
 from sgverbalise.pipelines.transforms import (
     REJECTS,
     STATS,
@@ -29,7 +29,8 @@ from sgverbalise.pipelines.transforms import (
     WriteShards,
     read_id_list,
 )
-from sgverbalise.storage import redact, url_fs
+from sgverbalise.schemas.layout import MANIFEST
+from sgverbalise.storage import redact
 from sgverbalise.vocab import RelationVocab
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,7 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
     shards = made.samples | "Shards" >> WriteShards(cfg)
 
     rejects = (read_rejects, made[REJECTS]) | "AllRejects" >> beam.Flatten()
-    by_reason = rejects | "ByReason" >> beam.Map(lambda r: (f"{r['kind']}/{r['reason']}", r))
-    reject_files = (by_reason | "GroupRejects" >> beam.GroupByKey()
-                    | "WriteRejects" >> beam.ParDo(WriteRejectsFn(cfg.out)))
+    reject_files = rejects | "Rejects" >> WriteRejects(cfg.out)
     stats = ((read_stats, made[STATS]) | "AllStats" >> beam.Flatten()
              | "SumStats" >> beam.CombinePerKey(sum))
 
@@ -91,19 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 def run_config(cfg: opts.BuildConfig, beam_argv: list[str]) -> dict:
     """Runs the job for ``cfg`` with Beam options ``beam_argv``; returns the manifest that was written."""
     preflight.check_job(cfg, beam_argv)  # InputError on a missing input, an output that is a file, ...
-    fs, root = url_fs(cfg.out)
-    manifest_path = f"{root}/{MANIFEST}"
-    if fs.exists(manifest_path):
-        fs.rm(manifest_path)  # the manifest marks a complete run: none until this run completes
-    pipeline = new_pipeline(beam_argv)
-    log.info("build-shards: %s -> %s", [redact(u) for u in [cfg.vg, *cfg.gqa] if u], redact(cfg.out))
-    build_pipeline(pipeline, cfg)
-    with local_runner_patches(pipeline):
-        result = pipeline.run()
-        result.wait_until_finish()
+    if cfg.records and not cfg.record_sources:
+        cfg = dataclasses.replace(cfg, record_sources=record_sources(cfg.records))
+    log.info("build-shards: %s -> %s", [redact(u) for u in [cfg.vg, *cfg.gqa, cfg.records] if u], redact(cfg.out))
+    result, manifest = run_job(cfg.out, MANIFEST, lambda pipeline: build_pipeline(pipeline, cfg), beam_argv)
     log.info("counters: %s", counters(result))
-    with fs.open(manifest_path, "rb") as f:
-        manifest = json.load(f)
     log.info("build-shards done:\n%s", summarise(manifest))
     return manifest
 

@@ -1,54 +1,22 @@
-"""The end of the shard job: rejects files, relations.json, the manifest (written last: it marks a complete run)
+"""The end of the shard job: relations.json, the manifest (written last: it marks a complete run)
 and the removal of anything a killed or earlier run left that this run did not write."""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import apache_beam as beam
 
 from sgverbalise import __version__
-from sgverbalise.layout import SPLITS
 from sgverbalise.pipelines.options import BuildConfig
+from sgverbalise.pipelines.publish import IncompleteRunError, dumps, remove_stale
 from sgverbalise.schemas import SCHEMA_VERSION, validator
-from sgverbalise.storage import atomic_write, fingerprint, join, redact, remove_leftovers, url_fs
+from sgverbalise.schemas.layout import INGEST_MANIFEST, MANIFEST, RELATIONS, SHARD_SET_OUTPUTS, SPLITS
+from sgverbalise.storage import atomic_write, fingerprint, join, redact, url_fs
 from sgverbalise.vocab import RelationVocab
 
 log = logging.getLogger(__name__)
-MANIFEST = "manifest.json"
-INGEST_MANIFEST = "ingest.json"  # of sgv ingest
-RELATIONS = "relations.json"
-SHARD_OUTPUTS = tuple(f"{split}/*.tar" for split in SPLITS) + ("rejects/*.jsonl",)
-
-
-def dumps(obj) -> bytes:
-    """The JSON bytes of every file the job writes: sorted keys, fixed indent, trailing newline."""
-    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-
-
-def rejects_name(group: str) -> str:
-    return f"rejects/{group.replace('/', '-')}.jsonl"
-
-
-def _reject_order(r: dict) -> tuple:
-    return (r["source"], r["image_id"] or "", r["kind"], r["reason"], r["detail"])
-
-
-class WriteRejectsFn(beam.DoFn):
-    """One ``rejects/{kind}-{reason}.jsonl`` per kind and reason, lines sorted; yields (``kind/reason``, count,
-    file name), so the manifest's counts come from the files themselves."""
-
-    def __init__(self, out: str) -> None:
-        self.out = out
-
-    def process(self, element: tuple[str, Iterable[dict]]) -> Iterator[tuple[str, int, str]]:
-        group, rejects = element
-        lines = [json.dumps(r, sort_keys=True, ensure_ascii=False) for r in sorted(rejects, key=_reject_order)]
-        name = rejects_name(group)
-        atomic_write(join(self.out, name), ("\n".join(lines) + "\n").encode())
-        yield group, len(lines), name
 
 
 def build_manifest(config: dict, inputs: list[dict], shards: list[dict], stats: dict[str, int],
@@ -79,10 +47,6 @@ def build_manifest(config: dict, inputs: list[dict], shards: list[dict], stats: 
     if errors:
         raise ValueError(f"manifest does not match its schema: {errors[:3]}")
     return manifest
-
-
-class IncompleteRunError(RuntimeError):
-    """Elements were lost between stages: the output is not marked complete (no manifest is written)."""
 
 
 def check_accounting(totals: dict[str, int], stats: dict[str, int] | None = None, written: int | None = None) -> None:
@@ -117,24 +81,10 @@ class FinaliseFn(beam.DoFn):
         manifest = build_manifest(self.config, self.inputs, list(shards), dict(stats), counts, vocab)
         atomic_write(join(self.out, MANIFEST), dumps(manifest))
         keep = {s["name"] for s in shards} | {name for _, _, name in reject_files}
-        removed = remove_stale(self.out, keep)
+        removed = remove_stale(self.out, keep, SHARD_SET_OUTPUTS)
         if removed:
             log.info("removed %d files an earlier run left: %s", len(removed), removed[:5])
         yield manifest
-
-
-def remove_stale(out: str, keep: set[str], patterns: Iterable[str] = SHARD_OUTPUTS) -> list[str]:
-    """Remove the files under ``out`` that match ``patterns`` (relative globs) but are not in ``keep``, and temp
-    leftovers; returns what was removed."""
-    fs, root = url_fs(out)
-    removed = remove_leftovers(out)
-    for pattern in patterns:
-        for path in fs.glob(f"{root}/{pattern}"):
-            name = path[len(root):].lstrip("/")
-            if name not in keep:
-                fs.rm(path)
-                removed.append(name)
-    return removed
 
 
 def input_fingerprints(cfg: BuildConfig) -> list[dict]:

@@ -27,20 +27,22 @@ import pyarrow.parquet as pq
 from sgverbalise.errors import InputError
 from sgverbalise.pipelines import options as opts
 from sgverbalise.pipelines import preflight
-from sgverbalise.pipelines.finalise import INGEST_MANIFEST, WriteRejectsFn, dumps, input_fingerprints, remove_stale
-from sgverbalise.pipelines.local_runner import local_runner_patches, new_pipeline
+from sgverbalise.pipelines.finalise import input_fingerprints
+from sgverbalise.pipelines.publish import IncompleteRunError, WriteRejects, dumps, remove_stale, run_job
 from sgverbalise.pipelines.transforms import ReadSceneGraphs, shard_plan
 from sgverbalise.sample import sample_key
 from sgverbalise.schemas import SCHEMA_VERSION
+from sgverbalise.schemas.layout import INGEST_MANIFEST, INGEST_OUTPUTS, RECORDS_FILE
 from sgverbalise.schemas.records import SCENE_GRAPH_SCHEMA
-from sgverbalise.storage import atomic_write, join, read_bytes, redact, url_fs
+from sgverbalise.storage import atomic_write, join, read_bytes, redact
 
 log = logging.getLogger(__name__)
-RECORDS_FILE = "records-{index:05d}.parquet"
 
 
-class IncompleteIngestError(RuntimeError):
-    """Records read and records written differ: elements were lost or repeated on the way."""
+class IncompleteIngestError(IncompleteRunError):
+    """The files under ``--records`` are not the complete ingest run its ingest.json lists (one was changed or
+    replaced): the shard job stops before reading records that are not the ones ingest wrote. The name is
+    what a user sees in the runner's error text (a pinned test looks for it)."""
 
 
 def record_key(record: dict) -> str:
@@ -69,7 +71,7 @@ class WriteRecordsFn(beam.DoFn):
         index, records = element
         ordered, planned = sorted(records, key=record_key), plan[1][index]
         if len(ordered) != planned or len({record_key(r) for r in ordered}) != planned:
-            raise IncompleteIngestError(f"file {index}: {len(ordered)} records arrived, {planned} planned")
+            raise IncompleteRunError(f"file {index}: {len(ordered)} records arrived, {planned} planned")
         data = parquet_bytes(ordered)
         name = RECORDS_FILE.format(index=index)
         atomic_write(join(self.out, name), data)
@@ -88,7 +90,7 @@ class FinaliseIngestFn(beam.DoFn):
         rows, read = sum(f["rows"] for f in files), stats.get("images_read", 0)
         rejected = stats.get("images_rejected", 0)
         if rows != read - rejected or stats.get("vg_entries_read", 0) != stats.get("vg_entries_joined", 0):
-            raise IncompleteIngestError(f"{rows} records in the files, {read} images read with {rejected} rejected, "
+            raise IncompleteRunError(f"{rows} records in the files, {read} images read with {rejected} rejected, "
                                         f"VG file entries read {stats.get('vg_entries_read', 0)}, joined "
                                         f"{stats.get('vg_entries_joined', 0)}: elements were lost; run the job again")
         manifest = {"schema_version": SCHEMA_VERSION, "kind": "sgverbalise-records", "config": self.config,
@@ -97,7 +99,7 @@ class FinaliseIngestFn(beam.DoFn):
                                 for group, count, name in sorted(reject_files)}}
         atomic_write(join(self.out, INGEST_MANIFEST), dumps(manifest))
         keep = {f["name"] for f in files} | {name for _, _, name in reject_files}
-        remove_stale(self.out, keep, ("records-*.parquet", "rejects/*.jsonl"))
+        remove_stale(self.out, keep, INGEST_OUTPUTS)
         yield manifest
 
 
@@ -112,8 +114,7 @@ def build_ingest(pipeline: beam.Pipeline, cfg: opts.BuildConfig, per_file: int) 
              | "ToFile" >> beam.Map(lambda r, p: (p[0][record_key(r)], r), p=plan_side)
              | "GroupFiles" >> beam.GroupByKey()
              | "Write" >> beam.ParDo(WriteRecordsFn(cfg.out), plan=plan_side))
-    reject_files = (rejects | "ByReason" >> beam.Map(lambda r: (f"{r['kind']}/{r['reason']}", r))
-                    | "GroupRejects" >> beam.GroupByKey() | "WriteRejects" >> beam.ParDo(WriteRejectsFn(cfg.out)))
+    reject_files = rejects | "Rejects" >> WriteRejects(cfg.out)
     stats = read_stats | "SumStats" >> beam.CombinePerKey(sum)
     config = {"vg": redact(cfg.vg) if cfg.vg else None, "gqa": [redact(u) for u in cfg.gqa], "limit": cfg.limit,
               "records_per_file": per_file}
@@ -145,14 +146,7 @@ def run_ingest(args: argparse.Namespace, beam_argv: list[str]) -> dict:
     opts.check_ranges(args, {"--records-per-file": (1, None), "--limit": (1, None)})
     cfg = opts.BuildConfig(out=args.out.rstrip("/"), vg=args.vg, gqa=tuple(args.gqa), limit=args.limit)
     preflight.check_job(cfg, beam_argv)
-    fs, root = url_fs(cfg.out)
-    if fs.exists(f"{root}/{INGEST_MANIFEST}"):
-        fs.rm(f"{root}/{INGEST_MANIFEST}")  # marks a complete run: none until this run completes
-    pipeline = new_pipeline(beam_argv)
-    build_ingest(pipeline, cfg, args.records_per_file)
-    with local_runner_patches(pipeline):
-        pipeline.run().wait_until_finish()
-    manifest = load_manifest(cfg.out)
+    _, manifest = run_job(cfg.out, INGEST_MANIFEST, lambda p: build_ingest(p, cfg, args.records_per_file), beam_argv)
     log.info("ingest done: %d records in %d files", sum(f["rows"] for f in manifest["files"]), len(manifest["files"]))
     return manifest
 
@@ -160,6 +154,12 @@ def run_ingest(args: argparse.Namespace, beam_argv: list[str]) -> dict:
 def run(argv: list[str] | None = None) -> dict:
     args, beam_argv = build_parser().parse_known_args(argv)
     return run_ingest(args, beam_argv)
+
+
+def record_sources(records: str) -> tuple[str, ...]:
+    """The sources (``vg``, ``gqa``) an ingest run under ``records`` read."""
+    config = load_manifest(records)["config"]
+    return (("vg",) if config.get("vg") else ()) + (("gqa",) if config.get("gqa") else ())
 
 
 def load_manifest(records: str) -> dict:

@@ -43,7 +43,7 @@ class BuildConfig:
     vg_images: tuple[str, ...] = ()
     gqa_images: str | None = None
     records: str | None = None  # the output of sgv ingest, read instead of vg/gqa
-    record_sources: tuple[str, ...] = ()  # the sources that ingest read ("vg", "gqa")
+    record_sources: tuple[str, ...] = ()  # the sources that ingest read ("vg", "gqa"): set when the job runs
     limit: int | None = None
     lemmatize: bool = False
     relation_aliases: str | None = None
@@ -118,7 +118,6 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         vg_images=tuple(absolute(root) for root in args.vg_images),  # looked up once per image, on any worker
         gqa_images=absolute(args.gqa_images) if args.gqa_images else None,
         records=args.records.rstrip("/") if args.records else None,
-        record_sources=_record_sources(args.records) if args.records else (),
         limit=args.limit,
         lemmatize=args.lemmatize,
         relation_aliases=args.relation_aliases,
@@ -152,13 +151,6 @@ def check_ranges(args: argparse.Namespace, ranges: dict[str, tuple]) -> None:
         if value is not None and (value < low or (high is not None and value > high)):
             bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise InputError(f"{option} must be {bounds}, got {value}")
-
-
-def _record_sources(records: str) -> tuple[str, ...]:
-    from sgverbalise.pipelines.ingest import load_manifest
-
-    config = load_manifest(records)["config"]
-    return (("vg",) if config.get("vg") else ()) + (("gqa",) if config.get("gqa") else ())
 
 
 def beam_parser() -> argparse.ArgumentParser:

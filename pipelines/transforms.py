@@ -28,9 +28,11 @@ from sgverbalise import layout
 from sgverbalise.images import ImageError, ImageRef, LoadedImage, candidate_urls, prepare_image, read_first
 from sgverbalise.normalise import NormaliseConfig, Normaliser
 from sgverbalise.pipelines.options import BuildConfig
+from sgverbalise.pipelines.publish import IncompleteRunError
 from sgverbalise.readers import READERS, iter_list, vg
 from sgverbalise.rejects import reject
 from sgverbalise.sample import build_sample, sample_json, sample_key
+from sgverbalise.schemas.layout import shard_name
 from sgverbalise.shards import sample_size, write_shard
 from sgverbalise.storage import join, redact, url_fs
 from sgverbalise.triplets import extract
@@ -388,10 +390,6 @@ def _loaded(samples: Iterable[tuple[str, dict[str, bytes | ImageRef]]]) -> Itera
         yield key, {ext: m.load() if isinstance(m, ImageRef) else m for ext, m in members.items()}
 
 
-class IncompleteShardError(RuntimeError):
-    """A shard's group holds fewer (or more) samples than its plan: elements were lost or repeated on the way."""
-
-
 def shard_plan(split_sizes: tuple[str, Iterable[tuple[str, int]]], samples_per_shard: int,
                max_shard_bytes: int | None) -> tuple[str, tuple[dict[str, int], Counter[int]]]:
     """(split, (shard index of each key, samples planned per shard index))."""
@@ -409,11 +407,11 @@ class WriteShardFn(beam.DoFn):
 
     def process(self, element: tuple[tuple[str, int], Iterable[tuple[str, dict]]], plan: dict) -> Iterator[dict]:
         (split, index), samples = element
-        name = layout.shard_name(split, index)
+        name = shard_name(split, index)
         ordered = sorted(samples, key=lambda s: s[0])
         planned, distinct = plan[split][1][index], len({key for key, _ in ordered})
         if len(ordered) != planned or distinct != planned:
-            raise IncompleteShardError(
+            raise IncompleteRunError(
                 f"{name}: {len(ordered)} samples ({distinct} distinct) reached the shard, "
                 f"{planned} were planned: the runner lost or repeated elements; nothing was written under this "
                 "name and no manifest will be: run the job again")

@@ -1,4 +1,5 @@
-"""Where each sample goes: the train/val split by a hash of its key, and the shard plan of a split.
+"""Where each sample goes: the train/val split by a hash of its key, and the shard plan of a split (the names
+of splits and shards are the layout contract's, ``sgverbalise.schemas.layout``).
 
 Both depend only on the samples' keys and sizes, never on the order they arrive in, so any runner and any number
 of workers lay the output out the same way.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-SPLITS = ("train", "val")
-SHARD_PATTERN = "{split}/shard-{index:06d}.tar"
+from sgverbalise.schemas.layout import SPLITS
+
+TRAIN, VAL = SPLITS
 _BUCKETS = 1_000_000
 
 
@@ -19,7 +21,7 @@ def split_of(key: str, val_fraction: float) -> str:
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
     bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % _BUCKETS
-    return "val" if bucket < val_fraction * _BUCKETS else "train"
+    return VAL if bucket < val_fraction * _BUCKETS else TRAIN
 
 
 def plan_shards(sizes: Iterable[tuple[str, int]], max_count: int, max_bytes: int | None) -> dict[str, int]:
@@ -38,6 +40,3 @@ def plan_shards(sizes: Iterable[tuple[str, int]], max_count: int, max_bytes: int
         count, size = count + 1, size + nbytes
     return plan
 
-
-def shard_name(split: str, index: int) -> str:
-    return SHARD_PATTERN.format(split=split, index=index)

@@ -27,16 +27,14 @@ import re
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from sgverbalise.schemas.urls import join, redact
+
 TMP_MARK = ".tmp-"
 _LEFTOVER_RE = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$")
-# Query parameter names (lower case) that carry credentials or signatures.
-_SECRET_PARTS = ("sig", "token", "secret", "passw", "credential", "key", "auth")
-_SECRET_PREFIXES = ("x-amz-", "x-goog-", "x-ms-")
 # fs.info fields that identify a file version, best first.
 _FINGERPRINT_FIELDS = ("ETag", "etag", "md5Hash", "md5", "crc32c", "generation", "mtime", "LastModified",
                        "updated", "created")
@@ -52,22 +50,6 @@ def absolute(url: str) -> str:
     if "://" in url or "::" in url:
         return url
     return os.path.abspath(url)
-
-
-def join(base: str, *parts: str) -> str:
-    """Join relative parts onto a local path or URL with '/' (parts' own leading/trailing '/' are dropped)."""
-    out = base
-    for part in parts:
-        part = part.strip("/")
-        if not part:
-            continue
-        if not out:
-            out = part
-        elif out.endswith("/"):
-            out += part
-        else:
-            out += "/" + part
-    return out
 
 
 def read_bytes(url: str, **storage_options: Any) -> bytes:
@@ -211,29 +193,6 @@ def fingerprint(url: str, **storage_options: Any) -> dict:
             fp = f"{field.lower()}:{_fingerprint_value(value)}"
             break
     return {"url": redact(url), "size": None if size is None else int(size), "fingerprint": fp}
-
-
-def _secret_param(name: str) -> bool:
-    name = name.lower()
-    return name.startswith(_SECRET_PREFIXES) or any(part in name for part in _SECRET_PARTS)
-
-
-def _redact_one(url: str) -> str:
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    query = parts.query
-    if query and any(_secret_param(name) for name, _ in parse_qsl(query, keep_blank_values=True)):
-        query = ""
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def redact(url: str) -> str:
-    """The URL without credentials (user:pass@) and without a query string that carries a signature/token."""
-    return "::".join(_redact_one(piece) for piece in str(url).split("::"))
 
 
 def list_leftovers(prefix: str, **storage_options: Any) -> list[str]:

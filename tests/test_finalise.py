@@ -6,8 +6,10 @@ from collections import Counter
 
 import pytest
 
-from sgverbalise.pipelines.finalise import IncompleteRunError, build_manifest, check_accounting
-from sgverbalise.pipelines.transforms import IncompleteShardError, WriteShardFn, shard_plan
+from sgverbalise.pipelines.finalise import build_manifest, check_accounting
+from sgverbalise.pipelines.publish import IncompleteRunError
+from sgverbalise.pipelines.publish import IncompleteRunError as IncompleteShardError
+from sgverbalise.pipelines.transforms import WriteShardFn, shard_plan
 from sgverbalise.vocab import RelationVocab
 
 

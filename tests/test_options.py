@@ -78,3 +78,15 @@ def test_ranges_name_the_option_and_its_bounds():
         check_ranges(args, {"--limit": (1, None), "--val-fraction": (0.0, 1.0), "--samples-per-shard": (1, None)})
     with pytest.raises(InputError, match="--val-fraction must be between 0.0 and 1.0, got 1.5"):
         check_ranges(argparse.Namespace(val_fraction=1.5), {"--val-fraction": (0.0, 1.0)})
+
+
+def test_parsing_records_reads_nothing(tmp_path):
+    # --records names an ingest run; its ingest.json is read when the job runs, not while arguments are parsed
+    import argparse
+
+    from sgverbalise.pipelines.options import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["--records", str(tmp_path / "not-yet"), "--out", str(tmp_path)]))
+    assert cfg.records == str(tmp_path / "not-yet") and cfg.record_sources == ()

@@ -46,18 +46,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from sgverbalise.schemas.layout import relations_for
 from sgverbalise.storage import redact
-from sgverbalise.tools.paths import PATTERN_CHARS
 from sgverbalise.training import checkpoint as ckpt
 from sgverbalise.training.config import ConfigError, RunConfig
-from sgverbalise.training.data.sources import (
-    MANIFEST,
-    RELATIONS,
-    TAR_SUFFIXES,
-    SourceConfig,
-    expand_urls,
-    load_relations,
-)
+from sgverbalise.training.data.sources import SourceConfig, load_relations
 from sgverbalise.training.data.streams import build_loader, stream_seed
 from sgverbalise.training.data.tokenizer import load_tokenizer
 from sgverbalise.training.models import RelationVLM, build_model
@@ -179,18 +172,9 @@ def mrc_relations(cfg: RunConfig, url: str) -> list[str]:
 
 
 def source_relations_url(source: SourceConfig) -> str:
-    """The relations.json beside a scene-graph source's shards."""
+    """The relations.json of a scene-graph source's shard set (the layout contract's ``relations_for``)."""
     spec = source.urls if isinstance(source.urls, str) else source.urls[0]
-    spec = spec.split("::")[0]
-    if spec.endswith(MANIFEST):
-        return spec[: -len(MANIFEST)] + RELATIONS
-    if spec.endswith(".json"):
-        return spec
-    if not any(c in spec for c in PATTERN_CHARS) and not spec.endswith(TAR_SUFFIXES):
-        return spec.rstrip("/") + "/" + RELATIONS
-    first = expand_urls(spec, split=source.split, **source.storage_options)[0]
-    # shards are {set}/{split}/shard-N.tar: relations.json is two levels up
-    return first.rsplit("/", 2)[0] + "/" + RELATIONS
+    return relations_for(spec, source.split, **source.storage_options)
 
 
 def align_model_config(cfg: RunConfig, tokenizer: Any) -> RunConfig:

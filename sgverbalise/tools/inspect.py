@@ -7,8 +7,8 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
+from sgverbalise.schemas.layout import ShardSet
 from sgverbalise.storage import redact
-from sgverbalise.tools.paths import ShardSet
 from sgverbalise.tools.scan import (
     ext_kind,
     first_shards,

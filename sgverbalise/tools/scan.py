@@ -13,9 +13,9 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from sgverbalise.schemas.layout import RELATIONS, Shard, ShardSet
 from sgverbalise.shards import ShardError, read_members, split_member_name
 from sgverbalise.storage import join, url_fs
-from sgverbalise.tools.paths import Shard, ShardSet
 
 # Extensions webdataset decodes by unpickling (or torch.load): never loaded here.
 PICKLED_EXTS = frozenset({"pyd", "pickle", "pkl", "pth"})
@@ -238,7 +238,7 @@ def read_relations(shardset: ShardSet, **storage_options: Any) -> tuple[str, Any
     and why not (``MISSING`` or the decoding error); None for a set without a manifest."""
     if shardset.manifest is None or shardset.root is None:
         return None
-    name = (shardset.manifest.get("relations") or {}).get("file") or "relations.json"
+    name = (shardset.manifest.get("relations") or {}).get("file") or RELATIONS
     fs, path = url_fs(join(shardset.root, name), **storage_options)
     try:
         with fs.open(path, "rb") as f:

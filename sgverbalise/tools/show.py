@@ -9,8 +9,8 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
+from sgverbalise.schemas.layout import Shard, ShardSet
 from sgverbalise.tools import ToolError
-from sgverbalise.tools.paths import Shard, ShardSet
 from sgverbalise.tools.scan import Sample, ShardStream, ext_kind, image_info, is_sgv_sample, parse_json
 
 _TEXT_PREVIEW = 2000

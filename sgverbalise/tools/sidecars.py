@@ -7,27 +7,20 @@ import json
 from collections import Counter
 from typing import Any
 
+from sgverbalise.schemas.layout import PARQUET_SIDECAR, STATS_SIDECAR, shard_stem
 from sgverbalise.storage import read_bytes, url_fs
-from sgverbalise.tools.paths import SHARD_SUFFIXES
 
 STATS_FIELDS = ("count", "successes", "failed_to_download", "failed_to_resize")
 
 
-def _stem(url: str) -> str:
-    for suffix in SHARD_SUFFIXES:
-        if url.lower().endswith(suffix):
-            return url[: -len(suffix)]
-    return url
-
-
 def stats_url(shard_url: str) -> str:
     """URL of the shard's ``_stats.json``."""
-    return _stem(shard_url) + "_stats.json"
+    return shard_stem(shard_url) + STATS_SIDECAR
 
 
 def parquet_url(shard_url: str) -> str:
     """URL of the shard's ``.parquet``."""
-    return _stem(shard_url) + ".parquet"
+    return shard_stem(shard_url) + PARQUET_SIDECAR
 
 
 def read_stats(shard_url: str, **storage_options: Any) -> dict | None:

@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from sgverbalise.schemas.layout import ShardSet
 from sgverbalise.storage import redact
-from sgverbalise.tools.paths import ShardSet
 from sgverbalise.tools.scan import SGV, detect_format, first_shards, parse_json, progress_bar, streams
 
 PLOT_TOP = 30

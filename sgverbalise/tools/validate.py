@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sgverbalise.schemas import validator
+from sgverbalise.schemas.layout import MANIFEST, REJECTS_DIR, ShardSet
 from sgverbalise.storage import redact, url_fs
-from sgverbalise.tools.paths import ShardSet
 from sgverbalise.tools.scan import (
     GENERIC,
     MISSING,
@@ -171,7 +171,7 @@ class _Checker:
 
 
 def _manifest_where(shardset: ShardSet) -> str:
-    url = shardset.manifest_url or "manifest.json"
+    url = shardset.manifest_url or MANIFEST
     return redact(url.rsplit("/", 1)[-1])
 
 
@@ -237,8 +237,8 @@ def check_rejects(shardset: ShardSet, **storage_options: Any) -> list[Problem]:
     fs, root = url_fs(shardset.root, **storage_options)
     counts: Counter = Counter()
     problems: list[Problem] = []
-    for path in sorted(fs.glob(root.rstrip("/") + "/rejects/*.jsonl")):
-        name = "rejects/" + path.rsplit("/", 1)[-1]
+    for path in sorted(fs.glob(root.rstrip("/") + f"/{REJECTS_DIR}/*.jsonl")):
+        name = f"{REJECTS_DIR}/" + path.rsplit("/", 1)[-1]
         with fs.open(path, "rb") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
@@ -256,7 +256,7 @@ def check_rejects(shardset: ShardSet, **storage_options: Any) -> list[Problem]:
         if counts[reason] != expected.get(reason, 0):
             problems.append(
                 Problem(
-                    "rejects/",
+                    f"{REJECTS_DIR}/",
                     f"{reason}: {counts[reason]} rejects on file, the manifest says "
                     f"{expected.get(reason, 0)}",
                 )

@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
+from sgverbalise.schemas.sample import Entity, SampleJSON, Triplet
 from sgverbalise.training.data.pixelring import PixelRing, RingPixels
 from sgverbalise.training.data.tokenizer import TextEncoder
 from sgverbalise.training.data.transforms import Crop, ImageTransform, crop_box, swap_left_right
@@ -74,8 +75,8 @@ def open_image(sample: dict) -> Image.Image:
     return Image.open(io.BytesIO(sample[ext]))
 
 
-def decode_json(sample: dict) -> dict:
-    """The sample's ``.json`` member."""
+def decode_json(sample: dict) -> SampleJSON:
+    """The sample's ``.json`` member (its fields: ``sgverbalise.schemas.sample``)."""
     if "json" not in sample:
         raise KeyError(f"sample {sample.get('__key__')!r} has no json member")
     meta = orjson.loads(sample["json"])
@@ -140,7 +141,7 @@ def grounded_transform(
     return pixels, out, False
 
 
-def entity_label(entity: dict, with_attributes: bool = False) -> str:
+def entity_label(entity: Entity, with_attributes: bool = False) -> str:
     """An entity's text: its name, or its attributes then its name."""
     return " ".join([*entity.get("attributes", []), entity["name"]]) if with_attributes else entity["name"]
 
@@ -165,7 +166,7 @@ def entity_example(sample: dict, ctx: Context, rng: random.Random) -> dict | Non
     return {"image": pixels, "labels": labels, "boxes": [boxes[i] for i in chosen], "key": sample["__key__"]}
 
 
-def _entity_keys(t: dict) -> tuple:
+def _entity_keys(t: Triplet) -> tuple:
     subject = t.get("subject_id") or (t["subject"], tuple(t["subject_box_norm"]))
     obj = t.get("object_id") or (t["object"], tuple(t["object_box_norm"]))
     return subject, obj
