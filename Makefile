@@ -40,7 +40,7 @@ bench: $(STAMP)  ## run the benchmarks in bench/ (slow; figures go to bench/out)
 	$(BIN)/python -m bench.read_json && $(BIN)/python -m bench.build_shards && $(BIN)/python -m bench.images && $(BIN)/python -m bench.loader && $(BIN)/python -m bench.runner_race && $(BIN)/python -m bench.stages
 
 lint: $(STAMP)  ## ruff
-	$(BIN)/ruff check schemas sgverbalise pipelines training tests bench
+	$(BIN)/ruff check schemas sgverbalise pipelines training cli configs tests bench
 
 clean:  ## remove .venv and outputs
 	rm -rf $(VENV) out bench/out

@@ -1,6 +1,6 @@
 """Held-out probe sets of shape scenes, written in the published formats the evaluation harness reads.
 
-Layout under ``root`` (docs/benchmarks.md)::
+Layout under ``root`` (docs/evaluation.md)::
 
     vsr/random/{dev,test}.jsonl     VSR rows: image, caption, label (1 true, 0 false), relation, subj, obj
     valse/relations.json            VALSE's relations instrument: image_file, caption, foil, mturk, ...
