@@ -22,7 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from sgverbalise.pipelines.build_shards import run_config
-    from sgverbalise.pipelines.finalise import summarise
     from sgverbalise.pipelines.options import BuildConfig
     from sgverbalise.shards import read_shard
     from sgverbalise.storage import absolute
@@ -39,7 +38,6 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         val_fraction=0.1, samples_per_shard=64, vsg=VSGConfig(seed=args.seed),
     )
     manifest = run_config(build, list(extra))
-    print(summarise(manifest))
     first = manifest["splits"]["train"]["shards"][0]["name"]
     print(f"3. the first {args.show} samples of {first}:")
     for n, (key, members) in enumerate(read_shard(str(shards / first))):
