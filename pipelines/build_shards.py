@@ -17,7 +17,8 @@ from sgverbalise.normalise import NormaliseConfig
 from sgverbalise.pipelines import options as opts
 from sgverbalise.pipelines import preflight
 from sgverbalise.pipelines.finalise import FinaliseFn, input_fingerprints, summarise
-from sgverbalise.pipelines.ingest import ReadIngested, record_sources
+from sgverbalise.pipelines.ingest import ReadIngested
+from sgverbalise.pipelines.ingested import record_sources
 from sgverbalise.pipelines.publish import WriteRejects, run_job
 from sgverbalise.pipelines.transforms import (
     REJECTS,

@@ -28,6 +28,7 @@ from sgverbalise.errors import InputError
 from sgverbalise.pipelines import options as opts
 from sgverbalise.pipelines import preflight
 from sgverbalise.pipelines.finalise import input_fingerprints
+from sgverbalise.pipelines.ingested import load_manifest
 from sgverbalise.pipelines.publish import IncompleteRunError, WriteRejects, dumps, remove_stale, run_job
 from sgverbalise.pipelines.transforms import ReadSceneGraphs, shard_plan
 from sgverbalise.sample import sample_key
@@ -156,22 +157,6 @@ def run(argv: list[str] | None = None) -> dict:
     return run_ingest(args, beam_argv)
 
 
-def record_sources(records: str) -> tuple[str, ...]:
-    """The sources (``vg``, ``gqa``) an ingest run under ``records`` read."""
-    config = load_manifest(records)["config"]
-    return (("vg",) if config.get("vg") else ()) + (("gqa",) if config.get("gqa") else ())
-
-
-def load_manifest(records: str) -> dict:
-    """The ``ingest.json`` of a complete ingest run under ``records``."""
-    try:
-        manifest = json.loads(read_bytes(join(records, INGEST_MANIFEST)))
-    except FileNotFoundError:
-        raise InputError(f"no {INGEST_MANIFEST} under {redact(records)}: run sgv ingest first "
-                         "(or it did not finish)") from None
-    if manifest.get("kind") != "sgverbalise-records":
-        raise InputError(f"{redact(records)}/{INGEST_MANIFEST} is not a records manifest")
-    return manifest
 
 
 class ReadRecordFileFn(beam.DoFn):

@@ -12,11 +12,13 @@ import re
 from collections.abc import Iterable, Iterator
 
 from sgverbalise.errors import InputError
+from sgverbalise.pipelines.ingested import load_manifest
 from sgverbalise.pipelines.options import BuildConfig, parse_beam_args
 from sgverbalise.storage import redact, url_fs
 
 log = logging.getLogger(__name__)
 COCO_ID = re.compile(r"\d+")
+FOLDERLESS = ("http://", "https://")  # stores whose URLs name files only
 IMAGE_ID = re.compile(r"[^\s,;]+")  # one id a line: '123' or 'vg-123'; blanks or separators mean several
 
 
@@ -24,19 +26,22 @@ def check_job(cfg: BuildConfig, beam_argv: list[str]) -> None:
     """Everything about ``cfg`` and the Beam options that can be told without running the job."""
     parse_beam_args(beam_argv)
     check_inputs(inputs(cfg))
+    if cfg.records:
+        load_manifest(cfg.records)  # InputError when it is no finished ingest
     check_output("--out", cfg.out)
     check_id_list("--exclude-coco-ids", cfg.exclude_coco_ids, COCO_ID, "a COCO id (an integer)")
     check_id_list("--exclude-image-ids", cfg.exclude_image_ids, IMAGE_ID, "an image id ('123' or 'vg-123')")
 
 
 def inputs(cfg: BuildConfig) -> Iterator[tuple[str, str]]:
-    """(option, URL) of every input the job reads."""
-    yield from (("--vg", cfg.vg), ("--records", cfg.records), ("--gqa-images", cfg.gqa_images),
-                ("--relations", cfg.vocab.relations), ("--relation-aliases", cfg.relation_aliases),
+    """(option, URL) of every input the job reads. Image roots are folders: on a store without folders (HTTP) they
+    cannot be checked, only the images under them (which the job does, one reject each)."""
+    yield from (("--vg", cfg.vg), ("--relations", cfg.vocab.relations), ("--relation-aliases", cfg.relation_aliases),
                 ("--object-aliases", cfg.object_aliases), ("--exclude-coco-ids", cfg.exclude_coco_ids),
                 ("--exclude-image-ids", cfg.exclude_image_ids))
     yield from (("--gqa", url) for url in cfg.gqa)
-    yield from (("--vg-images", url) for url in cfg.vg_images)
+    roots = [("--gqa-images", cfg.gqa_images)] + [("--vg-images", url) for url in cfg.vg_images]
+    yield from ((option, url) for option, url in roots if url and not url.startswith(FOLDERLESS))
 
 
 def ask(option: str, url: str, question: str) -> bool | None:
