@@ -3,6 +3,7 @@ working from a folder outside the checkout."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,13 +14,27 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+SOURCES = {"schemas": "sgverbalise/schemas", "pipelines": "sgverbalise/pipelines", "training": "sgverbalise/training",
+           "cli": "sgverbalise/cli", "configs": "sgverbalise/configs", "sgverbalise": "sgverbalise"}
+# what a checkout holds besides its sources: setuptools' build/ would carry modules deleted since into the wheel
+NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "build", "dist", "out", "*.egg-info", "__pycache__", ".*cache")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+    tree, out = tmp_path_factory.mktemp("tree") / "src", tmp_path_factory.mktemp("wheel")
+    shutil.copytree(REPO, tree, ignore=NOT_SOURCES)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(out), str(REPO)], check=True, capture_output=True)
+                    "-w", str(out), str(tree)], check=True, capture_output=True)
     (found,) = out.glob("sgverbalise-*.whl")
     return found
+
+
+def test_wheel_modules_are_the_checkouts_modules(wheel):
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".py")}
+    expected = {f"{SOURCES[p.relative_to(REPO).parts[0]]}/{p.relative_to(REPO / p.relative_to(REPO).parts[0])}"
+                for folder in SOURCES for p in (REPO / folder).rglob("*.py") if "__pycache__" not in p.parts}
+    assert shipped == expected
 
 
 def test_wheel_has_one_import_root_and_ships_configs(wheel):
