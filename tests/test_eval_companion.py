@@ -131,6 +131,19 @@ def test_generated_companion_files(tmp_path: Path, capsys):
     assert "vsr_test" not in tables
 
 
+def test_a_model_file_in_a_folder_named_otherwise(tmp_path: Path, capsys):
+    """outputs/Winoground/albef_4m_ours/albef_4m_ours_07.jsonl (one epoch of the study's own run) is model
+    albef_4m_ours_07; the folder name is no model."""
+    root = _generated(tmp_path / "out")
+    epoch = root / "Winoground" / "m_ours" / "m_ours_07.jsonl"
+    epoch.parent.mkdir()
+    shutil.copy(root / "Winoground" / "m.jsonl", epoch)
+    assert sgv(["eval", "--from-scores", str(root), "--bootstrap", "0"]) == 2
+    assert "m, m_ours_07" in capsys.readouterr().err
+    tables, files = tables_from_scores(f"{root}@m_ours_07", bootstrap=0)
+    assert files == [str(epoch)] and tables["winoground"]["figures"]["group"] == 100.0
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [

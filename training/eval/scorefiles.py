@@ -16,7 +16,9 @@ order within each, invalid rows counted), VSR the row of the split file, Winogro
 
 The companion study's files (e-bug/fine-grained-evals ``outputs/``) are read as released:
 ``VALSE/<model>/<model>.jsonl``, ``VSR_random/<model>/<model>_{dev,test}.jsonl``,
-``Winoground/<model>/<model>.jsonl`` (or the same files directly in ``VALSE/`` etc.). Every line's ``score`` is
+``Winoground/<model>/<model>.jsonl`` (or the same files directly in ``VALSE/`` etc., or in another folder:
+``Winoground/albef_4m_ours/albef_4m_ours_07.jsonl`` is model ``albef_4m_ours_07``, one epoch of the study's
+own ALBEF training). A model is a file stem (less ``_dev`` / ``_test``). Every line's ``score`` is
 the model's p(match). Malformed input raises ``ScoreFileError`` naming the file and the line.
 """
 
@@ -174,6 +176,13 @@ def _first_file(candidates: list[str]) -> str | None:
     return None
 
 
+def _nested(root: str, folder: str, name: str) -> str | None:
+    """``<folder>/<any>/<name>``: a model's file in a folder named otherwise (``albef_4m_ours/albef_4m_ours_07``)."""
+    fs, path = url_fs(root)
+    found = sorted(fs.glob(posixpath.join(path, folder, "*", name)))
+    return join(root, posixpath.relpath(found[0], path)) if found else None
+
+
 def companion_files(root: str, model: str) -> dict[str, dict[str, str]]:
     """suite -> {part: url} of one model's companion files under ``root`` (part: "" or the VSR split)."""
     found: dict[str, dict[str, str]] = defaultdict(dict)
@@ -181,7 +190,9 @@ def companion_files(root: str, model: str) -> dict[str, dict[str, str]]:
         parts = ("dev", "test") if suite == "vsr" else ("",)
         for part in parts:
             name = f"{model}_{part}.jsonl" if part else f"{model}.jsonl"
-            url = _first_file([join(root, folder, model, name), join(root, folder, name)])
+            url = _first_file([join(root, folder, model, name), join(root, folder, name)]) or _nested(
+                root, folder, name
+            )
             if url:
                 found[suite][part] = url
     return dict(found)
@@ -195,12 +206,9 @@ def companion_models(root: str) -> list[str]:
         base = posixpath.join(path, folder)
         if not fs.isdir(base):
             continue
-        for entry in fs.ls(base, detail=True):
-            name = posixpath.basename(entry["name"].rstrip("/"))
-            if entry.get("type") == "directory":
-                names.add(name)
-            elif name.endswith(".jsonl"):
-                names.add(re.sub(r"_(dev|test)$", "", name[: -len(".jsonl")]))
+        files = fs.glob(posixpath.join(base, "*.jsonl")) + fs.glob(posixpath.join(base, "*", "*.jsonl"))
+        for found in files:
+            names.add(re.sub(r"_(dev|test)$", "", posixpath.basename(found)[: -len(".jsonl")]))
     return sorted(names)
 
 
