@@ -144,6 +144,27 @@ def test_a_model_file_in_a_folder_named_otherwise(tmp_path: Path, capsys):
     assert files == [str(epoch)] and tables["winoground"]["figures"]["group"] == 100.0
 
 
+def _svo_line(row: int, side: str, score: float, negated: tuple[str, ...]) -> dict:
+    """A line of the companion study's outputs/SVO/<model>/<model>.jsonl (as its SVO notebook prints it)."""
+    return {"label": f"{row}_{side}", "score": score, "pos_triplet": "girl,stand,grass",
+            "neg_triplet": "dog,stand,grass", **{f"{p}_neg": p in negated for p in ("subj", "verb", "obj")}}
+
+
+def test_companion_svo_lines_give_the_pairwise_rule_only(tmp_path: Path, capsys):
+    root = _generated(tmp_path / "out")
+    rows = [(0.9, 0.1, ("subj",)), (0.2, 0.3, ("verb",)), (0.6, 0.5, ("subj", "obj"))]
+    _write(root / "SVO" / "m" / "m.jsonl", [_svo_line(i, side, score, neg) for i, (p, n, neg) in enumerate(rows)
+                                             for side, score in (("p", p), ("n", n))])
+    assert sgv(["eval", "--from-scores", f"{root}@m", "--json", "--bootstrap", "0"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    # no sentence or image in the lines: the official per-pair accuracies cannot be recomputed
+    assert doc["tables"]["svo"] == {"pairwise": pytest.approx(200 / 3)}
+    assert doc["details"]["svo"]["pairwise_by_negated"] == {"mixed": 100.0, "subj": 100.0, "verb": 0.0}
+    _write(root / "SVO" / "m" / "m.jsonl", [_svo_line(0, "p", 0.9, ("subj",))])
+    assert sgv(["eval", "--from-scores", f"{root}@m", "--bootstrap", "0"]) == 2
+    assert "lack their _p or _n line" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [

@@ -238,6 +238,8 @@ def svo_table(records: list[dict], official: bool = True) -> Table:
         "overall": "SVO-Probes official: mean of pos and neg accuracy, single-negation rows, pairs deduplicated",
         "pairwise": "companion study's rule: positive image scored above the negative, all rows",
     }
+    if not official:
+        del labels["overall"]
     return Table("svo", strata, compute, labels, details)
 
 
@@ -291,7 +293,9 @@ def suite_tables(suite: str, records: list[dict], vsr_threshold: float = VSR_THR
         elif suite == "winoground":
             found = [winoground_table(rows)]
         else:
-            found = [svo_table(rows, official=mode == "itm")]
+            # the companion study's SVO lines carry no sentence or image: its pairwise rule only
+            official = mode == "itm" and all("sentence" in r for r in rows)
+            found = [svo_table(rows, official=official)]
         for table in found:
             table.details["mode"] = mode
             table.name += f"_{mode}" if i else ""
