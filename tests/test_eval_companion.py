@@ -218,3 +218,55 @@ def test_compare_pairs_our_score_file_with_a_companion_model_by_id(tmp_path: Pat
     assert valse["units"]["pairs"] == {"common": 2, "only_a": 1, "only_b": 1}
     # on the common examples 1 and 2: ours right on both, the companion file's model wrong on both
     assert valse["figures"]["overall"]["a"] == 100.0 and valse["figures"]["overall"]["b"] == 0.0
+
+
+# ---- bench/companion.py: the study's printed tables against ours, every model --------------------------------
+
+
+def _notebook(path: Path, cells: list[tuple[str, str]]) -> None:
+    """A notebook of code cells (source, printed text), as Jupyter saves it."""
+    nb = {"cells": [{"cell_type": "code", "source": src.splitlines(keepends=True),
+                     "outputs": [{"name": "stdout", "output_type": "stream", "text": out}] if out else []}
+                    for src, out in cells]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb))
+
+
+def _checkout(root: Path, valse_overall: str = "33.3") -> Path:
+    """A checkout of the study's repository in miniature: outputs/, notebooks/ printing model m, the tags."""
+    _generated(root / "outputs")
+    names = 'models = {\n    "m": "M$_{x}$",\n}'
+    _notebook(root / "notebooks" / "VALSE.ipynb", [
+        (names, ""),
+        ("for model in models:\n    res_dict = {}\n    for k in ['existence']:\n        pass",
+         f"M$_{{x}}$ & 33.3 & {valse_overall} \\\\\n"),
+    ])
+    _notebook(root / "notebooks" / "VSR.ipynb", [
+        (names, ""),
+        ("cat2relation = {\n    'proximity': ['near'],\n    'topological': ['on'],\n}", ""),
+        ("for model in models:\n    open(f'{model}_dev.jsonl')\n    res_dict = {}",
+         "M$_{x}$ & 0.0 & 100.0 & 50.0 \\\\\n"),
+    ])
+    _notebook(root / "notebooks" / "Winoground.ipynb", [
+        ('model_to_name = {"m": "M$_{x}$"}', ""),
+        ('print(tabulate(get_table_dict(models), floatfmt=".2f"))',
+         "--------  ------  ------  ------\nM$_{x}$   100.00  100.00  100.00\n--------  ------  ------  ------\n"),
+        ('t = get_table_dict(models, filter_examples(filter_dict={"secondary_tag": "Symbolic"}))\nprint(tabulate(t))',
+         "M$_{x}$   100.00  100.00  100.00\n"),
+    ])
+    _write(root / "data" / "winoground" / "data" / "examples.jsonl",
+           [{"id": 0, "caption_0": "a", "caption_1": "b", "image_0": "x", "image_1": "y", "tag": "Noun",
+             "secondary_tag": "Symbolic", "num_main_preds": 1, "collapsed_tag": "Object"}])
+    return root
+
+
+def test_bench_companion_compares_every_printed_figure(tmp_path: Path, capsys):
+    from bench.companion import main as companion
+
+    assert companion(["--repo", str(_checkout(tmp_path / "fge")), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| m | 2/2 | 3/3 | 6/6 | - |" in out and "11/11 printed figures reproduced" in out
+    assert "| m | 33.3 | 33.3 | 50.0 | - | 100.00 | 100.00 | 100.00 | 11/11 | - |" in out
+    assert companion(["--repo", str(_checkout(tmp_path / "bad", valse_overall="40.0"))]) == 1
+    out = capsys.readouterr().out
+    assert "valse/overall: printed 40.0, ours 33.3" in out and "| m | 1/2 |" in out
