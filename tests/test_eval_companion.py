@@ -131,6 +131,40 @@ def test_generated_companion_files(tmp_path: Path, capsys):
     assert "vsr_test" not in tables
 
 
+def test_a_model_file_in_a_folder_named_otherwise(tmp_path: Path, capsys):
+    """outputs/Winoground/albef_4m_ours/albef_4m_ours_07.jsonl (one epoch of the study's own run) is model
+    albef_4m_ours_07; the folder name is no model."""
+    root = _generated(tmp_path / "out")
+    epoch = root / "Winoground" / "m_ours" / "m_ours_07.jsonl"
+    epoch.parent.mkdir()
+    shutil.copy(root / "Winoground" / "m.jsonl", epoch)
+    assert sgv(["eval", "--from-scores", str(root), "--bootstrap", "0"]) == 2
+    assert "m, m_ours_07" in capsys.readouterr().err
+    tables, files = tables_from_scores(f"{root}@m_ours_07", bootstrap=0)
+    assert files == [str(epoch)] and tables["winoground"]["figures"]["group"] == 100.0
+
+
+def _svo_line(row: int, side: str, score: float, negated: tuple[str, ...]) -> dict:
+    """A line of the companion study's outputs/SVO/<model>/<model>.jsonl (as its SVO notebook prints it)."""
+    return {"label": f"{row}_{side}", "score": score, "pos_triplet": "girl,stand,grass",
+            "neg_triplet": "dog,stand,grass", **{f"{p}_neg": p in negated for p in ("subj", "verb", "obj")}}
+
+
+def test_companion_svo_lines_give_the_pairwise_rule_only(tmp_path: Path, capsys):
+    root = _generated(tmp_path / "out")
+    rows = [(0.9, 0.1, ("subj",)), (0.2, 0.3, ("verb",)), (0.6, 0.5, ("subj", "obj"))]
+    _write(root / "SVO" / "m" / "m.jsonl", [_svo_line(i, side, score, neg) for i, (p, n, neg) in enumerate(rows)
+                                             for side, score in (("p", p), ("n", n))])
+    assert sgv(["eval", "--from-scores", f"{root}@m", "--json", "--bootstrap", "0"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    # no sentence or image in the lines: the official per-pair accuracies cannot be recomputed
+    assert doc["tables"]["svo"] == {"pairwise": pytest.approx(200 / 3)}
+    assert doc["details"]["svo"]["pairwise_by_negated"] == {"mixed": 100.0, "subj": 100.0, "verb": 0.0}
+    _write(root / "SVO" / "m" / "m.jsonl", [_svo_line(0, "p", 0.9, ("subj",))])
+    assert sgv(["eval", "--from-scores", f"{root}@m", "--bootstrap", "0"]) == 2
+    assert "lack their _p or _n line" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -184,3 +218,55 @@ def test_compare_pairs_our_score_file_with_a_companion_model_by_id(tmp_path: Pat
     assert valse["units"]["pairs"] == {"common": 2, "only_a": 1, "only_b": 1}
     # on the common examples 1 and 2: ours right on both, the companion file's model wrong on both
     assert valse["figures"]["overall"]["a"] == 100.0 and valse["figures"]["overall"]["b"] == 0.0
+
+
+# ---- bench/companion.py: the study's printed tables against ours, every model --------------------------------
+
+
+def _notebook(path: Path, cells: list[tuple[str, str]]) -> None:
+    """A notebook of code cells (source, printed text), as Jupyter saves it."""
+    nb = {"cells": [{"cell_type": "code", "source": src.splitlines(keepends=True),
+                     "outputs": [{"name": "stdout", "output_type": "stream", "text": out}] if out else []}
+                    for src, out in cells]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb))
+
+
+def _checkout(root: Path, valse_overall: str = "33.3") -> Path:
+    """A checkout of the study's repository in miniature: outputs/, notebooks/ printing model m, the tags."""
+    _generated(root / "outputs")
+    names = 'models = {\n    "m": "M$_{x}$",\n}'
+    _notebook(root / "notebooks" / "VALSE.ipynb", [
+        (names, ""),
+        ("for model in models:\n    res_dict = {}\n    for k in ['existence']:\n        pass",
+         f"M$_{{x}}$ & 33.3 & {valse_overall} \\\\\n"),
+    ])
+    _notebook(root / "notebooks" / "VSR.ipynb", [
+        (names, ""),
+        ("cat2relation = {\n    'proximity': ['near'],\n    'topological': ['on'],\n}", ""),
+        ("for model in models:\n    open(f'{model}_dev.jsonl')\n    res_dict = {}",
+         "M$_{x}$ & 0.0 & 100.0 & 50.0 \\\\\n"),
+    ])
+    _notebook(root / "notebooks" / "Winoground.ipynb", [
+        ('model_to_name = {"m": "M$_{x}$"}', ""),
+        ('print(tabulate(get_table_dict(models), floatfmt=".2f"))',
+         "--------  ------  ------  ------\nM$_{x}$   100.00  100.00  100.00\n--------  ------  ------  ------\n"),
+        ('t = get_table_dict(models, filter_examples(filter_dict={"secondary_tag": "Symbolic"}))\nprint(tabulate(t))',
+         "M$_{x}$   100.00  100.00  100.00\n"),
+    ])
+    _write(root / "data" / "winoground" / "data" / "examples.jsonl",
+           [{"id": 0, "caption_0": "a", "caption_1": "b", "image_0": "x", "image_1": "y", "tag": "Noun",
+             "secondary_tag": "Symbolic", "num_main_preds": 1, "collapsed_tag": "Object"}])
+    return root
+
+
+def test_bench_companion_compares_every_printed_figure(tmp_path: Path, capsys):
+    from bench.companion import main as companion
+
+    assert companion(["--repo", str(_checkout(tmp_path / "fge")), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| m | 2/2 | 3/3 | 6/6 | - |" in out and "11/11 printed figures reproduced" in out
+    assert "| m | 33.3 | 33.3 | 50.0 | - | 100.00 | 100.00 | 100.00 | 11/11 | - |" in out
+    assert companion(["--repo", str(_checkout(tmp_path / "bad", valse_overall="40.0"))]) == 1
+    out = capsys.readouterr().out
+    assert "valse/overall: printed 40.0, ours 33.3" in out and "| m | 1/2 |" in out

@@ -16,8 +16,11 @@ order within each, invalid rows counted), VSR the row of the split file, Winogro
 
 The companion study's files (e-bug/fine-grained-evals ``outputs/``) are read as released:
 ``VALSE/<model>/<model>.jsonl``, ``VSR_random/<model>/<model>_{dev,test}.jsonl``,
-``Winoground/<model>/<model>.jsonl`` (or the same files directly in ``VALSE/`` etc.). Every line's ``score`` is
-the model's p(match). Malformed input raises ``ScoreFileError`` naming the file and the line.
+``Winoground/<model>/<model>.jsonl``, ``SVO/<model>/<model>.jsonl`` (or the same files directly in ``VALSE/``
+etc., or in a folder named otherwise: ``Winoground/albef_4m_ours/albef_4m_ours_07.jsonl`` is model
+``albef_4m_ours_07``, one epoch of the study's own ALBEF training). A model is a file stem (less ``_dev`` /
+``_test``). Every line's ``score`` is the model's p(match). Malformed input raises ``ScoreFileError`` naming the
+file and the line.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from sgverbalise.storage import atomic_write, join, url_fs
 from .benchmarks import VALSE_PIECES, vsr_category
 
 SCORES_DIR = "scores"
-COMPANION_FOLDERS = {"valse": "VALSE", "vsr": "VSR_random", "winoground": "Winoground"}
+COMPANION_FOLDERS = {"valse": "VALSE", "vsr": "VSR_random", "winoground": "Winoground", "svo": "SVO"}
 WINOGROUND_LABEL = re.compile(r"^(.+)_c([01])_i([01])$")
+SVO_LABEL = re.compile(r"^(.+)_([pn])$")
+SVO_FLAGS = (("subj", "subj_neg"), ("verb", "verb_neg"), ("obj", "obj_neg"))
 VALSE_LABEL = re.compile(r"^(.+)_([cf])$")
 
 
@@ -166,12 +171,54 @@ def companion_winoground(url: str) -> list[dict]:
     return [{"suite": "winoground", "mode": "itm", "id": ex, "scores": s} for ex, s in tables.items()]
 
 
+def companion_svo(url: str) -> list[dict]:
+    """SVO-Probes lines ``<n>_p`` (sentence with its positive image) and ``<n>_n`` (with the negative one), with
+    ``pos_triplet``, ``neg_triplet`` and the flags ``subj_neg``, ``verb_neg``, ``obj_neg``, as one record per row.
+
+    The lines carry neither the sentence nor the image ids, so only the companion's ``pairwise`` rule (positive
+    scored above negative) can be recomputed, not the official per-pair accuracies. ``negated`` is the one part
+    flagged (``mixed`` / ``none`` otherwise, as our own files say; the study's notebook counts a row under the first
+    flag of subj, verb, obj, and under obj when none is set).
+    """
+    rows: dict[str, dict] = {}
+    for number, row in _lines(url):
+        _need(url, number, row, "label", "score")
+        match = SVO_LABEL.match(str(row["label"]))
+        if not match:
+            raise ScoreFileError(f"{url}:{number}: label {row['label']!r} is not <id>_p or <id>_n")
+        ex = match.group(1)
+        kinds = [part for part, flag in SVO_FLAGS if row.get(flag)]
+        rec = rows.setdefault(
+            ex,
+            {
+                "suite": "svo",
+                "mode": "itm",
+                "id": ex,
+                "negated": kinds[0] if len(kinds) == 1 else ("mixed" if kinds else "none"),
+                "pos_triplet": row.get("pos_triplet"),
+                "neg_triplet": row.get("neg_triplet"),
+            },
+        )
+        rec["pos" if match.group(2) == "p" else "neg"] = _score(url, number, row)
+    broken = [ex for ex, r in rows.items() if "pos" not in r or "neg" not in r]
+    if broken:
+        raise ScoreFileError(f"{url}: {len(broken)} rows lack their _p or _n line (e.g. {broken[0]})")
+    return list(rows.values())
+
+
 def _first_file(candidates: list[str]) -> str | None:
     for url in candidates:
         fs, path = url_fs(url)
         if fs.isfile(path):
             return url
     return None
+
+
+def _nested(root: str, folder: str, name: str) -> str | None:
+    """``<folder>/<any>/<name>``: a model's file in a folder named otherwise (``albef_4m_ours/albef_4m_ours_07``)."""
+    fs, path = url_fs(root)
+    found = sorted(fs.glob(posixpath.join(path, folder, "*", name)))
+    return join(root, posixpath.relpath(found[0], path)) if found else None
 
 
 def companion_files(root: str, model: str) -> dict[str, dict[str, str]]:
@@ -181,7 +228,9 @@ def companion_files(root: str, model: str) -> dict[str, dict[str, str]]:
         parts = ("dev", "test") if suite == "vsr" else ("",)
         for part in parts:
             name = f"{model}_{part}.jsonl" if part else f"{model}.jsonl"
-            url = _first_file([join(root, folder, model, name), join(root, folder, name)])
+            url = _first_file([join(root, folder, model, name), join(root, folder, name)]) or _nested(
+                root, folder, name
+            )
             if url:
                 found[suite][part] = url
     return dict(found)
@@ -195,17 +244,14 @@ def companion_models(root: str) -> list[str]:
         base = posixpath.join(path, folder)
         if not fs.isdir(base):
             continue
-        for entry in fs.ls(base, detail=True):
-            name = posixpath.basename(entry["name"].rstrip("/"))
-            if entry.get("type") == "directory":
-                names.add(name)
-            elif name.endswith(".jsonl"):
-                names.add(re.sub(r"_(dev|test)$", "", name[: -len(".jsonl")]))
+        files = fs.glob(posixpath.join(base, "*.jsonl")) + fs.glob(posixpath.join(base, "*", "*.jsonl"))
+        for found in files:
+            names.add(re.sub(r"_(dev|test)$", "", posixpath.basename(found)[: -len(".jsonl")]))
     return sorted(names)
 
 
 def is_companion(root: str) -> bool:
-    """True when ``root`` holds the companion study's folders (VALSE/, VSR_random/ or Winoground/)."""
+    """True when ``root`` holds the companion study's folders (VALSE/, VSR_random/, Winoground/ or SVO/)."""
     fs, path = url_fs(root)
     return any(fs.isdir(posixpath.join(path, f)) for f in COMPANION_FOLDERS.values())
 
@@ -221,6 +267,8 @@ def read_companion(root: str, model: str) -> tuple[dict[str, list[dict]], list[s
             records[suite] = companion_valse(parts[""])
         elif suite == "winoground":
             records[suite] = companion_winoground(parts[""])
+        elif suite == "svo":
+            records[suite] = companion_svo(parts[""])
         else:
             records[suite] = [r for split, url in sorted(parts.items()) for r in companion_vsr(url, split)]
     return records, [u for parts in files.values() for u in parts.values()]

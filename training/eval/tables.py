@@ -16,7 +16,8 @@ Protocols (docs/evaluation.md has the sources):
   argmax), pairs deduplicated, accuracy on positives, on negatives and their average (``overall``) over rows
   with exactly one negated part, per part too. ``pairwise`` is the companion study's rule (positive image
   above negative) over all rows, kept under its own name.
-* Winoground: text, image, group (strict comparisons).
+* Winoground: text, image, group (strict comparisons); by tag value in details (exact value, as Winoground's
+  own statistics script and the companion study filter; ``secondary_tag_any`` splits the comma-separated tag).
 * Retrieval: R@1/5/10 both ways from the rank of the best positive, re-ranked (``rerank``) and ITC alone
   (``itc_`` prefix).
 """
@@ -147,15 +148,23 @@ def winoground_outcomes(s: np.ndarray) -> dict[str, np.ndarray]:
     return {"text": text, "image": image, "group": text & image}
 
 
-def _tag_values(record: dict, tag: str) -> list[str]:
+def _tag_values(record: dict, tag: str, split: bool) -> list[str]:
     value = record.get(tag)
     if value in (None, ""):
         return []
+    if not split:
+        return [str(value).strip()]
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
 def winoground_table(records: list[dict]) -> Table:
-    """Winoground text, image, group; by tag (collapsed tag, main predicates, secondary tag) in details."""
+    """Winoground text, image, group; by tag (collapsed tag, main predicates, secondary tag) in details.
+
+    A tag's group holds the examples whose tag equals that value, as Winoground's ``compute_statistics.py``
+    and the companion study filter (``secondary_tag == "Symbolic"``: 28 examples, not the 13 tagged
+    ``"Symbolic, Series"`` etc.); ``secondary_tag_any`` counts an example in every value of its comma-separated
+    secondary tag (Symbolic 41, Series 31, Pragmatics 24, the counts of the Winoground paper).
+    """
     scores = np.asarray([r["scores"] for r in records], dtype=np.float64).reshape(-1, 2, 2)
     outcomes = winoground_outcomes(scores)
     st = _stratum((r["id"] for r in records), {}, outcomes)
@@ -164,11 +173,12 @@ def winoground_table(records: list[dict]) -> Table:
         return {k: _pct(strata["examples"]["out"][k]) for k in ("text", "image", "group")}
 
     breakdown: dict[str, dict] = {}
-    for tag in WINOGROUND_TAGS:
-        values = [_tag_values(r, tag) for r in records]
+    views = [(tag, tag, False) for tag in WINOGROUND_TAGS] + [("secondary_tag_any", "secondary_tag", True)]
+    for view, tag, split in views:
+        values = [_tag_values(r, tag, split) for r in records]
         for name in sorted({v for vs in values for v in vs}):
             mask = np.asarray([name in vs for vs in values])
-            breakdown.setdefault(tag, {})[name] = {k: _pct(o[mask]) for k, o in outcomes.items()} | {
+            breakdown.setdefault(view, {})[name] = {k: _pct(o[mask]) for k, o in outcomes.items()} | {
                 "n": int(mask.sum())
             }
     return Table("winoground", {"examples": st}, compute, {}, {"by_tag": breakdown} if breakdown else {})
@@ -228,6 +238,8 @@ def svo_table(records: list[dict], official: bool = True) -> Table:
         "overall": "SVO-Probes official: mean of pos and neg accuracy, single-negation rows, pairs deduplicated",
         "pairwise": "companion study's rule: positive image scored above the negative, all rows",
     }
+    if not official:
+        del labels["overall"]
     return Table("svo", strata, compute, labels, details)
 
 
@@ -281,7 +293,9 @@ def suite_tables(suite: str, records: list[dict], vsr_threshold: float = VSR_THR
         elif suite == "winoground":
             found = [winoground_table(rows)]
         else:
-            found = [svo_table(rows, official=mode == "itm")]
+            # the companion study's SVO lines carry no sentence or image: its pairwise rule only
+            official = mode == "itm" and all("sentence" in r for r in rows)
+            found = [svo_table(rows, official=official)]
         for table in found:
             table.details["mode"] = mode
             table.name += f"_{mode}" if i else ""
