@@ -100,6 +100,12 @@ def user_errors() -> tuple[type[Exception], ...]:
     return (InputError, ToolError) + ((config.ConfigError,) if config else ())
 
 
+def quiet_optional_imports(record: logging.LogRecord) -> bool:
+    """False for the warning Beam logs on the root logger when the optional GCP client (apitools) is not
+    installed: every Beam command would print it, an error's one line included. Shown with -v."""
+    return not (record.name == "root" and str(record.msg).startswith("apitools not found"))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(next((a for a in argv if a in COMMANDS), None))
@@ -114,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `sgv show ... | head` ends quietly
     if not args.verbose:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(quiet_optional_imports)
     try:
         if args.command in PASS_THROUGH:  # checked before the command does any work (demo writes a corpus first)
             from sgverbalise.pipelines.options import parse_beam_args

@@ -211,3 +211,11 @@ def test_training_writes_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path)
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "\r" not in done.stderr and "step/s" not in done.stderr and "steps_run" in done.stdout
+
+
+def test_a_beam_jobs_user_error_is_the_only_line_on_stderr(tmp_path):
+    """Importing Beam logs a warning about the optional GCP client on the root logger: not above the error."""
+    done = subprocess.run([sys.executable, "-m", "sgverbalise.cli", "build-shards", "--vg", str(tmp_path / "none"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"sgv build-shards: error: --vg {tmp_path / 'none'}: no such file or folder"]
