@@ -34,18 +34,21 @@ def test_shards_from_records_are_the_shards_from_json(tmp_path):
     args = corpus.args(str(tmp_path / "direct")) + ["--samples-per-shard", "4", "--val-fraction", "0.3"]
     direct = build_shards(args)
     sources = ["--vg", corpus.vg, "--gqa", corpus.gqa[0], "--gqa", corpus.gqa[1]]
-    records = ingest([*sources, "--out", str(tmp_path / "records"), "--records-per-file", "5"])
+    records = ingest([*sources, "--out", str(tmp_path / "records"), "--records-per-file", "5",
+                      "--allow-partial-inputs"])
     assert records["stats"]["images_read"] == direct["totals"]["images_read"]
     assert sum(f["rows"] for f in records["files"]) == records["stats"]["images_read"] - \
         records["stats"]["images_rejected"]
     assert records["rejects"] and all(f["rows"] <= 5 for f in records["files"])
-    rest = [a for a in args if a not in sources[1::2] and a not in ("--vg", "--gqa")]
+    rest = [a for a in args if a not in sources[1::2] and a not in ("--vg", "--gqa", "--allow-partial-inputs")]
     rest[rest.index("--out") + 1] = str(tmp_path / "from_records")
     rebuilt = build_shards(["--records", str(tmp_path / "records"), *rest])
     check_output(tmp_path / "from_records", rebuilt)
     assert _outputs(tmp_path / "from_records") == _outputs(tmp_path / "direct")
     assert rebuilt["totals"] == direct["totals"] and rebuilt["rejects"] == direct["rejects"]
     assert [i["role"] for i in rebuilt["inputs"]] == ["records"]
+    # the cut file ingest accepted is carried into the shard set's manifest
+    assert rebuilt["cuts"] == direct["cuts"] == records["cuts"] and len(direct["cuts"]) == 1
 
 
 def test_ingest_is_deterministic_and_its_files_are_the_canonical_schema(tmp_path):
