@@ -86,8 +86,11 @@ def test_a_changed_records_file_fails_the_shard_job(tmp_path):
 
 
 def test_records_need_a_finished_ingest_and_replace_the_json_inputs(tmp_path):
-    with pytest.raises(InputError, match="run sgv ingest first"):
+    with pytest.raises(InputError, match="nothing: no such file or folder"):  # pre-flight, before Beam
         build_shards(["--records", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")])
+    (tmp_path / "unfinished").mkdir()  # an ingest run that never wrote its ingest.json
+    with pytest.raises(InputError, match="run sgv ingest first"):
+        build_shards(["--records", str(tmp_path / "unfinished"), "--out", str(tmp_path / "out")])
     with pytest.raises(InputError, match="replaces --vg"):
         build_shards(["--records", str(tmp_path / "nothing"), "--vg", str(tmp_path), "--out", str(tmp_path / "o")])
     (tmp_path / "fake").mkdir()
