@@ -82,7 +82,8 @@ _INPUT_FILE_ERROR = re.compile(r"InputFileError: (.+?)(?: \[while running '[^']*
 
 
 def input_file_error(exc: BaseException) -> InputFileError | None:
-    """The InputFileError that failed a run, as raised or as named in the runner's error text; None otherwise."""
+    """The InputFileError in the chain of ``exc`` (a runner that runs the DoFns in this process re-raises it, as
+    its cause or context); None otherwise: a runner of worker processes only names it in its error text."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
