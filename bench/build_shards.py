@@ -1,6 +1,6 @@
 """The main job on a VG-sized corpus (graphs only): ``build-shards`` on 2 cores against a plain Python loop.
 
-``python -m bench.build_shards [--images 108000] [--out bench/out] [--seed 0] [--modes beam,loop,ingest,records]``
+``python -m bench.build_shards [--images 108000] [--out bench/out] [--seed 0] [--modes beam,loop,ingest,records,plain]``
 reuses
 (or generates) the corpus of ``bench.read_json`` (synthetic VG, split layout, no images), then runs, each in a
 fresh subprocess:
@@ -10,7 +10,12 @@ fresh subprocess:
   --records`` on them: what a rerun of the job costs once the JSON has been parsed;
 - ``loop``: one process doing the same work with the same domain functions and no Beam: read, normalise,
   count predicates, ``RelationVocab.from_counts``, extract, verbalise, ``build_sample``, then the shard plan
-  of ``layout.plan_shards`` and ``shards.write_shard`` per shard, relations.json and the rejects files.
+  of ``layout.plan_shards`` and ``shards.write_shard`` per shard, relations.json and the rejects files;
+- ``plain``: the loop a user would write by hand, the baseline of what the work costs without our checks:
+  ``orjson.loads`` of each whole input file (VG's relationships.json and image_data.json, or a GQA file), per
+  image the first K=8 triplets by subject box centre (top to bottom, then left to right) as one caption, and
+  ``tarfile`` shards of ``--samples-per-shard`` samples, in one process. Its samples are not ours (no
+  normalisation, vocabulary, rejects or val split), so its output is not compared with the others'.
 
 Peak memory is that of the whole process tree: the parent samples ``/proc`` every 0.2 s, sums the resident set
 of the subprocess and all its descendants (the Beam workers), and keeps the largest sum. Pages shared between
@@ -44,7 +49,9 @@ MODES = {
     "loop": "plain Python loop (1 process)",
     "ingest": "sgv ingest: the JSON to Parquet records (Beam DirectRunner, 2 workers)",
     "records": "build-shards --records: from those Parquet records (Beam DirectRunner, 2 workers)",
+    "plain": "hand-written loop: orjson whole files, K=8 by subject centre, tarfile (1 process)",
 }
+NOT_COMPARED = {"ingest", "plain"}  # their outputs are not shards of ours
 JOB_OPTIONS = ["--val-fraction", "0.05", "--samples-per-shard", "1000"]
 SAMPLE_EVERY_S = 0.2
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -82,10 +89,11 @@ def run_loop(argv: list[str]) -> dict:
     from sgverbalise.images import ImageError, candidate_urls, prepare_image, read_first
     from sgverbalise.normalise import NormaliseConfig, Normaliser
     from sgverbalise.pipelines.options import add_arguments, config_from_args
+    from sgverbalise.pipelines.publish import dumps
     from sgverbalise.readers import READERS
     from sgverbalise.rejects import reject
     from sgverbalise.sample import build_sample, sample_json, sample_key
-    from sgverbalise.schemas.layout import RELATIONS, rejects_name, shard_name
+    from sgverbalise.schemas.layout import RELATIONS, rejects_name, shard_name, sizes_name
     from sgverbalise.shards import sample_bytes, write_shard
     from sgverbalise.storage import atomic_write, join
     from sgverbalise.triplets import extract
@@ -187,6 +195,9 @@ def run_loop(argv: list[str]) -> dict:
             name = shard_name(split, index)
             info = write_shard(join(cfg.out, name), ((k, by_key[k]) for k in sorted(keys)))
             shards.append(dict(info, name=name))
+    for split in sorted(samples):  # sizes.json beside each split's shards, as the job writes it
+        counts = {s["name"].rsplit("/", 1)[-1]: s["samples"] for s in shards if s["name"].startswith(f"{split}/")}
+        atomic_write(join(cfg.out, sizes_name(split)), dumps(counts))
     atomic_write(join(cfg.out, RELATIONS), vocab.dumps())
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rejects:
@@ -196,6 +207,92 @@ def run_loop(argv: list[str]) -> dict:
         atomic_write(join(cfg.out, rejects_name(group)), ("\n".join(lines) + "\n").encode())
     stats["relation_rejects"] = sum(r["kind"] == "relation" for r in rejects)
     return {"totals": dict(sorted(stats.items())), "shards": len(shards)}
+
+
+# -- the hand-written baseline ----------
+
+PLAIN_K = 8
+
+
+def _plain_triplets(source: str, entry: dict) -> list[tuple[str, str, str, dict]]:
+    """(subject, predicate, object, subject box) of one image entry, as a user reads them off the JSON."""
+    def name(obj: dict) -> str:
+        return obj.get("name") or (obj.get("names") or [""])[0]
+
+    def box(obj: dict) -> dict:
+        return {k: obj[k] for k in ("x", "y", "w", "h")}
+
+    if source == "vg":
+        return [(name(r["subject"]), r["predicate"].lower().strip(), name(r["object"]), box(r["subject"]))
+                for r in entry.get("relationships", [])]
+    objects = entry.get("objects", {})
+    return [(name(obj), rel["name"], name(objects[rel["object"]]), box(obj))
+            for obj in objects.values() for rel in obj.get("relations", []) if rel["object"] in objects]
+
+
+def _plain_shard(path: Path, samples: list[tuple[str, dict, str]]) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for key, sample, caption in samples:
+            for ext, data in (("json", json.dumps(sample).encode()), ("txt", caption.encode())):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size, info.mtime = len(data), 0
+                tar.addfile(info, io.BytesIO(data))
+
+
+def run_plain(argv: list[str]) -> dict:
+    """The hand-written loop for ``argv`` (``--vg``, ``--gqa``, ``--out``, ``--samples-per-shard``)."""
+    import orjson
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--vg")
+    parser.add_argument("--gqa", action="append", default=[])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--samples-per-shard", type=int, default=1000)
+    args, _ = parser.parse_known_args(argv)
+    out = Path(args.out) / "train"
+    out.mkdir(parents=True, exist_ok=True)
+    inputs: list[tuple[str, str, list | dict, dict]] = []
+    if args.vg:
+        sizes = {e["image_id"]: e for e in orjson.loads(Path(args.vg, "image_data.json").read_bytes())}
+        inputs.append(("vg", "relationships.json", orjson.loads(Path(args.vg, "relationships.json").read_bytes()),
+                       sizes))
+    for url in args.gqa:
+        inputs.append(("gqa", url, orjson.loads(Path(url).read_bytes()), {}))
+    totals: Counter[str] = Counter()
+    batch: list[tuple[str, dict, str]] = []
+    shards = 0
+    for source, _, data, sizes in inputs:
+        entries = data.items() if isinstance(data, dict) else ((e["image_id"], e) for e in data)
+        for image_id, entry in entries:
+            totals["images_read"] += 1
+            triplets = _plain_triplets(source, entry)
+            totals["relations_read"] += len(triplets)
+            if not triplets:
+                totals["images_rejected"] += 1
+                continue
+            # top to bottom, then left to right, by the subject box's centre
+            triplets.sort(key=lambda t: (t[3]["y"] + t[3]["h"] / 2, t[3]["x"] + t[3]["w"] / 2))
+            chosen = triplets[:PLAIN_K]
+            caption = ". ".join(f"{s} {p} {o}" for s, p, o, _ in chosen) + "."
+            meta = sizes.get(image_id) or entry
+            sample = {"image_id": str(image_id), "width": meta.get("width"), "height": meta.get("height"),
+                      "triplets": [{"subject": s, "predicate": p, "object": o, "subject_box": b}
+                                   for s, p, o, b in triplets]}
+            batch.append((f"{source}-{image_id}", sample, caption))
+            totals["samples"] += 1
+            totals["triplets"] += len(triplets)
+            if len(batch) == args.samples_per_shard:
+                _plain_shard(out / f"shard-{shards:06d}.tar", batch)
+                shards, batch = shards + 1, []
+        del data
+    if batch:
+        _plain_shard(out / f"shard-{shards:06d}.tar", batch)
+        shards += 1
+    totals["relation_rejects"] = totals["relations_in_rejected_images"] = 0  # every relation is in its sample
+    return {"totals": dict(sorted(totals.items())), "shards": shards}
 
 
 # -- measuring ----------
@@ -217,6 +314,8 @@ def _child(mode: str, argv: list[str]) -> dict:
         result = {"totals": {"images_read": manifest["stats"]["images_read"],
                              "samples": sum(f["rows"] for f in manifest["files"])},
                   "shards": len(manifest["files"])}
+    elif mode == "plain":
+        result = run_plain(argv)
     else:
         result = run_loop(argv)
     wall = time.perf_counter() - start
@@ -430,10 +529,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(target, ignore_errors=True)
         print(f"running {mode} ...", file=sys.stderr, flush=True)
         results.append(_measure(mode, job_argv(corpus, target, mode, work / "ingest"), work / f"{mode}.log"))
-        if mode != "ingest":  # its output is records, not shards
+        if mode not in NOT_COMPARED:
             hashes[mode] = output_hashes(target)
-            if not args.keep:
-                shutil.rmtree(target, ignore_errors=True)
+        if mode != "ingest" and not args.keep:  # records reads what ingest wrote
+            shutil.rmtree(target, ignore_errors=True)
     if not args.keep:
         shutil.rmtree(work / "ingest", ignore_errors=True)
     summary = compare(hashes)

@@ -56,7 +56,7 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
     make = MakeSampleFn(cfg, read_id_list(cfg.exclude_coco_ids), read_id_list(cfg.exclude_image_ids))
 
     read = ReadIngested(cfg.records) if cfg.records else ReadSceneGraphs(cfg)
-    raw, read_rejects, read_stats = pipeline | "Read" >> read
+    raw, read_rejects, read_stats, cuts = pipeline | "Read" >> read
     records = raw | "Normalise" >> beam.ParDo(NormaliseFn(norm_cfg))
     vocab = records | "Vocabulary" >> BuildVocabulary(cfg, given_vocab)
     made = records | "MakeSamples" >> beam.ParDo(make, vocab=beam.pvalue.AsSingleton(vocab)).with_outputs(
@@ -77,6 +77,7 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
             stats=beam.pvalue.AsList(stats),
             reject_files=beam.pvalue.AsList(reject_files),
             vocab=beam.pvalue.AsSingleton(vocab),
+            cuts=beam.pvalue.AsList(cuts),
         )
     )
 
@@ -94,7 +95,8 @@ def run_config(cfg: opts.BuildConfig, beam_argv: list[str]) -> dict:
     if cfg.records and not cfg.record_sources:
         cfg = dataclasses.replace(cfg, record_sources=record_sources(cfg.records))
     log.info("build-shards: %s -> %s", [redact(u) for u in [cfg.vg, *cfg.gqa, cfg.records] if u], redact(cfg.out))
-    result, manifest = run_job(cfg.out, MANIFEST, lambda pipeline: build_pipeline(pipeline, cfg), beam_argv)
+    result, manifest = run_job(cfg.out, MANIFEST, lambda pipeline: build_pipeline(pipeline, cfg), beam_argv,
+                               job="build-shards")
     log.info("counters: %s", counters(result))
     log.info("build-shards done:\n%s", summarise(manifest))
     return manifest

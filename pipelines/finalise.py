@@ -1,5 +1,5 @@
-"""The end of the shard job: relations.json, the manifest (written last: it marks a complete run)
-and the removal of anything a killed or earlier run left that this run did not write."""
+"""The end of the shard job: relations.json, each split's sizes.json, the manifest (written last: it marks a
+complete run) and the removal of anything a killed or earlier run left that this run did not write."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ import apache_beam as beam
 
 from sgverbalise import __version__
 from sgverbalise.pipelines.options import BuildConfig
-from sgverbalise.pipelines.publish import IncompleteRunError, dumps, remove_stale
-from sgverbalise.schemas import SCHEMA_VERSION, validator
-from sgverbalise.schemas.layout import INGEST_MANIFEST, MANIFEST, RELATIONS, SHARD_SET_OUTPUTS, SPLITS
+from sgverbalise.pipelines.publish import IncompleteRunError, dumps, remove_stale, sort_cuts
+from sgverbalise.schemas import MANIFEST_SCHEMA_VERSION, validator
+from sgverbalise.schemas.layout import (
+    INGEST_MANIFEST,
+    MANIFEST,
+    RELATIONS,
+    SHARD_SET_OUTPUTS,
+    SPLITS,
+    sizes_name,
+    split_sizes,
+)
 from sgverbalise.storage import atomic_write, fingerprint, join, redact, url_fs
 from sgverbalise.vocab import RelationVocab
 
@@ -20,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def build_manifest(config: dict, inputs: list[dict], shards: list[dict], stats: dict[str, int],
-                   reject_counts: dict[str, int], vocab: RelationVocab) -> dict:
+                   reject_counts: dict[str, int], vocab: RelationVocab, cuts: list[dict] = ()) -> dict:
     """The manifest dict (``schemas/manifest.schema.json``)."""
     splits = {}
     for split in SPLITS:
@@ -34,10 +42,11 @@ def build_manifest(config: dict, inputs: list[dict], shards: list[dict], stats: 
     totals["relation_rejects"] = relation_rejects
     check_accounting(totals, stats, written=sum(info["samples"] for info in splits.values()))
     manifest = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": MANIFEST_SCHEMA_VERSION,
         "generator": f"sgverbalise {__version__}",
         "config": config,
         "inputs": inputs,
+        "cuts": sort_cuts(cuts),
         "splits": splits,
         "totals": totals,
         "rejects": dict(sorted(reject_counts.items())),
@@ -75,12 +84,16 @@ class FinaliseFn(beam.DoFn):
     def __init__(self, out: str, config: dict, inputs: list[dict]) -> None:
         self.out, self.config, self.inputs = out, config, inputs
 
-    def process(self, _, shards, stats, reject_files, vocab) -> Iterator[dict]:
+    def process(self, _, shards, stats, reject_files, vocab, cuts=()) -> Iterator[dict]:
         atomic_write(join(self.out, RELATIONS), vocab.dumps())
         counts = {group: count for group, count, _ in reject_files}
-        manifest = build_manifest(self.config, self.inputs, list(shards), dict(stats), counts, vocab)
+        manifest = build_manifest(self.config, self.inputs, list(shards), dict(stats), counts, vocab, list(cuts))
+        sizes = {sizes_name(split): split_sizes(manifest, split) for split in SPLITS}
+        sizes = {name: counts for name, counts in sizes.items() if counts}  # a split without shards has no folder
+        for name, counts in sorted(sizes.items()):
+            atomic_write(join(self.out, name), dumps(counts))
         atomic_write(join(self.out, MANIFEST), dumps(manifest))
-        keep = {s["name"] for s in shards} | {name for _, _, name in reject_files}
+        keep = {s["name"] for s in shards} | {name for _, _, name in reject_files} | set(sizes)
         removed = remove_stale(self.out, keep, SHARD_SET_OUTPUTS)
         if removed:
             log.info("removed %d files an earlier run left: %s", len(removed), removed[:5])
@@ -122,5 +135,8 @@ def summarise(manifest: dict) -> str:
         lines.append(f"{split}: {info['samples']} samples in {len(info['shards'])} shards, {info['bytes']} bytes")
     if manifest["rejects"]:
         lines.append("rejects: " + ", ".join(f"{k} {v}" for k, v in manifest["rejects"].items()))
+    for cut in manifest.get("cuts", []):
+        lines.append(f"CUT INPUT (accepted): {cut['file']}: {cut['elements_read']} entries read, broke off at byte "
+                     f"{cut['byte_offset']}: {cut['error']}")
     return "\n".join(lines)
 

@@ -29,7 +29,8 @@ from sgverbalise.pipelines import options as opts
 from sgverbalise.pipelines import preflight
 from sgverbalise.pipelines.finalise import input_fingerprints
 from sgverbalise.pipelines.ingested import load_manifest
-from sgverbalise.pipelines.publish import IncompleteRunError, WriteRejects, dumps, remove_stale, run_job
+from sgverbalise.pipelines.progress import progress
+from sgverbalise.pipelines.publish import IncompleteRunError, WriteRejects, dumps, remove_stale, run_job, sort_cuts
 from sgverbalise.pipelines.transforms import ReadSceneGraphs, shard_plan
 from sgverbalise.sample import sample_key
 from sgverbalise.schemas import SCHEMA_VERSION
@@ -76,6 +77,7 @@ class WriteRecordsFn(beam.DoFn):
         data = parquet_bytes(ordered)
         name = RECORDS_FILE.format(index=index)
         atomic_write(join(self.out, name), data)
+        progress().add("records_written")
         yield {"name": name, "rows": len(ordered), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
@@ -85,7 +87,7 @@ class FinaliseIngestFn(beam.DoFn):
     def __init__(self, out: str, config: dict, inputs: list[dict]) -> None:
         self.out, self.config, self.inputs = out, config, inputs
 
-    def process(self, _, files, stats, reject_files) -> Iterator[dict]:
+    def process(self, _, files, stats, reject_files, cuts) -> Iterator[dict]:
         files = sorted(files, key=lambda f: f["name"])
         stats = dict(sorted(stats))
         rows, read = sum(f["rows"] for f in files), stats.get("images_read", 0)
@@ -95,7 +97,7 @@ class FinaliseIngestFn(beam.DoFn):
                                         f"VG file entries read {stats.get('vg_entries_read', 0)}, joined "
                                         f"{stats.get('vg_entries_joined', 0)}: elements were lost; run the job again")
         manifest = {"schema_version": SCHEMA_VERSION, "kind": "sgverbalise-records", "config": self.config,
-                    "inputs": self.inputs, "files": files, "stats": stats,
+                    "inputs": self.inputs, "files": files, "stats": stats, "cuts": sort_cuts(cuts),
                     "rejects": {group: {"count": count, "file": name}
                                 for group, count, name in sorted(reject_files)}}
         atomic_write(join(self.out, INGEST_MANIFEST), dumps(manifest))
@@ -106,7 +108,7 @@ class FinaliseIngestFn(beam.DoFn):
 
 def build_ingest(pipeline: beam.Pipeline, cfg: opts.BuildConfig, per_file: int) -> beam.PCollection:
     """Adds the ingest job to ``pipeline``; returns the one-element PCollection of its manifest."""
-    records, rejects, read_stats = pipeline | "Read" >> ReadSceneGraphs(cfg)
+    records, rejects, read_stats, cuts = pipeline | "Read" >> ReadSceneGraphs(cfg)
     # the file plan from the keys alone (108k VG keys are a few MB), as shards are planned: (assignment, per file)
     plan = (records | "Keys" >> beam.Map(lambda r: (None, (record_key(r), 1))) | "AllKeys" >> beam.GroupByKey()
             | "Plan" >> beam.Map(lambda kv: shard_plan(kv, per_file, None)[1]))
@@ -118,11 +120,12 @@ def build_ingest(pipeline: beam.Pipeline, cfg: opts.BuildConfig, per_file: int) 
     reject_files = rejects | "Rejects" >> WriteRejects(cfg.out)
     stats = read_stats | "SumStats" >> beam.CombinePerKey(sum)
     config = {"vg": redact(cfg.vg) if cfg.vg else None, "gqa": [redact(u) for u in cfg.gqa], "limit": cfg.limit,
-              "records_per_file": per_file}
+              "records_per_file": per_file, "allow_partial_inputs": cfg.allow_partial_inputs}
     return (pipeline | "Once" >> beam.Create([None])
             | "Finalise" >> beam.ParDo(FinaliseIngestFn(cfg.out, config, input_fingerprints(cfg)),
                                        files=beam.pvalue.AsList(files), stats=beam.pvalue.AsList(stats),
-                                       reject_files=beam.pvalue.AsList(reject_files)))
+                                       reject_files=beam.pvalue.AsList(reject_files),
+                                       cuts=beam.pvalue.AsList(cuts)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +141,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output prefix for the Parquet files and ingest.json")
     parser.add_argument("--limit", type=int, help="read at most this many images per input file (for trials)")
     parser.add_argument("--records-per-file", type=int, default=10_000)
+    opts.add_partial_argument(parser)
 
 
 def run_ingest(args: argparse.Namespace, beam_argv: list[str]) -> dict:
@@ -145,9 +149,13 @@ def run_ingest(args: argparse.Namespace, beam_argv: list[str]) -> dict:
     if not args.vg and not args.gqa:
         raise InputError("give --vg and/or --gqa")
     opts.check_ranges(args, {"--records-per-file": (1, None), "--limit": (1, None)})
-    cfg = opts.BuildConfig(out=args.out.rstrip("/"), vg=args.vg, gqa=tuple(args.gqa), limit=args.limit)
+    cfg = opts.BuildConfig(out=args.out.rstrip("/"), vg=args.vg, gqa=tuple(args.gqa), limit=args.limit,
+                           allow_partial_inputs=args.allow_partial_inputs)
     preflight.check_job(cfg, beam_argv)
-    _, manifest = run_job(cfg.out, INGEST_MANIFEST, lambda p: build_ingest(p, cfg, args.records_per_file), beam_argv)
+    _, manifest = run_job(cfg.out, INGEST_MANIFEST, lambda p: build_ingest(p, cfg, args.records_per_file), beam_argv,
+                          job="ingest")
+    for cut in manifest["cuts"]:
+        log.warning("input cut, accepted: %s", cut)
     log.info("ingest done: %d records in %d files", sum(f["rows"] for f in manifest["files"]), len(manifest["files"]))
     return manifest
 
@@ -192,4 +200,5 @@ class ReadIngested(beam.PTransform):
                    | "ReadRecords" >> beam.ParDo(ReadRecordFileFn()))
         rejects = pbegin | "RejectFiles" >> beam.Create(reject_files) | "ReadRejects" >> beam.FlatMap(_reject_lines)
         stats = pbegin | "ReadCounts" >> beam.Create(sorted(manifest["stats"].items()))
-        return records, rejects, stats
+        cuts = pbegin | "ReadCuts" >> beam.Create(manifest.get("cuts", []))  # none before ingest recorded them
+        return records, rejects, stats, cuts

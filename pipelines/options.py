@@ -45,6 +45,7 @@ class BuildConfig:
     records: str | None = None  # the output of sgv ingest, read instead of vg/gqa
     record_sources: tuple[str, ...] = ()  # the sources that ingest read ("vg", "gqa"): set when the job runs
     limit: int | None = None
+    allow_partial_inputs: bool = False  # a cut input file is read as far as it goes, and the manifest says so
     lemmatize: bool = False
     relation_aliases: str | None = None
     object_aliases: str | None = None
@@ -76,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--records", help="the output of `sgv ingest` (Parquet records), read instead of --vg/--gqa")
     io.add_argument("--out", required=True, help="output prefix: train/, val/, manifest.json, relations.json, rejects/")
     io.add_argument("--limit", type=int, help="read at most this many images per input file (for trials)")
+    add_partial_argument(io)
     norm = parser.add_argument_group("normalisation and vocabulary")
     norm.add_argument("--lemmatize", action="store_true", help="spaCy lookup lemmas (off: the paper's raw strings)")
     norm.add_argument("--relation-aliases", help="VG relationship_alias.txt")
@@ -104,6 +106,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--exclude-image-ids", help="file of image ids ('123' or 'vg-123') that are left out")
 
 
+def add_partial_argument(parser) -> None:
+    parser.add_argument("--allow-partial-inputs", action="store_true",
+                        help="accept an input file that is cut or breaks off: keep the entries before the break and "
+                        "record the cut (file, entries read, byte) in the manifest; default: the run fails and "
+                        "publishes nothing")
+
+
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
     """The job's config of parsed arguments; InputError names a missing input choice or a value out of range."""
     if not args.vg and not args.gqa and not args.records:
@@ -119,6 +128,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         gqa_images=absolute(args.gqa_images) if args.gqa_images else None,
         records=args.records.rstrip("/") if args.records else None,
         limit=args.limit,
+        allow_partial_inputs=args.allow_partial_inputs,
         lemmatize=args.lemmatize,
         relation_aliases=args.relation_aliases,
         object_aliases=args.object_aliases,

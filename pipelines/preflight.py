@@ -36,7 +36,8 @@ def check_job(cfg: BuildConfig, beam_argv: list[str]) -> None:
 def inputs(cfg: BuildConfig) -> Iterator[tuple[str, str]]:
     """(option, URL) of every input the job reads. Image roots are folders: on a store without folders (HTTP) they
     cannot be checked, only the images under them (which the job does, one reject each)."""
-    yield from (("--vg", cfg.vg), ("--relations", cfg.vocab.relations), ("--relation-aliases", cfg.relation_aliases),
+    yield from (("--vg", cfg.vg), ("--records", cfg.records), ("--relations", cfg.vocab.relations),
+                ("--relation-aliases", cfg.relation_aliases),
                 ("--object-aliases", cfg.object_aliases), ("--exclude-coco-ids", cfg.exclude_coco_ids),
                 ("--exclude-image-ids", cfg.exclude_image_ids))
     yield from (("--gqa", url) for url in cfg.gqa)

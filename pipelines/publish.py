@@ -6,10 +6,12 @@ lost elements on the way."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 
 import apache_beam as beam
 
+from sgverbalise.errors import InputError, InputFileError
 from sgverbalise.pipelines.local_runner import local_runner_patches, new_pipeline
 from sgverbalise.schemas.layout import rejects_name
 from sgverbalise.storage import atomic_write, join, remove_leftovers, url_fs
@@ -69,17 +71,60 @@ def remove_stale(out: str, keep: set[str], patterns: Iterable[str]) -> list[str]
     return removed
 
 
-def run_job(out: str, marker: str, build: Callable[[beam.Pipeline], object], beam_argv: list[str]):
+def sort_cuts(cuts: Iterable[dict]) -> list[dict]:
+    """The cut input files as the manifests list them: by source and file."""
+    return sorted(cuts, key=lambda c: (c["source"], c["file"]))
+
+
+# How an InputFileError raised in a worker reads in the runner's error text: the last line of its traceback
+# (a runner that runs the DoFn in its own process re-raises it, with the step appended).
+_INPUT_FILE_ERROR = re.compile(r"InputFileError: (.+?)(?: \[while running '[^']*'\])*$", re.MULTILINE)
+
+
+def input_file_error(exc: BaseException) -> InputFileError | None:
+    """The InputFileError in the chain of ``exc`` (a runner that runs the DoFns in this process re-raises it, as
+    its cause or context); None otherwise: a runner of worker processes only names it in its error text."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, InputFileError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def raise_input_file_error(exc: BaseException, job: str) -> None:
+    """An ``InputError`` of one line naming the file and where it broke off, when ``exc`` (the failure of a run)
+    comes from an input file that is cut or does not parse; nothing otherwise."""
+    found = input_file_error(exc)
+    text = str(found) if found is not None else None
+    if text is None:
+        matches = _INPUT_FILE_ERROR.findall(str(exc))
+        text = matches[-1].strip() if matches else None
+    if text is None:
+        return
+    text = re.sub(r"(?: \[while running '[^']*'\])+$", "", text)
+    raise InputError(f"{text}; {job} failed and published nothing (--allow-partial-inputs accepts a cut file)") \
+        from exc
+
+
+def run_job(out: str, marker: str, build: Callable[[beam.Pipeline], object], beam_argv: list[str],
+            job: str = "the run"):
     """Removes ``out/marker`` (it marks a complete run: none until this one completes), adds the job to a new
-    pipeline with ``build``, runs it to the end; returns (the Beam result, the marker file the job wrote)."""
+    pipeline with ``build``, runs it to the end; returns (the Beam result, the marker file the job wrote).
+    An input file that breaks off fails the run as one InputError naming it (``raise_input_file_error``)."""
     fs, root = url_fs(out)
     marker_path = f"{root}/{marker}"
     if fs.exists(marker_path):
         fs.rm(marker_path)
     pipeline = new_pipeline(beam_argv)
     build(pipeline)
-    with local_runner_patches(pipeline):
-        result = pipeline.run()
-        result.wait_until_finish()
+    try:
+        with local_runner_patches(pipeline):
+            result = pipeline.run()
+            result.wait_until_finish()
+    except Exception as exc:
+        raise_input_file_error(exc, job)
+        raise
     with fs.open(marker_path, "rb") as f:
         return result, json.load(f)

@@ -25,9 +25,11 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from sgverbalise import layout
+from sgverbalise.errors import InputFileError
 from sgverbalise.images import ImageError, ImageRef, LoadedImage, candidate_urls, prepare_image, read_first
 from sgverbalise.normalise import NormaliseConfig, Normaliser
 from sgverbalise.pipelines.options import BuildConfig
+from sgverbalise.pipelines.progress import progress
 from sgverbalise.pipelines.publish import IncompleteRunError
 from sgverbalise.readers import READERS, iter_list, vg
 from sgverbalise.rejects import reject
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "sgverbalise"
 REJECTS = "rejects"
 STATS = "stats"
+CUTS = "cuts"  # the input files that broke off, read as far as they go (--allow-partial-inputs)
 PROGRESS_EVERY = 10_000
 
 
@@ -70,11 +73,15 @@ class CountingDoFn(beam.DoFn):
 
 
 class _RecordsFn(CountingDoFn):
-    """Counts and emits reader items ``(record | None, rejects)``; a file that breaks off becomes a reject."""
+    """Counts and emits reader items ``(record | None, rejects)``; a file that breaks off fails the run, or with
+    ``allow_partial`` becomes a cut and a reject."""
+
+    allow_partial = False
 
     def emit(self, item: tuple[dict | None, list[dict]]) -> Iterator:
         record, rejects = item
         self.count("images_read")
+        progress().add("images_read")
         for r in rejects:
             if r["kind"] == "relation":
                 self.count("relations_read")
@@ -85,31 +92,39 @@ class _RecordsFn(CountingDoFn):
             self.count("relations_read", len(record["relations"]))
             yield record
 
-    def broken(self, source: str, url: str, exc: ValueError) -> Iterator:
-        """The reject of a cut or corrupt file (the entries before the break have been emitted)."""
+    def broken(self, source: str, exc: InputFileError) -> Iterator:
+        """A cut or corrupt file: the run fails (the exception goes on) unless partial inputs are allowed; then its
+        cut (on CUTS, for the manifest) and one reject (the entries before the break have been emitted)."""
+        if not self.allow_partial:
+            raise exc
+        log.warning("input cut, accepted (--allow-partial-inputs): %s", exc)
+        Metrics.counter(NAMESPACE, "input_files_cut").inc()
         self.count("images_read")
         self.count("images_rejected")
-        detail = f"rest of the file unreadable: {str(exc).replace(url, redact(url))}"
+        yield beam.pvalue.TaggedOutput(CUTS, exc.cut(source))
+        detail = f"rest of the file unreadable: {exc}"
         yield beam.pvalue.TaggedOutput(REJECTS, reject(source, None, "malformed_record", detail))
 
 
 class ReadSourceFn(_RecordsFn):
     """Streams one input (a GQA file, or VG's scene_graphs.json) into per-image canonical records."""
 
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
+    def __init__(self, limit: int | None, allow_partial: bool = False) -> None:
+        self.limit, self.allow_partial = limit, allow_partial
 
     def process(self, element: tuple[str, str]) -> Iterator:
         source, url = element
         images = Metrics.counter(NAMESPACE, f"{source}_images_read")
+        every = Metrics.counter(NAMESPACE, "images_read")
         try:
             for n, item in enumerate(READERS[source](url, limit=self.limit), start=1):
                 images.inc()
+                every.inc()
                 yield from self.emit(item)
                 if n % PROGRESS_EVERY == 0:
                     log.info("read %d %s images from %s", n, source, redact(url))
-        except ValueError as exc:
-            yield from self.broken(source, url, exc)
+        except InputFileError as exc:
+            yield from self.broken(source, exc)
 
 
 class ReadVGPartFn(_RecordsFn):
@@ -119,8 +134,8 @@ class ReadVGPartFn(_RecordsFn):
     ``limit`` keeps the first ``limit`` images of each file (the same images when the files are aligned, as in
     the official releases)."""
 
-    def __init__(self, files: dict[str, str], limit: int | None) -> None:
-        self.files, self.limit = files, limit
+    def __init__(self, files: dict[str, str], limit: int | None, allow_partial: bool = False) -> None:
+        self.files, self.limit, self.allow_partial = files, limit, allow_partial
 
     def process(self, element: tuple[str, str]) -> Iterator:
         role, url = element
@@ -136,11 +151,12 @@ class ReadVGPartFn(_RecordsFn):
                 occurrence = seen[image_id]
                 seen[image_id] += 1
                 self.count("vg_entries_read")
+                progress().add("vg_entries_read")
                 yield (image_id, occurrence), (role, entry)
                 if len(seen) % PROGRESS_EVERY == 0 and occurrence == 0:
                     log.info("read %d images from %s", len(seen), redact(url))
-        except ValueError as exc:
-            yield from self.broken("vg", url, exc)
+        except InputFileError as exc:
+            yield from self.broken("vg", exc)
 
 
 class AssembleVGFn(_RecordsFn):
@@ -153,6 +169,7 @@ class AssembleVGFn(_RecordsFn):
         (image_id, _), parts = element
         group = dict(parts)  # one entry per file by construction of the key
         Metrics.counter(NAMESPACE, "vg_images_read").inc()
+        Metrics.counter(NAMESPACE, "images_read").inc()
         self.count("vg_entries_joined", len(group))
         yield from self.emit(vg.assemble_vg(image_id, group, self.files))
 
@@ -169,7 +186,7 @@ def largest_first(files: dict[str, str]) -> list[tuple[str, str]]:
 
 
 class ReadSceneGraphs(beam.PTransform):
-    """All inputs of the config as one PCollection of records, spread over workers.
+    """All inputs of the config as PCollections of records, rejects, counts and cuts, spread over workers.
 
     GQA files (and VG's single scene_graphs.json) are each streamed into records. VG's split layout is read
     file by file in parallel and joined by image id in the pipeline (a GroupByKey)."""
@@ -188,25 +205,27 @@ class ReadSceneGraphs(beam.PTransform):
             read = (
                 pbegin
                 | "Inputs" >> beam.Create(inputs)
-                | "Stream" >> beam.ParDo(ReadSourceFn(cfg.limit)).with_outputs(REJECTS, STATS, main="records")
+                | "Stream" >> beam.ParDo(ReadSourceFn(cfg.limit, cfg.allow_partial_inputs)).with_outputs(
+                    REJECTS, STATS, CUTS, main="records")
             )
-            outputs.append((read.records | "Spread" >> beam.Reshuffle(), read[REJECTS], read[STATS]))
+            outputs.append((read.records | "Spread" >> beam.Reshuffle(), read[REJECTS], read[STATS], read[CUTS]))
         if vg_files and split:
             parts = (
                 pbegin
                 | "VGFiles" >> beam.Create(largest_first(vg_files))
-                | "StreamVG" >> beam.ParDo(ReadVGPartFn(vg_files, cfg.limit)).with_outputs(REJECTS, STATS,
-                                                                                          main="parts")
+                | "StreamVG" >> beam.ParDo(ReadVGPartFn(vg_files, cfg.limit, cfg.allow_partial_inputs)).with_outputs(
+                    REJECTS, STATS, CUTS, main="parts")
             )
             joined = (
                 parts.parts
                 | "JoinVG" >> beam.GroupByKey()
                 | "AssembleVG" >> beam.ParDo(AssembleVGFn(vg_files)).with_outputs(REJECTS, STATS, main="records")
             )
-            outputs += [(joined.records, joined[REJECTS], joined[STATS]), (None, parts[REJECTS], parts[STATS])]
+            outputs += [(joined.records, joined[REJECTS], joined[STATS], None),
+                        (None, parts[REJECTS], parts[STATS], parts[CUTS])]
         return tuple(
             [o[i] for o in outputs if o[i] is not None] | f"All{name}" >> beam.Flatten()
-            for i, name in enumerate(("Records", "Rejects", "Stats"))
+            for i, name in enumerate(("Records", "Rejects", "Stats", "Cuts"))
         )
 
 
@@ -372,6 +391,7 @@ class MakeSampleFn(CountingDoFn):
         if vsg:
             members["txt"] = vsg[0].encode()
         Metrics.counter(NAMESPACE, "samples").inc()
+        progress().add("samples")
         self.count("samples")
         self.count("triplets", len(sample["triplets"]))
         self.count("vsg_captions", len(vsg))
@@ -417,6 +437,7 @@ class WriteShardFn(beam.DoFn):
                 "name and no manifest will be: run the job again")
         info = write_shard(join(self.out, name), _loaded(ordered))
         Metrics.counter(NAMESPACE, "shards_written").inc()
+        progress().add("shards_written")
         yield dict(info, name=name)
 
 

@@ -14,6 +14,8 @@ Validators are built from these files (``validator("sample")``); nothing copies 
 """
 
 from sgverbalise.schemas.records import (
+    MANIFEST_SCHEMA_VERSION,
+    MANIFEST_SCHEMA_VERSIONS,
     REJECT_REASONS,
     SCENE_GRAPH_SCHEMA,
     SCHEMA_VERSION,
@@ -22,6 +24,8 @@ from sgverbalise.schemas.records import (
 )
 
 __all__ = [
+    "MANIFEST_SCHEMA_VERSION",
+    "MANIFEST_SCHEMA_VERSIONS",
     "REJECT_REASONS",
     "SCENE_GRAPH_SCHEMA",
     "SCHEMA_VERSION",

@@ -6,6 +6,7 @@ A shard set (``sgv build-shards --out SET``), local or any fsspec URL::
     SET/manifest.json                  written last: it marks a complete run (manifest.schema.json)
     SET/relations.json                 the relation vocabulary (relations.schema.json)
     SET/{split}/shard-000000.tar       split in SPLITS; a shard's set is two levels above it
+    SET/{split}/sizes.json             {shard file name: samples} of the split (open_clip's get_dataset_size)
     SET/rejects/{kind}-{reason}.jsonl  what did not make it (reject.schema.json)
 
 An ingest run (``sgv ingest --out RECORDS``): ``RECORDS/ingest.json`` (written last), ``RECORDS/records-00000.parquet``
@@ -48,6 +49,7 @@ from sgverbalise.schemas.urls import join, redact
 MANIFEST = "manifest.json"
 RELATIONS = "relations.json"
 INGEST_MANIFEST = "ingest.json"
+SIZES = "sizes.json"  # beside each split's shards: {"shard-000000.tar": samples, ...}, as open_clip reads it
 REJECTS_DIR = "rejects"
 STATS_SIDECAR = "_stats.json"  # img2dataset: {stem}_stats.json beside {stem}.tar
 PARQUET_SIDECAR = ".parquet"  # img2dataset: {stem}.parquet beside {stem}.tar
@@ -62,13 +64,25 @@ SPEC_SEPARATOR = "::"
 PIPE = "pipe:"
 
 # What a run writes under its output, as relative globs: anything else matching them is stale.
-SHARD_SET_OUTPUTS = (*(f"{split}/*.tar" for split in SPLITS), f"{REJECTS_DIR}/*.jsonl")
+SHARD_SET_OUTPUTS = (*(f"{split}/*.tar" for split in SPLITS), *(f"{split}/{SIZES}" for split in SPLITS),
+                     f"{REJECTS_DIR}/*.jsonl")
 INGEST_OUTPUTS = ("records-*.parquet", f"{REJECTS_DIR}/*.jsonl")
 
 
 def shard_name(split: str, index: int) -> str:
     """``train/shard-000003.tar``: a shard's name within its set."""
     return SHARD_PATTERN.format(split=split, index=index)
+
+
+def sizes_name(split: str) -> str:
+    """``train/sizes.json``: the sample counts of a split's shards, by shard file name."""
+    return f"{split}/{SIZES}"
+
+
+def split_sizes(manifest: dict, split: str) -> dict[str, int]:
+    """What ``sizes_name(split)`` holds for ``manifest``: each shard's file name (without its folder) and samples."""
+    shards = ((manifest.get("splits") or {}).get(split) or {}).get("shards") or []
+    return {posixpath.basename(s["name"]): s["samples"] for s in shards}
 
 
 def rejects_name(group: str) -> str:

@@ -10,6 +10,9 @@ import pyarrow as pa
 
 # Bump the minor version for additive changes, the major one for anything a reader of old shards would misread.
 SCHEMA_VERSION = "1.0"
+# manifest.json: 1.1 adds ``cuts`` (input files accepted cut, --allow-partial-inputs); readers take 1.0 and 1.1
+MANIFEST_SCHEMA_VERSION = "1.1"
+MANIFEST_SCHEMA_VERSIONS = ("1.0", MANIFEST_SCHEMA_VERSION)
 
 _BOX = [("x", pa.int32()), ("y", pa.int32()), ("w", pa.int32()), ("h", pa.int32())]
 

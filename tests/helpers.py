@@ -70,6 +70,14 @@ def check_output(out: Path, manifest: dict) -> dict[str, dict]:
             keys = [s["__key__"] for s in wds.WebDataset(str(path), shardshuffle=False)]
             assert sorted(keys) == sorted(members)
     assert len(samples) == t["samples"] == sum(s["samples"] for s in manifest["splits"].values())
+    # each split's sizes.json (open_clip's get_dataset_size) says what its shards hold
+    for split, info in manifest["splits"].items():
+        sizes = out / split / "sizes.json"
+        if info["shards"]:
+            assert json.loads(sizes.read_text()) == {Path(s["name"]).name: len(read_tar(out / s["name"]))
+                                                     for s in info["shards"]}
+        else:
+            assert not sizes.exists()
     assert sum(len(s["triplets"]) for s in samples.values()) == t["triplets"]
     # every reject is on disk, counted by kind/reason
     on_disk = Counter()

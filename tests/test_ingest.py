@@ -34,18 +34,21 @@ def test_shards_from_records_are_the_shards_from_json(tmp_path):
     args = corpus.args(str(tmp_path / "direct")) + ["--samples-per-shard", "4", "--val-fraction", "0.3"]
     direct = build_shards(args)
     sources = ["--vg", corpus.vg, "--gqa", corpus.gqa[0], "--gqa", corpus.gqa[1]]
-    records = ingest([*sources, "--out", str(tmp_path / "records"), "--records-per-file", "5"])
+    records = ingest([*sources, "--out", str(tmp_path / "records"), "--records-per-file", "5",
+                      "--allow-partial-inputs"])
     assert records["stats"]["images_read"] == direct["totals"]["images_read"]
     assert sum(f["rows"] for f in records["files"]) == records["stats"]["images_read"] - \
         records["stats"]["images_rejected"]
     assert records["rejects"] and all(f["rows"] <= 5 for f in records["files"])
-    rest = [a for a in args if a not in sources[1::2] and a not in ("--vg", "--gqa")]
+    rest = [a for a in args if a not in sources[1::2] and a not in ("--vg", "--gqa", "--allow-partial-inputs")]
     rest[rest.index("--out") + 1] = str(tmp_path / "from_records")
     rebuilt = build_shards(["--records", str(tmp_path / "records"), *rest])
     check_output(tmp_path / "from_records", rebuilt)
     assert _outputs(tmp_path / "from_records") == _outputs(tmp_path / "direct")
     assert rebuilt["totals"] == direct["totals"] and rebuilt["rejects"] == direct["rejects"]
     assert [i["role"] for i in rebuilt["inputs"]] == ["records"]
+    # the cut file ingest accepted is carried into the shard set's manifest
+    assert rebuilt["cuts"] == direct["cuts"] == records["cuts"] and len(direct["cuts"]) == 1
 
 
 def test_ingest_is_deterministic_and_its_files_are_the_canonical_schema(tmp_path):
@@ -83,8 +86,11 @@ def test_a_changed_records_file_fails_the_shard_job(tmp_path):
 
 
 def test_records_need_a_finished_ingest_and_replace_the_json_inputs(tmp_path):
-    with pytest.raises(InputError, match="run sgv ingest first"):
+    with pytest.raises(InputError, match="nothing: no such file or folder"):  # pre-flight, before Beam
         build_shards(["--records", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")])
+    (tmp_path / "unfinished").mkdir()  # an ingest run that never wrote its ingest.json
+    with pytest.raises(InputError, match="run sgv ingest first"):
+        build_shards(["--records", str(tmp_path / "unfinished"), "--out", str(tmp_path / "out")])
     with pytest.raises(InputError, match="replaces --vg"):
         build_shards(["--records", str(tmp_path / "nothing"), "--vg", str(tmp_path), "--out", str(tmp_path / "o")])
     (tmp_path / "fake").mkdir()

@@ -14,6 +14,8 @@ from typing import Any
 import fsspec
 import ijson
 
+from sgverbalise.errors import InputFileError
+
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _WHITESPACE = b" \t\r\n"
@@ -65,6 +67,7 @@ class _Prefixed:
         self._raw = raw
         self._scan = scan
         self._tail = b""
+        self.consumed = 0  # bytes handed to the parser, the stripped lead included
 
     def read(self, size: int = -1) -> bytes:
         if not self._head:
@@ -73,6 +76,7 @@ class _Prefixed:
             data, self._head = self._head + self._raw.read(), b""
         else:
             data, self._head = self._head[:size], self._head[size:]
+        self.consumed += len(data)
         if self._scan:
             window = self._tail + data
             decided = len(window) if not data else len(window) - 6
@@ -86,7 +90,7 @@ class _Prefixed:
 
 
 def _checked_stream(raw: Any, url: str, opener: bytes, scan: bool = False) -> _Prefixed:
-    """``raw`` with its first JSON token checked to be ``opener`` ("[" or "{"); ValueError otherwise."""
+    """``raw`` with its first JSON token checked to be ``opener`` ("[" or "{"); InputFileError otherwise."""
     head = stripped = b""
     while not stripped:
         chunk = raw.read(4096)
@@ -95,11 +99,14 @@ def _checked_stream(raw: Any, url: str, opener: bytes, scan: bool = False) -> _P
         head += chunk
         stripped = head.removeprefix(_BOM).lstrip(_WHITESPACE)
     if not stripped:
-        raise ValueError(f"{url}: empty file, expected a JSON {'list' if opener == b'[' else 'object'}")
+        raise InputFileError(url, 0, len(head), f"empty file, expected a JSON {'list' if opener == b'[' else 'object'}")
     if stripped[:1] != opener:
         want = "a list" if opener == b"[" else "an object"
-        raise ValueError(f"{url}: the top-level JSON value is not {want} (starts with {stripped[:20]!r})")
-    return _Prefixed(stripped, raw, scan)
+        raise InputFileError(url, 0, len(head) - len(stripped),
+                             f"the top-level JSON value is not {want} (starts with {stripped[:20]!r})")
+    source = _Prefixed(stripped, raw, scan)
+    source.consumed = len(head) - len(stripped)
+    return source
 
 
 def _first_line(err: BaseException) -> str:
@@ -112,6 +119,7 @@ def _stream(url: str, opener: bytes) -> Iterator[Any]:
     backend = ijson
     done = 0
     while True:
+        source = None
         try:
             with open_binary(url) as raw:
                 source = _checked_stream(raw, url, opener, scan=backend is ijson)
@@ -132,18 +140,22 @@ def _stream(url: str, opener: bytes) -> Iterator[Any]:
             if "integer overflow" in str(err) and backend is ijson:
                 backend = ijson.get_backend("python")
                 continue
-            raise ValueError(f"{url}: invalid JSON after {done} entries: {_first_line(err)}") from err
+            raise InputFileError(url, done, _offset(source), f"invalid JSON: {_first_line(err)}") from err
         except _STREAM_ERRORS as err:
-            raise ValueError(f"{url}: unreadable stream after {done} entries: {_first_line(err)}") from err
+            raise InputFileError(url, done, _offset(source), f"unreadable stream: {_first_line(err)}") from err
+
+
+def _offset(source: _Prefixed | None) -> int:
+    return source.consumed if source is not None else 0
 
 
 def iter_list(url: str) -> Iterator[Any]:
-    """The items of the JSON list in ``url``, one at a time (ValueError naming the file on broken JSON)."""
+    """The items of the JSON list in ``url``, one at a time (InputFileError, a ValueError, on broken JSON)."""
     return _stream(url, b"[")
 
 
 def iter_dict(url: str) -> Iterator[tuple[str, Any]]:
-    """The (key, value) pairs of the JSON object in ``url``, one at a time (ValueError on broken JSON)."""
+    """The (key, value) pairs of the JSON object in ``url``, one at a time (InputFileError on broken JSON)."""
     return _stream(url, b"{")
 
 

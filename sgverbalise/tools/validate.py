@@ -1,6 +1,7 @@
 """``sgv validate``: tar integrity, every sample against ``schemas/sample.schema.json`` (or basic checks for
 other WebDataset shards), duplicate keys, and the manifest's consistency (counts, bytes, sha256, totals,
-relations.json, rejects files) or img2dataset's side files. One located problem per line."""
+relations.json, rejects files, each split's sizes.json when present) or img2dataset's side files. One located
+problem per line."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sgverbalise.schemas import validator
-from sgverbalise.schemas.layout import MANIFEST, REJECTS_DIR, ShardSet
+from sgverbalise.schemas.layout import MANIFEST, REJECTS_DIR, ShardSet, sizes_name, split_sizes
 from sgverbalise.storage import redact, url_fs
 from sgverbalise.tools.scan import (
     GENERIC,
@@ -230,6 +231,31 @@ def load_relation_ids(shardset: ShardSet, report: Report, **storage_options: Any
     return ids
 
 
+def check_sizes(shardset: ShardSet, **storage_options: Any) -> list[Problem]:
+    """Each split's sizes.json (open_clip's sample counts), when present, says what the manifest says."""
+    m = shardset.manifest
+    if m is None or shardset.root is None or not shardset.whole or not isinstance(m.get("splits"), dict):
+        return []
+    problems: list[Problem] = []
+    for split in sorted(m["splits"]):
+        name = sizes_name(split)
+        fs, path = url_fs(f"{shardset.root.rstrip('/')}/{name}", **storage_options)
+        try:
+            with fs.open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue  # optional: sets written before it was, or by other tools, have none
+        found, error = parse_json(data)
+        expected = split_sizes(m, split)
+        if error:
+            problems.append(Problem(name, error))
+        elif found != expected:
+            differ = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k)) \
+                if isinstance(found, dict) else ["(not a JSON object)"]
+            problems.append(Problem(name, f"differs from the manifest's {split} shards at {', '.join(differ[:5])}"))
+    return problems
+
+
 def check_rejects(shardset: ShardSet, **storage_options: Any) -> list[Problem]:
     """rejects/*.jsonl: every line a valid reject, counts by kind/reason equal to the manifest's."""
     if shardset.manifest is None or shardset.root is None or not shardset.whole:
@@ -360,4 +386,5 @@ def validate_set(
                     Problem(_manifest_where(shardset), f"totals.{name} is {said}, the samples hold {counted}")
                 )
     report.problems += check_rejects(shardset, **storage_options)
+    report.problems += check_sizes(shardset, **storage_options)
     return report

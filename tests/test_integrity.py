@@ -1,0 +1,138 @@
+"""Input integrity, sizes.json and progress on real Beam runs: a real VG or GQA file cut in the middle fails
+``sgv build-shards`` and ``sgv ingest`` with one line naming the file and where it broke off, and publishes
+nothing; ``--allow-partial-inputs`` accepts the cut and the manifest records it. Each split's sizes.json agrees with
+the manifest (``sgv validate`` checks it). A run logs its progress as it goes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from helpers import check_output
+
+from sgverbalise.cli.main import main
+from sgverbalise.errors import InputFileError
+from sgverbalise.readers import iter_gqa, iter_list
+from sgverbalise.schemas import validator
+from sgverbalise.schemas.layout import resolve
+from sgverbalise.tools.validate import validate_set
+
+CUT_AT = 27  # complete GQA entries before the cut
+
+
+def cut_gqa(gqa_sample: Path, folder: Path) -> tuple[Path, int]:
+    """The real GQA excerpt cut in the middle of its entry ``CUT_AT`` (0-based); returns the file and its size."""
+    data = (gqa_sample / "train_sceneGraphs.json").read_bytes()
+    keys = list(json.loads(data))
+    start = data.index(json.dumps(keys[CUT_AT]).encode() + b":")
+    end = data.index(json.dumps(keys[CUT_AT + 1]).encode() + b":")
+    cut = data[:(start + end) // 2]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "train_sceneGraphs.json"
+    path.write_bytes(cut)
+    return path, len(cut)
+
+
+def published(out: Path) -> list[str]:
+    """Every file under ``out``."""
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) if out.exists() else []
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    return err
+
+
+def test_reader_error_says_which_file_after_how_many_entries_and_at_which_byte(tmp_path, gqa_sample):
+    path, size = cut_gqa(gqa_sample, tmp_path)
+    seen = []
+    with pytest.raises(InputFileError) as err:
+        for record, _ in iter_gqa(str(path)):
+            seen.append(record["image_id"])
+    assert len(seen) == CUT_AT and (err.value.elements, err.value.offset) == (CUT_AT, size)
+    assert str(path) in str(err.value) and f"after {CUT_AT} complete entries" in str(err.value)
+    assert err.value.cut("gqa") == {"source": "gqa", "file": str(path), "elements_read": CUT_AT,
+                                    "byte_offset": size, "error": err.value.detail}
+    # a compressed file: the offset counts the decompressed bytes the parser had when the stream broke off
+    packed = gzip.compress(b"[" + b",".join(b'{"image_id": %d}' % i for i in range(20000)) + b"]")
+    (tmp_path / "objects.json.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(InputFileError, match=r"objects\.json\.gz: unreadable stream") as err:
+        list(iter_list(str(tmp_path / "objects.json.gz")))
+    assert 0 < err.value.elements < 20000 and err.value.offset > 0
+
+
+def test_cut_gqa_file_fails_the_run_with_one_line_and_publishes_nothing(tmp_path, gqa_sample, capsys):
+    path, size = cut_gqa(gqa_sample, tmp_path / "gqa")
+    out = tmp_path / "out"
+    assert main(["build-shards", "--gqa", str(path), "--out", str(out), "--samples-per-shard", "10"]) == 2
+    line = error_line(capsys)
+    assert line.startswith(f"sgv build-shards: error: {path}: invalid JSON") and \
+        f"after {CUT_AT} complete entries (parser at byte {size})" in line and "published nothing" in line
+    assert published(out) == []
+
+
+@pytest.mark.slow
+def test_cut_vg_file_fails_ingest_and_is_recorded_when_allowed(tmp_path, vg_sample, capsys):
+    vg = tmp_path / "vg"
+    vg.mkdir()
+    for name in ("objects.json", "relationships.json", "image_data.json"):
+        (vg / name).write_bytes((vg_sample / name).read_bytes())
+    data = (vg_sample / "relationships.json").read_bytes()
+    (vg / "relationships.json").write_bytes(data[: len(data) // 2])
+    entries = sum(1 for _ in _complete_entries(data[: len(data) // 2]))
+    out = tmp_path / "records"
+    assert main(["ingest", "--vg", str(vg), "--out", str(out)]) == 2
+    line = error_line(capsys)
+    assert "relationships.json: invalid JSON" in line and f"after {entries} complete entries" in line
+    assert published(out) == []
+
+    assert main(["ingest", "--vg", str(vg), "--out", str(out), "--allow-partial-inputs"]) == 0
+    manifest = json.loads((out / "ingest.json").read_text())
+    assert manifest["cuts"] == [{"source": "vg", "file": f"file://{vg}/relationships.json", "elements_read": entries,
+                                 "byte_offset": len(data) // 2, "error": "invalid JSON: parse error: premature EOF"}]
+
+
+def _complete_entries(cut: bytes):
+    """The entries of a JSON list cut short that the standard library decodes whole."""
+    decoder, text, pos = json.JSONDecoder(), cut.decode(), 1
+    while True:
+        while text[pos:pos + 1] in (",", " ", "\n"):
+            pos += 1
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            return
+        yield value
+
+
+@pytest.mark.slow
+def test_allowed_cut_is_in_the_manifest_sizes_json_agrees_and_progress_is_logged(tmp_path, gqa_sample, capfd,
+                                                                                 monkeypatch):
+    monkeypatch.setenv("SGV_PROGRESS_SECONDS", "0.001")  # the worker processes inherit it
+    path, size = cut_gqa(gqa_sample, tmp_path / "gqa")
+    out = tmp_path / "out"
+    argv = ["build-shards", "--gqa", str(path), "--out", str(out), "--samples-per-shard", "10",
+            "--val-fraction", "0.3", "--allow-partial-inputs"]
+    assert main(argv) == 0
+    logged = capfd.readouterr().err
+    assert "progress: images read" in logged and "shards written" in logged
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schema_version"] == "1.1"
+    assert manifest["cuts"] == [{"source": "gqa", "file": str(path), "elements_read": CUT_AT, "byte_offset": size,
+                                 "error": "invalid JSON: parse error: premature EOF"}]
+    assert manifest["totals"]["images_read"] == CUT_AT + 1  # the entries before the cut, and the cut's reject
+    check_output(out, manifest)  # sizes.json of each split = its shards' samples
+    sizes = json.loads((out / "train" / "sizes.json").read_text())
+    assert sum(sizes.values()) == manifest["splits"]["train"]["samples"] and len(sizes) > 1
+    assert validate_set(resolve(str(out))).ok
+    # validate notices a sizes.json that does not say what the manifest says
+    first = sorted(sizes)[0]
+    (out / "train" / "sizes.json").write_text(json.dumps(dict(sizes, **{first: sizes[first] + 1})))
+    problems = validate_set(resolve(str(out))).problems
+    assert [(p.where, first in p.message) for p in problems] == [("train/sizes.json", True)]
+    # a 1.0 manifest (no cuts) is still a valid manifest
+    old = {k: v for k, v in manifest.items() if k != "cuts"} | {"schema_version": "1.0"}
+    assert list(validator("manifest").iter_errors(old)) == []
