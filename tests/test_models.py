@@ -729,8 +729,8 @@ _TOY_COLOURS = torch.tensor(
 )
 
 
-def toy_scenes(gen: torch.Generator, rows: int, size: int, distractors: int = 2) -> dict:
-    """Caption batch of a toy matching task: grey images with small coloured squares (6-13 px); the caption
+def toy_scenes(gen: torch.Generator, rows: int, size: int, distractors: int = 2, sides: tuple = (4, 9)) -> dict:
+    """Caption batch of a toy matching task: grey images with small coloured squares (``sides`` px); the caption
     names the colour of one of them ([CLS] colour [SEP]), the others have other colours; image ids are the named
     colour, so ITM's negatives always name a colour the image lacks."""
     colours = len(_TOY_COLOURS)
@@ -740,7 +740,7 @@ def toy_scenes(gen: torch.Generator, rows: int, size: int, distractors: int = 2)
         others = [c for c in range(colours) if c != int(named[i])]
         picks = [others[int(j)] for j in torch.randint(len(others), (distractors,), generator=gen)]
         for colour in [*picks, int(named[i])]:
-            side = int(torch.randint(6, 14, (1,), generator=gen))
+            side = int(torch.randint(*sides, (1,), generator=gen))
             x, y = (int(v) for v in torch.randint(size - side, (2,), generator=gen))
             image[i, :, y : y + side, x : x + side] = _TOY_COLOURS[colour][:, None, None]
     input_ids = torch.stack([torch.tensor([1, 10, 2])] * rows)
@@ -782,9 +782,9 @@ def itm_auc_after_toy_training(config: ModelConfig, steps: int, seed: int = 0) -
 
 @pytest.mark.slow
 def test_itm_separates_small_objects_with_the_experiments_cross_attention_scale() -> None:
-    # ~45 s. ITM alone, from scratch, on toy scenes whose named object covers a few percent of the image: with
-    # ALBEF's cross-attention (scale 1) it sits near its prior after 250 steps (AUC 0.66; seed 1: 0.71), with the
-    # experiment configs' sharper cross-attention it separates (AUC 0.85; seed 1: 0.80)
+    # ~45 s. ITM alone, from scratch, on 32 px toy scenes whose named square (4-8 px) covers a few percent of the
+    # image: with ALBEF's cross-attention (scale 1) ITM is still at chance after 250 steps (AUC 0.50; seed 1: 0.50),
+    # with the experiment configs' sharper cross-attention (4) it separates (AUC 0.82; seed 1: 0.69)
     from sgverbalise.configs import config_path
     from sgverbalise.training.config import load_config
 
@@ -797,4 +797,4 @@ def test_itm_separates_small_objects_with_the_experiments_cross_attention_scale(
         fusion=dataclasses.replace(config.fusion, cross_attention_scale=scale),
         weights=dataclasses.replace(config.weights, itc=0.0, mlm=0.0),
     )
-    assert itm_auc_after_toy_training(config, steps=250, seed=0) > 0.78
+    assert itm_auc_after_toy_training(config, steps=250, seed=0) > 0.7
