@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -673,3 +674,127 @@ def test_gather_ranks_concatenates_every_rank_in_order(tmp_path):
                           torch.full((3, 3), 1.0) + torch.arange(3).unsqueeze(1) / 10])
     for rank in range(2):
         assert torch.equal(torch.load(tmp_path / f"rank{rank}.pt", weights_only=True), expected)
+
+
+def test_cross_attention_scale_multiplies_the_cross_attention_logits() -> None:
+    # a model with scale 4 whose cross-attention queries are divided by 4 fuses exactly as the ALBEF model
+    config = tiny("albef")
+    torch.manual_seed(3)
+    plain = build_model(config).eval()
+    sharp_config = dataclasses.replace(config, fusion=dataclasses.replace(config.fusion, cross_attention_scale=4.0))
+    sharp = build_model(sharp_config).eval()
+    sharp.load_state_dict(plain.state_dict())
+    batch = caption_batch(rows=3, seed=4)
+    image = plain.encode_image(batch["image"])
+    text = plain.encode_text(batch["input_ids"], batch["attention_mask"])
+    fused = plain.fuse(text, batch["attention_mask"], image)
+    assert not torch.allclose(sharp.fuse(text, batch["attention_mask"], image), fused, atol=1e-4)
+    with torch.no_grad():
+        for layer in sharp.fusion.layers:
+            layer.crossattention.self.query.weight.div_(4.0)
+            layer.crossattention.self.query.bias.div_(4.0)
+    torch.testing.assert_close(sharp.fuse(text, batch["attention_mask"], image), fused, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="cross_attention_scale"):
+        ModelConfig.from_dict({"fusion": {"cross_attention_scale": 0}})
+
+
+def test_feature_spread_and_itm_separation_by_hand() -> None:
+    same = torch.tensor([[1.0, 2.0], [2.0, 4.0], [0.5, 1.0]])
+    assert float(L.mean_pairwise_cosine(same)) == pytest.approx(1.0)
+    assert float(L.mean_pairwise_cosine(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))) == pytest.approx(0.0)
+    assert float(L.mean_pairwise_cosine(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]))) == pytest.approx(-1 / 3)
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0], [math.log(3.0), 0.0], [0.0, 0.0]])
+    # p(match): 0.75 and 0.5 on the positives, 0.25 and 0.5 on the negatives
+    assert float(L.itm_separation(logits, torch.tensor([1, 1, 0, 0]))) == pytest.approx(0.25)
+    assert float(L.itm_separation(logits, torch.tensor([1, 1, 1, 1]))) == 0.0
+
+
+def test_forward_reports_feature_spread_and_itm_separation() -> None:
+    model = model_of("realbef").eval()
+    batch = caption_batch(rows=4, seed=2)
+    model(batch)
+    assert set(model.diagnostics) == {"feature_cos", "itm_separation"}
+    assert -1.0 <= float(model.diagnostics["itm_separation"]) <= 1.0
+    batch["image"] = batch["image"][:1].expand_as(batch["image"]).clone()  # one picture four times
+    model(batch)
+    assert float(model.diagnostics["feature_cos"]) == pytest.approx(1.0, abs=1e-5)
+    model(mrc_batch())  # a batch without ITC or ITM reports nothing (nothing stale either)
+    assert model.diagnostics == {}
+
+
+# ------------------------------------------------------------------------------------------------ learning ITM
+
+_TOY_COLOURS = torch.tensor(
+    [[220, 30, 30], [30, 160, 30], [30, 60, 220], [230, 200, 20], [160, 40, 200], [20, 200, 200]], dtype=torch.uint8
+)
+
+
+def toy_scenes(gen: torch.Generator, rows: int, size: int, distractors: int = 2, sides: tuple = (4, 9)) -> dict:
+    """Caption batch of a toy matching task: grey images with small coloured squares (``sides`` px); the caption
+    names the colour of one of them ([CLS] colour [SEP]), the others have other colours; image ids are the named
+    colour, so ITM's negatives always name a colour the image lacks."""
+    colours = len(_TOY_COLOURS)
+    named = torch.randint(colours, (rows,), generator=gen)
+    image = torch.full((rows, 3, size, size), 200, dtype=torch.uint8)
+    for i in range(rows):
+        others = [c for c in range(colours) if c != int(named[i])]
+        picks = [others[int(j)] for j in torch.randint(len(others), (distractors,), generator=gen)]
+        for colour in [*picks, int(named[i])]:
+            side = int(torch.randint(*sides, (1,), generator=gen))
+            x, y = (int(v) for v in torch.randint(size - side, (2,), generator=gen))
+            image[i, :, y : y + side, x : x + side] = _TOY_COLOURS[colour][:, None, None]
+    input_ids = torch.stack([torch.tensor([1, 10, 2])] * rows)
+    input_ids[:, 1] += named
+    return {
+        "type": "caption",
+        "image": image,
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "word_ids": torch.tensor([[-1, 0, -1]] * rows),
+        "image_ids": named,
+    }
+
+
+def itm_auc_after_toy_training(config: ModelConfig, steps: int, seed: int = 0) -> float:
+    """AUC of ITM's p(match) of true pairs over shuffled pairs naming an absent colour, on held-out toy scenes,
+    after ``steps`` AdamW steps (lr 3e-4, 50 warm-up) of ITM alone (in-batch negatives) from scratch."""
+    torch.manual_seed(seed)
+    model = build_model(config).train()
+    optimiser = torch.optim.AdamW(model.param_groups(0.02), lr=3e-4, betas=model.config.adam_betas)
+    gen = torch.Generator().manual_seed(seed)
+    size = config.vision.image_size
+    for step in range(1, steps + 1):
+        for group in optimiser.param_groups:
+            group["lr"] = 3e-4 * min(1.0, step / 50)
+        loss = model(toy_scenes(gen, 32, size), alpha=0.0)["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+    held = toy_scenes(torch.Generator().manual_seed(10_000 + seed), 200, size)
+    shuffled = torch.roll(torch.arange(200), 1)
+    absent = held["image_ids"][shuffled] != held["image_ids"]
+    model.eval()
+    positive = model.itm_score(held["image"], held["input_ids"], held["attention_mask"])
+    negative = model.itm_score(held["image"], held["input_ids"][shuffled], held["attention_mask"])[absent]
+    return float((positive[:, None] > negative[None, :]).float().mean())
+
+
+@pytest.mark.slow
+def test_itm_separates_small_objects_with_the_experiments_cross_attention_scale() -> None:
+    # ~45 s. ITM alone, from scratch, on 32 px toy scenes whose named square (4-8 px) covers a few percent of the
+    # image: with ALBEF's cross-attention (scale 1) ITM is still at chance after 250 steps (AUC 0.50; seed 1: 0.50),
+    # with the experiment configs' sharper cross-attention (4) it separates (AUC 0.82; seed 1: 0.69)
+    from sgverbalise.configs import config_path
+    from sgverbalise.training.config import load_config
+
+    scale = load_config(config_path("experiment", "albef.yaml")).model.fusion.cross_attention_scale
+    config = tiny("albef")
+    config = dataclasses.replace(
+        config,
+        use_momentum=False,
+        queue_size=0,
+        fusion=dataclasses.replace(config.fusion, cross_attention_scale=scale),
+        weights=dataclasses.replace(config.weights, itc=0.0, mlm=0.0),
+    )
+    assert itm_auc_after_toy_training(config, steps=250, seed=0) > 0.7

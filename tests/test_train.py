@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
@@ -22,7 +23,7 @@ from sgverbalise.training import checkpoint as ckpt  # noqa: E402
 from sgverbalise.training.config import ConfigError, RunConfig, TrainConfig, load_config  # noqa: E402
 from sgverbalise.training.data.tokenizer import load_tokenizer, shard_texts, train_tokenizer  # noqa: E402
 from sgverbalise.training.evaluate_mrc import evaluate_mrc  # noqa: E402
-from sgverbalise.training.loop import TrainState, align_model_config, train  # noqa: E402
+from sgverbalise.training.loop import TrainState, align_model_config, health_warnings, train  # noqa: E402
 from sgverbalise.training.models import PRESETS, RelationVLM, build_model  # noqa: E402
 from sgverbalise.training.schedule import lr_at  # noqa: E402
 
@@ -254,6 +255,30 @@ def test_short_run_logs_metrics_and_checkpoints(data, tmp_path):
     assert model.config.num_relations == len(relations)
     assert load_tokenizer(out / "step-00000006" / "tokenizer").vocab_size == model.config.text.vocab_size
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["steps"] == 6
+
+
+def test_a_collapsed_run_says_so(data, tmp_path, caplog):
+    # a few steps from scratch: the tiny model's image features are all alike and ITM sits at its prior. Every
+    # ITC/ITM row of metrics.jsonl carries the feature spread and the ITM separation, and at the health check
+    # step the trainer warns about both (log line, that step's row, the summary).
+    out = tmp_path / "run"
+    more = ("train.steps=4", "train.ckpt_every=4", "train.log_every=4", "train.health_check_step=4")
+    with caplog.at_level(logging.WARNING, logger="sgverbalise.training.loop"):
+        summary = train(load_config(TINY, overrides(data, out, *more)))
+    rows = _rows(out)
+    paired = [r for r in rows if r["type"] != "mrc"]
+    assert paired and all(r["feature_cos"] > 0.95 and abs(r["itm_separation"]) < 0.05 for r in paired)
+    assert all("feature_cos" not in r for r in rows if r["type"] == "mrc")
+    assert "features collapsed" in caplog.text and "ITM does not separate" in caplog.text
+    assert rows[-1]["warnings"] == summary["warnings"] and len(summary["warnings"]) == 2
+    assert all("warnings" not in r for r in rows[:-1])
+
+
+def test_health_warnings_of_a_healthy_window():
+    healthy = [{"feature_cos": 0.4, "itm_separation": 0.3}, {"type": "mrc", "mrc": 1.0}]
+    assert health_warnings(healthy) == []
+    assert health_warnings([{"feature_cos": 0.99, "itm_separation": 0.3}])[0].startswith("features collapsed")
+    assert health_warnings([{"feature_cos": 0.4, "itm_separation": 0.01}])[0].startswith("ITM does not separate")
 
 
 def test_bf16_autocast_trains_every_batch_type(data, tmp_path):

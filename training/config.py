@@ -60,6 +60,10 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU | bf16 | fp32
     device: str = "auto"  # auto: CUDA (this rank's LOCAL_RANK device) when available, else CPU
     alpha_warmup: int = 0  # steps over which the distillation weight ramps up from 0 (ALBEF: one epoch)
+    # At this step (0: never) the trainer checks the health of the last ``log_every`` steps and logs a warning
+    # when the ITC image features collapsed (mean pairwise cosine above 0.95) or ITM does not separate its
+    # positives from its negatives (mean p(match) gap below 0.05); metrics.jsonl has both values every step.
+    health_check_step: int = 300
     log_every: int = 50  # TensorBoard scalars, loader counters and a log line every that many steps
     ckpt_every: int = 1000
     keep_last: int = 3
@@ -85,6 +89,7 @@ class TrainConfig:
             (self.ckpt_every >= 1, "ckpt_every must be >= 1"),
             (self.keep_last >= 1, "keep_last must be >= 1"),
             (self.log_every >= 1, "log_every must be >= 1"),
+            (self.health_check_step >= 0, "health_check_step must be >= 0"),
             (self.schedule in SCHEDULES, f"schedule must be one of {sorted(SCHEDULES)}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.device in DEVICES, f"device must be one of {DEVICES}"),

@@ -62,6 +62,8 @@ METRICS_NAME = "metrics.jsonl"
 CONFIG_YAML = "config.yaml"
 RANKS_DIR = "ranks"
 COUNTER_TOTALS = ("samples", "samples_skipped", "shards_skipped", "samples_filtered", "batches")
+COLLAPSED_COS = 0.95  # mean pairwise cosine of the ITC image features above which they count as collapsed
+MIN_ITM_SEPARATION = 0.05  # mean p(match) gap between ITM positives and negatives below which ITM is stuck
 
 
 @dataclass
@@ -325,6 +327,7 @@ class StepResult:
     wait: float
     skipped: bool
     keys: list[str] = dataclasses.field(default_factory=list)
+    diagnostics: dict[str, float] = dataclasses.field(default_factory=dict)  # the model's, see RelationVLM
 
 
 def train_step(
@@ -347,6 +350,8 @@ def train_step(
     wait, samples, kinds, keys = 0.0, 0, [], []
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
+    health: dict[str, list[torch.Tensor]] = {}
+    inner = model.module if isinstance(model, DistributedDataParallel) else model
     for _ in range(t.grad_accum):
         fetched = time.perf_counter()
         batch = next_batch(stream)
@@ -361,6 +366,8 @@ def train_step(
         for name, value in out.items():
             sums[name] = sums.get(name, 0.0) + value.detach().float()
             counts[name] = counts.get(name, 0) + 1
+        for name, value in getattr(inner, "diagnostics", {}).items():
+            health.setdefault(name, []).append(value.detach().float())
     params = [p for p in model.parameters() if p.requires_grad]
     norm = torch.nn.utils.clip_grad_norm_(params, t.clip if t.clip is not None else float("inf"))
     skipped = not bool(torch.isfinite(norm))
@@ -370,6 +377,11 @@ def train_step(
     names = sorted(sums)
     means = world.mean(torch.stack([sums[n] / counts[n] for n in names]))
     kind = kinds[0] if len(set(kinds)) == 1 else "+".join(kinds)
+    diagnostics: dict[str, float] = {}
+    if health:  # every rank runs the same batch types, so the same names (averaged over ranks as the losses)
+        kept = sorted(health)
+        values = world.mean(torch.stack([torch.stack(health[n]).mean() for n in kept]))
+        diagnostics = dict(zip(kept, values.tolist(), strict=True))
     return StepResult(
         kind=kind,
         losses=dict(zip(names, means.tolist(), strict=True)),
@@ -379,6 +391,7 @@ def train_step(
         wait=wait,
         skipped=skipped,
         keys=keys,
+        diagnostics=diagnostics,
     )
 
 
@@ -389,6 +402,7 @@ def step_row(state: TrainState, result: StepResult, lr: float) -> dict[str, Any]
         "epoch": state.epoch,
         "type": result.kind,
         **{name: round(value, 6) for name, value in result.losses.items()},
+        **{name: round(value, 6) for name, value in result.diagnostics.items()},
         "lr": lr,
         "grad_norm": round(result.grad_norm, 6),
         "samples_per_s": round(result.samples / max(result.seconds, 1e-9), 3),
@@ -396,6 +410,27 @@ def step_row(state: TrainState, result: StepResult, lr: float) -> dict[str, Any]
         "step_s": round(result.seconds, 5),
         **({"skipped_update": True} if result.skipped else {}),
     }
+
+
+def health_warnings(rows: list[dict[str, Any]]) -> list[str]:
+    """Warnings a user can act on from recent metrics rows: collapsed ITC image features (``feature_cos``),
+    ITM that does not separate its positives from its negatives (``itm_separation``)."""
+    found = []
+    cos = [r["feature_cos"] for r in rows if "feature_cos" in r]
+    if cos and sum(cos) / len(cos) > COLLAPSED_COS:
+        found.append(
+            f"features collapsed: the ITC image features of a batch have mean pairwise cosine "
+            f"{sum(cos) / len(cos):.3f} (> {COLLAPSED_COS}) over the last {len(cos)} steps; every image looks "
+            "the same to the model (check image normalisation, initialisation, learning rate, temperature)"
+        )
+    sep = [r["itm_separation"] for r in rows if "itm_separation" in r]
+    if sep and sum(sep) / len(sep) < MIN_ITM_SEPARATION:
+        found.append(
+            f"ITM does not separate: mean p(match) of its positives exceeds that of its negatives by "
+            f"{sum(sep) / len(sep):.3f} (< {MIN_ITM_SEPARATION}) over the last {len(sep)} steps; ITM sits at "
+            "its prior (see model.fusion.cross_attention_scale)"
+        )
+    return found
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -501,6 +536,8 @@ def _run(cfg: RunConfig, world: Dist) -> dict[str, Any]:
     bar = _progress(cfg, state.step, world.main)
     first_step, started, last, final, local_samples = state.step, time.perf_counter(), None, None, 0
     history: list[dict[str, Any]] = []
+    recent: list[dict[str, Any]] = []  # the last log_every rows, for the health check
+    warnings: list[str] = []
     try:
         while state.step < t.steps:
             result = train_step(wrapped, optimizer, stream, cfg, state.step, world)
@@ -512,6 +549,15 @@ def _run(cfg: RunConfig, world: Dist) -> dict[str, Any]:
             if state.step % t.log_every == 0 or state.step == t.steps:
                 _add_counters(row, loader, world)
             history.append({"step": state.step, "type": result.kind, **result.losses})
+            recent = [*recent[-(t.log_every - 1):], row] if t.log_every > 1 else [row]
+            if state.step == t.health_check_step:
+                found = health_warnings(recent)
+                for message in found:
+                    if world.main:
+                        log.warning("step %d: %s", state.step, message)
+                if found:
+                    row["warnings"] = found
+                warnings += found
             last = row
             if keys_log is not None:
                 entry = {"step": state.step, "type": result.kind, "keys": result.keys}
@@ -541,6 +587,7 @@ def _run(cfg: RunConfig, world: Dist) -> dict[str, Any]:
         "checkpoint": str(final) if final else None,
         "last": last,
         "history": history,
+        "warnings": warnings,
         "counters": loader.counters(),
         "world_size": world.world_size,
         "model": cfg.model.name,

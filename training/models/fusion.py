@@ -27,12 +27,14 @@ def additive_key_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 class FusionLayer(nn.Module):
     """Self-attention over text (padding mask only), cross-attention to image tokens (image mask), FFN."""
 
-    def __init__(self, config: BertConfig, layer_idx: int) -> None:
+    def __init__(self, config: BertConfig, layer_idx: int, cross_attention_scale: float = 1.0) -> None:
+        """``cross_attention_scale`` multiplies the cross-attention logits (1: BERT's 1 / sqrt(head size))."""
         super().__init__()
         self.attention = BertAttention(config, is_causal=False, layer_idx=layer_idx)
         self.crossattention = BertAttention(
             config, is_causal=False, layer_idx=layer_idx, is_cross_attention=True
         )
+        self.crossattention.self.scaling *= cross_attention_scale
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
         if self.attention.self.is_causal or self.crossattention.self.is_causal:
@@ -52,11 +54,13 @@ class FusionLayer(nn.Module):
 class FusionEncoder(nn.Module):
     """Stack of ``FusionLayer`` s; image tokens are projected to the text width when the widths differ."""
 
-    def __init__(self, config: BertConfig, num_layers: int, vision_width: int) -> None:
+    def __init__(
+        self, config: BertConfig, num_layers: int, vision_width: int, cross_attention_scale: float = 1.0
+    ) -> None:
         super().__init__()
         if config.is_decoder:
             raise ValueError("the fusion encoder is bidirectional: pass a BertConfig with is_decoder=False")
-        self.layers = nn.ModuleList(FusionLayer(config, i) for i in range(num_layers))
+        self.layers = nn.ModuleList(FusionLayer(config, i, cross_attention_scale) for i in range(num_layers))
         same = vision_width == config.hidden_size
         self.image_proj: nn.Module = nn.Identity() if same else nn.Linear(vision_width, config.hidden_size)
 

@@ -108,6 +108,29 @@ def itm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels)
 
 
+def itm_separation(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean p(match) of the rows labelled 1 minus that of the rows labelled 0 (0 when a side is empty): near 0
+    while ITM cannot tell pairs apart, near 1 when it separates them."""
+    with torch.no_grad():
+        p_match = F.softmax(logits.float(), dim=-1)[:, 1]
+        pos, neg = labels == 1, labels == 0
+        if not (pos.any() and neg.any()):
+            return p_match.new_zeros(())
+        return p_match[pos].mean() - p_match[neg].mean()
+
+
+def mean_pairwise_cosine(feat: torch.Tensor) -> torch.Tensor:
+    """Mean cosine over the distinct pairs of rows of ``feat`` [N, D] (1 for fewer than two rows): near 1 when
+    every input gets the same feature (collapse)."""
+    with torch.no_grad():
+        n = feat.shape[0]
+        if n < 2:
+            return feat.new_ones(())
+        unit = F.normalize(feat.float(), dim=-1)
+        total = unit.sum(dim=0).pow(2).sum() - unit.pow(2).sum()  # sum over i != j of <u_i, u_j>
+        return total / (n * (n - 1))
+
+
 def mask_whole_words(
     input_ids: torch.Tensor,
     word_ids: torch.Tensor,

@@ -124,7 +124,9 @@ class RelationVLM(nn.Module):
         self.vision = VisionEncoder(cfg.vision)  # sizes in cfg follow the checkpoint when initialised from one
         self.text = TextEncoder(cfg.text, spare_layers=cfg.fusion.num_layers)
         fusion_cfg = bert_config(cfg.text, cfg.fusion.num_layers)
-        self.fusion = FusionEncoder(fusion_cfg, cfg.fusion.num_layers, cfg.vision.hidden_size)
+        self.fusion = FusionEncoder(
+            fusion_cfg, cfg.fusion.num_layers, cfg.vision.hidden_size, cfg.fusion.cross_attention_scale
+        )
         self.fusion_layers_from_text_init = self.fusion.init_from_bert_layers(self.text.spare)
         self.text.spare = []
         width = cfg.text.hidden_size
@@ -155,6 +157,10 @@ class RelationVLM(nn.Module):
             self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
             self.register_buffer("queue_count", torch.zeros((), dtype=torch.long))
         self._queue_filled = 0  # queue_count on the host: reading the buffer each step would sync the device
+        # Health of the last ``forward`` (detached scalars, not losses; the trainer logs them):
+        # ``feature_cos``: mean pairwise cosine of the ITC image features of the batch (near 1: collapsed);
+        # ``itm_separation``: mean p(match) of the ITM positives minus that of its negatives.
+        self.diagnostics: dict[str, torch.Tensor] = {}
 
     # -- building blocks ----------
 
@@ -311,6 +317,7 @@ class RelationVLM(nn.Module):
         text_hidden = self.text(input_ids, attention_mask)
         image_feat, text_feat = self._image_feat(image_embeds), self._text_feat(text_hidden)
         positives = L.positives_from_ids(group_ids)
+        self.diagnostics["feature_cos"] = L.mean_pairwise_cosine(image_feat.detach())
         temp = self.temp
         towers = self.momentum_towers if momentum_image is not None else None
         momentum: dict[str, torch.Tensor] = {}
@@ -394,7 +401,9 @@ class RelationVLM(nn.Module):
         )
         labels = torch.zeros(image_rows.shape[0], dtype=torch.long, device=image_embeds.device)
         labels[:batch] = 1
-        return L.itm_loss(self.itm_head(fused[:, 0]), labels)
+        logits = self.itm_head(fused[:, 0])
+        self.diagnostics["itm_separation"] = L.itm_separation(logits.detach(), labels)
+        return L.itm_loss(logits, labels)
 
     def _caption_losses(self, batch: dict, alpha: float) -> dict[str, torch.Tensor]:
         """Caption and VSG batches: ITC / ITM / MLM, with momentum distillation when configured."""
@@ -447,6 +456,7 @@ class RelationVLM(nn.Module):
         """
         check_batch(batch)
         batch = {**batch, "image": normalise_images(batch["image"])}
+        self.diagnostics = {}
         kind = batch["type"]
         if kind not in self.batch_types:
             raise ValueError(
