@@ -15,7 +15,6 @@ import sys
 from importlib import metadata
 
 from sgverbalise.errors import InputError
-from sgverbalise.tools import ToolError
 from sgverbalise.tools.common import error
 
 log = logging.getLogger(__name__)
@@ -93,13 +92,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """The exceptions that are user errors: ours, and training's ConfigError once its module is loaded (it cannot
-    have been raised before; importing it would load torch for every command)."""
-    config = sys.modules.get("sgverbalise.training.config")
-    return (InputError, ToolError) + ((config.ConfigError,) if config else ())
-
-
 def quiet_optional_imports(record: logging.LogRecord) -> bool:
     """False for the warning Beam logs on the root logger when the optional GCP client (apitools) is not
     installed: every Beam command would print it, an error's one line included. Shown with -v."""
@@ -129,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             parse_beam_args(extra)
         module = importlib.import_module(COMMANDS[args.command][0])
         return int(module.run(args, extra) or 0)
-    except user_errors() as exc:
+    except InputError as exc:  # every user error (ToolError, ConfigError, ScoreFileError are kinds of it)
         log.debug("the user error's traceback:", exc_info=True)
         return error(args.command, " ".join(str(exc).split()))
 

@@ -28,6 +28,7 @@ from typing import Any, Union
 
 import yaml
 
+from sgverbalise.errors import InputError
 from sgverbalise.training.data.sources import SourceConfig
 from sgverbalise.training.data.streams import PRESETS as DATA_PRESETS
 from sgverbalise.training.data.streams import DataConfig
@@ -39,7 +40,7 @@ PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration value of the wrong type, an unknown key or an inconsistent setting."""
 
 

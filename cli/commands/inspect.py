@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from sgverbalise.tools.common import add_path, error, print_json
+from sgverbalise.tools.common import add_path, print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,14 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Print the inspection report; 0, or 2 when PATH names no shards."""
-    from sgverbalise.tools import ToolError
     from sgverbalise.tools.inspect import format_report, inspect_set
     from sgverbalise.tools.paths import resolve
 
-    try:
-        report = inspect_set(resolve(args.path), max_shards=args.max_shards, progress=args.progress)
-    except ToolError as exc:
-        return error("inspect", str(exc))
+    report = inspect_set(resolve(args.path), max_shards=args.max_shards, progress=args.progress)
     if args.json:
         print_json(report)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from sgverbalise.tools.common import add_path, error, print_json
+from sgverbalise.tools.common import add_path, print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,14 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Print the sample; 0, or 2 when PATH or KEY is not found."""
-    from sgverbalise.tools import ToolError
     from sgverbalise.tools.paths import resolve
     from sgverbalise.tools.show import describe, find_sample, format_description
 
-    try:
-        sample = find_sample(resolve(args.path), args.key)
-    except ToolError as exc:
-        return error("show", str(exc))
+    sample = find_sample(resolve(args.path), args.key)
     desc = describe(sample)
     if args.json:
         print_json(desc)

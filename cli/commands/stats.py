@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from sgverbalise.tools.common import add_path, error, print_json
+from sgverbalise.tools.common import add_path, print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,14 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Print the tables (or the JSON), write the files; 0, or 2 when PATH names no shards."""
-    from sgverbalise.tools import ToolError
     from sgverbalise.tools.paths import resolve
     from sgverbalise.tools.stats import compute_stats, format_stats, write_outputs
 
-    try:
-        stats = compute_stats(resolve(args.path), max_shards=args.max_shards, progress=args.progress)
-    except ToolError as exc:
-        return error("stats", str(exc))
+    stats = compute_stats(resolve(args.path), max_shards=args.max_shards, progress=args.progress)
     written = write_outputs(stats, args.out) if args.out else []
     if args.json:
         print_json(stats)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sgverbalise.tools.common import add_path, error, print_json
+from sgverbalise.tools.common import add_path, print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,16 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Print the problems; 0 when there are none, 1 otherwise (2 when PATH names no shards)."""
-    from sgverbalise.tools import ToolError
     from sgverbalise.tools.paths import resolve
     from sgverbalise.tools.validate import validate_set
 
-    try:
-        report = validate_set(
-            resolve(args.path), fmt=args.format, decode_images=args.decode_images, progress=args.progress
-        )
-    except ToolError as exc:
-        return error("validate", str(exc))
+    report = validate_set(
+        resolve(args.path), fmt=args.format, decode_images=args.decode_images, progress=args.progress
+    )
     if args.json:
         print_json(report.to_json())
     else:

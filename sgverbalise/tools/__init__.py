@@ -4,6 +4,8 @@ loaded."""
 
 from __future__ import annotations
 
+from sgverbalise.errors import InputError
 
-class ToolError(Exception):
+
+class ToolError(InputError):
     """A user-facing error of a shard tool (bad PATH, no shards found, key not found)."""

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 
 import orjson
 
+from sgverbalise.errors import InputError
 from sgverbalise.storage import atomic_write, join, url_fs
 
 from .benchmarks import VALSE_PIECES, vsr_category
@@ -45,7 +46,7 @@ SVO_FLAGS = (("subj", "subj_neg"), ("verb", "verb_neg"), ("obj", "obj_neg"))
 VALSE_LABEL = re.compile(r"^(.+)_([cf])$")
 
 
-class ScoreFileError(ValueError):
+class ScoreFileError(InputError):
     """A score file that cannot be read as its format says."""
 
 
