@@ -620,6 +620,61 @@ def test_init_from_local_hugging_face_folders(tmp_path) -> None:
     assert torch.equal(model.itm_score(*args), loaded.itm_score(*args))
 
 
+def test_init_std_spreads_the_features_of_new_layers_and_leaves_loaded_towers(tmp_path) -> None:
+    """``init_std`` re-initialises every layer a checkpoint did not give; with 0.1 the [CLS] features of
+    different images start apart (with the libraries' 0.02 they start nearly equal)."""
+    gen = torch.Generator().manual_seed(5)
+    pixels = torch.randint(0, 256, (12, 3, SIZE, SIZE), dtype=torch.uint8, generator=gen)
+
+    def spread(std: float | None) -> float:
+        torch.manual_seed(0)
+        model = build_model(dataclasses.replace(tiny("albef"), init_std=std)).eval()
+        with torch.no_grad():
+            feats = model._image_feat(model.encode_image(pixels))
+        return float((feats @ feats.t())[~torch.eye(12, dtype=torch.bool)].mean())
+
+    assert spread(None) > 0.95 and spread(0.1) < spread(None) - 0.05
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(tiny("realbef"), init_std=0.1))
+    for layer in (model.itm_head, model.fusion.layers[0].crossattention.self.query, model.mrc_head[0],
+                  model.vision.vit.layers[0].attention.q_proj, model.text.word_embeddings):
+        assert abs(float(layer.weight.std()) - 0.1) < 0.02
+        assert getattr(layer, "bias", None) is None or not layer.bias.any()
+    bert = BertForMaskedLM(BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                      intermediate_size=64, max_position_embeddings=64))
+    bert.save_pretrained(tmp_path / "bert")
+    cfg = dataclasses.replace(tiny("albef"), init_std=0.1)
+    cfg.text.init_path = str(tmp_path / "bert")
+    torch.manual_seed(0)
+    loaded = build_model(cfg)
+    layers = bert.bert.encoder.layer
+    assert torch.equal(loaded.text.bert.encoder.layer[0].output.dense.weight, layers[0].output.dense.weight)
+    assert torch.equal(loaded.fusion.layers[0].attention.self.query.weight, layers[1].attention.self.query.weight)
+    assert torch.equal(loaded.mlm_head.transform.dense.weight, bert.cls.predictions.transform.dense.weight)
+    assert abs(float(loaded.itm_head.weight.std()) - 0.1) < 0.03  # not in the checkpoint: re-initialised
+    with pytest.raises(ValueError, match="init_std"):
+        dataclasses.replace(tiny("albef"), init_std=0.0)
+
+
+def test_image_mean_and_std_of_the_config_normalise_the_pixels(tmp_path) -> None:
+    gen = torch.Generator().manual_seed(3)
+    pixels = torch.randint(0, 256, (2, 3, SIZE, SIZE), dtype=torch.uint8, generator=gen)
+    cfg = tiny("albef")
+    cfg.vision.image_mean, cfg.vision.image_std = (0.9, 0.8, 0.7), (0.2, 0.25, 0.3)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    mean, std = torch.tensor([0.9, 0.8, 0.7]).view(1, 3, 1, 1), torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    by_hand = (pixels.float() / 255 - mean) / std
+    assert torch.allclose(model.normalise_images(pixels), by_hand, atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(model.encode_image(pixels), model.encode_image(by_hand), atol=1e-5)
+        assert not torch.allclose(model.encode_image(pixels), model.encode_image(normalise_images(pixels)))
+    model.save_pretrained(tmp_path / "ckpt")
+    assert RelationVLM.from_pretrained(tmp_path / "ckpt").config.vision.image_mean == (0.9, 0.8, 0.7)
+    with pytest.raises(ValueError, match="image_std"):
+        dataclasses.replace(cfg.vision, image_std=(0.2, 0.0, 0.3))
+
+
 def test_init_path_must_be_a_local_folder(tmp_path) -> None:
     cfg = tiny("albef")
     cfg.text.init_path = str(tmp_path / "absent")

@@ -79,3 +79,8 @@ def test_captions_name_objects_with_articles_and_rarely_a_relation():
     assert full == "photo of " + ("an " if bare[0] in "aeiou" else "a ") + bare
     statements = {f"{scene.objects[s].label} {p} {scene.objects[o].label}" for s, p, o in scene.relations}
     assert alt_text(scene, random.Random(1), 1.0) in statements
+    every = WebStyle(templates=("{objs}",), an=True, name_all=True)
+    orders = {alt_text(scene, random.Random(seed), 0.0, every) for seed in range(20)}
+    assert all(sorted(c.replace(" and ", ", ").split(", ")) == sorted(name_list([o.label], an=True)
+               for o in scene.objects) for c in orders)
+    assert len(orders) > 1  # in random order

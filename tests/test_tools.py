@@ -9,6 +9,7 @@ import io
 import json
 import pickle
 import shutil
+import statistics
 import sys
 import tarfile
 import uuid
@@ -524,6 +525,20 @@ def test_stats_counts_and_files(ours, tmp_path, capsys):
         assert Image.open(tmp_path / "stats" / f"{name}.png").format == "PNG"
     code, out, _ = sgv(capsys, "stats", str(ours))
     assert "left of" in out and "manifest totals match: samples 8, triplets 8, vsg_captions 8" in out
+
+
+def test_stats_pixel_mean_and_std_of_the_first_images(i2d, capsys):
+    """Solid-colour images (20 i, 90, 160), i = 0, 1, 2: the moments over all their pixels."""
+    code, out, _ = sgv(capsys, "stats", str(i2d), "--images", "3", "--json")
+    pixels = json.loads(out)["pixels"]
+    assert code == 0 and pixels["images"] == 3
+    reds = [0, 20, 40]
+    assert pixels["mean"] == pytest.approx([sum(reds) / 3 / 255, 90 / 255, 160 / 255], abs=0.01)
+    assert pixels["std"] == pytest.approx([statistics.pstdev(reds) / 255, 0, 0], abs=0.01)
+    code, out, _ = sgv(capsys, "stats", str(i2d), "--json")
+    assert "pixels" not in json.loads(out)
+    code, out, _ = sgv(capsys, "stats", str(i2d), "--images", "100")
+    assert "pixels of 10 images" in out  # all there are
 
 
 # -- img2dataset --------------------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="folder for stats.json and the PNG plots")
     parser.add_argument("--top", type=int, default=15, help="rows per frequency table on the terminal")
     parser.add_argument("--max-shards", type=int, default=None, help="read only the first N shards")
+    parser.add_argument("--images", type=int, default=0, metavar="N",
+                        help="also the per-channel pixel mean and std of the first N images (for a model trained "
+                             "from scratch: model.vision.image_mean / image_std)")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -21,7 +24,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from sgverbalise.tools.paths import resolve
     from sgverbalise.tools.stats import compute_stats, format_stats, write_outputs
 
-    stats = compute_stats(resolve(args.path), max_shards=args.max_shards, progress=args.progress)
+    stats = compute_stats(resolve(args.path), max_shards=args.max_shards, progress=args.progress,
+                          images=args.images)
     written = write_outputs(stats, args.out) if args.out else []
     if args.json:
         print_json(stats)

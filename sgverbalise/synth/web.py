@@ -53,6 +53,9 @@ class WebStyle:
     columns: tuple[str, ...] = IMG2DATASET_COLUMNS  # of the .json and the parquet, in this order
     list_objects: bool = False  # the .json also lists the labels of the scene's objects, under "objects"
     stats: bool = True  # a {shard:05d}_stats.json beside each tar
+    # How many of a scene's objects a caption names: one to three of them (noisy alt-text), or with True all
+    # of them, in a random order (so the order says nothing about where they are).
+    name_all: bool = False
 
 
 IMG2DATASET = WebStyle()
@@ -65,12 +68,16 @@ def name_list(labels: list[str], an: bool = True) -> str:
 
 
 def alt_text(scene: Scene, rng: random.Random, relation_rate: float = 0.1, style: WebStyle = IMG2DATASET) -> str:
-    """An alt-text-like caption: one to three objects named, one relation only with ``relation_rate``."""
+    """An alt-text-like caption: one to three objects named (all with ``style.name_all``), one relation only
+    with ``relation_rate``."""
     if scene.relations and rng.random() < relation_rate:
         s, predicate, o = rng.choice(scene.relations)
         return f"{scene.objects[s].label} {predicate} {scene.objects[o].label}"
-    k = rng.randint(1, min(3, len(scene.objects)))
-    labels = [scene.objects[i].label for i in sorted(rng.sample(range(len(scene.objects)), k))]
+    if style.name_all:
+        order = rng.sample(range(len(scene.objects)), len(scene.objects))
+    else:
+        order = sorted(rng.sample(range(len(scene.objects)), rng.randint(1, min(3, len(scene.objects)))))
+    labels = [scene.objects[i].label for i in order]
     objs = name_list(labels, style.an)
     return rng.choice(style.templates).format(objs=objs, bare=objs.partition(" ")[2])
 

@@ -1,8 +1,11 @@
 """``sgv stats``: relation, object and attribute frequencies, triplets per image and caption token lengths
-(whitespace tokens, ``[SEP]`` counted as one) of a shard set: a terminal table, ``stats.json``, PNG plots."""
+(whitespace tokens, ``[SEP]`` counted as one) of a shard set: a terminal table, ``stats.json``, PNG plots.
+With ``images=N`` also the per-channel pixel mean and std of the first N images (``[0, 1]`` scale), the
+values a model trained from scratch takes as ``model.vision.image_mean`` / ``image_std``."""
 
 from __future__ import annotations
 
+import io
 import json
 import statistics
 from collections import Counter
@@ -14,6 +17,44 @@ from sgverbalise.storage import redact
 from sgverbalise.tools.scan import SGV, detect_format, first_shards, parse_json, progress_bar, streams
 
 PLOT_TOP = 30
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+
+
+class PixelMoments:
+    """Running per-channel sums of RGB pixels in [0, 1] (float64), for their mean and std."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.images = 0
+        self.pixels = 0
+        self.total = np.zeros(3)
+        self.squares = np.zeros(3)
+
+    def add(self, data: bytes) -> str | None:
+        """Add one encoded image; the reason when it does not decode (then nothing is added)."""
+        import numpy as np
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                pixels = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3) / 255.0
+        except Exception as exc:  # Pillow raises many types for bad bytes
+            return f"{type(exc).__name__}: {exc}"
+        self.images += 1
+        self.pixels += pixels.shape[0]
+        self.total += pixels.sum(axis=0)
+        self.squares += np.square(pixels).sum(axis=0)
+        return None
+
+    def result(self) -> dict[str, Any]:
+        """``{images, mean, std}`` (mean and std None before any image)."""
+        if not self.pixels:
+            return {"images": 0, "mean": None, "std": None}
+        mean = self.total / self.pixels
+        std = (self.squares / self.pixels - mean**2).clip(min=0) ** 0.5
+        return {"images": self.images, "mean": [round(float(v), 4) for v in mean],
+                "std": [round(float(v), 4) for v in std]}
 
 
 def _ranked(counter: Counter) -> dict[str, int]:
@@ -34,9 +75,15 @@ def _distribution(counter: Counter) -> dict:
 
 
 def compute_stats(
-    shardset: ShardSet, *, max_shards: int | None = None, progress: bool | None = None, **storage_options: Any
+    shardset: ShardSet,
+    *,
+    max_shards: int | None = None,
+    progress: bool | None = None,
+    images: int = 0,
+    **storage_options: Any,
 ) -> dict:
-    """The statistics of a shard set (JSON-able), read in one streaming pass."""
+    """The statistics of a shard set (JSON-able), read in one streaming pass; ``images``: measure the pixel
+    mean and std of the first that many images."""
     fmt = detect_format(shardset, **storage_options)
     relations: Counter = Counter()
     objects: Counter = Counter()
@@ -47,12 +94,18 @@ def compute_stats(
     txt_tokens: Counter = Counter()
     samples = triplets = vsg_captions = shards = 0
     problems: list[str] = []
+    moments = PixelMoments()
     complete = True
     shards_read = first_shards(shardset, max_shards)
     with progress_bar(sum(s.size or 0 for s in shards_read) or None, "stats", progress) as bar:
         for stream in streams(shardset, bar, max_shards, **storage_options):
             for sample in stream:
                 samples += 1
+                if moments.images < images:
+                    ext = next((e for e in IMAGE_EXTS if e in sample.members), None)
+                    failed = moments.add(sample.members[ext]) if ext else None
+                    if failed:
+                        problems.append(f"{sample.key}: image does not decode ({failed})")
                 if "txt" in sample.members:
                     txt_tokens[len(sample.members["txt"].decode("utf-8", "replace").split())] += 1
                 obj, _ = parse_json(sample.members["json"]) if "json" in sample.members else (None, None)
@@ -91,6 +144,8 @@ def compute_stats(
         "caption_tokens": {"vsg": _distribution(vsg_tokens), "txt": _distribution(txt_tokens)},
         "problems": problems,
     }
+    if images:
+        out["pixels"] = moments.result()
     m = shardset.manifest
     if m is not None and shardset.whole and max_shards is None and isinstance(m.get("totals"), dict):
         checks = {}
@@ -136,6 +191,9 @@ def format_stats(stats: dict, top: int = 15) -> str:
     lines.append(_dist_line("triplets per image", stats["triplets_per_image"]))
     lines.append(_dist_line("VSG caption tokens", stats["caption_tokens"]["vsg"]))
     lines.append(_dist_line(".txt caption tokens", stats["caption_tokens"]["txt"]))
+    pixels = stats.get("pixels")
+    if pixels and pixels["images"]:
+        lines.append(f"pixels of {pixels['images']} images (0-1): mean {pixels['mean']}, std {pixels['std']}")
     check = stats.get("manifest_totals")
     if check:
         parts = [

@@ -47,16 +47,21 @@ _EDGE_EPS = 1e-4  # in patch units: a box edge this close to a patch border does
 _LOG_TEMP_MIN, _LOG_TEMP_MAX = math.log(TEMP_MIN), math.log(TEMP_MAX)
 
 
-def normalise_images(image: torch.Tensor) -> torch.Tensor:
+def normalise_images(
+    image: torch.Tensor,
+    mean: tuple[float, ...] = IMAGE_MEAN,
+    std: tuple[float, ...] = IMAGE_STD,
+) -> torch.Tensor:
     """uint8 pixels [N, 3, H, W] as the vision encoder's input: float32 ``(pixels / 255 - mean) / std`` on the
-    pixels' device; a floating tensor is taken as already normalised and returned unchanged."""
+    pixels' device (CLIP's mean and std unless given); a floating tensor is taken as already normalised and
+    returned unchanged."""
     if image.is_floating_point():
         return image
     if image.dtype != torch.uint8:
         raise TypeError(f"images must be uint8 pixels (or normalised floats), not {image.dtype}")
-    mean = torch.tensor(IMAGE_MEAN, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGE_STD, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
-    return image.float().div_(255.0).sub_(mean).div_(std)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
+    return image.float().div_(255.0).sub_(mean_t).div_(std_t)
 
 
 def patch_mask_for_boxes(boxes: torch.Tensor, grid: int) -> torch.Tensor:
@@ -120,7 +125,7 @@ class RelationVLM(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = cfg = copy.deepcopy(config)
-        text_init = cfg.text.init_path
+        text_init, vision_init = cfg.text.init_path, cfg.vision.init_path
         self.vision = VisionEncoder(cfg.vision)  # sizes in cfg follow the checkpoint when initialised from one
         self.text = TextEncoder(cfg.text, spare_layers=cfg.fusion.num_layers)
         fusion_cfg = bert_config(cfg.text, cfg.fusion.num_layers)
@@ -147,6 +152,8 @@ class RelationVLM(nn.Module):
         self.box_head = None
         if cfg.use_box:
             self.box_head = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 4))
+        if cfg.init_std is not None:
+            self._reinit(cfg.init_std, keep_text=bool(text_init), keep_vision=bool(vision_init))
         self.momentum_towers = None
         if cfg.use_momentum:
             self.momentum_towers = copy.deepcopy(self._towers())
@@ -163,6 +170,25 @@ class RelationVLM(nn.Module):
         self.diagnostics: dict[str, torch.Tensor] = {}
 
     # -- building blocks ----------
+
+    def _reinit(self, std: float, keep_text: bool, keep_vision: bool) -> None:
+        """Every Linear/Embedding weight ~ N(0, std), biases 0, except what a checkpoint gave: the loaded
+        towers, and with a text checkpoint the MLM head (tied to its embeddings, its transform loaded) and the
+        fusion layers taken from its spare layers."""
+        kept: list[nn.Module] = [self.vision] if keep_vision else []
+        if keep_text:
+            kept += [self.text, self.mlm_head] + ([self.fusion] if self.fusion_layers_from_text_init else [])
+        skip = {id(m) for part in kept for m in part.modules()}
+        for module in self.modules():
+            if id(module) in skip or not isinstance(module, (nn.Linear, nn.Embedding)):
+                continue
+            nn.init.normal_(module.weight, std=std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    def normalise_images(self, image: torch.Tensor) -> torch.Tensor:
+        """``normalise_images`` with this model's ``vision.image_mean`` / ``vision.image_std``."""
+        return normalise_images(image, self.config.vision.image_mean, self.config.vision.image_std)
 
     @property
     def temp(self) -> torch.Tensor:
@@ -212,7 +238,7 @@ class RelationVLM(nn.Module):
     def encode_image(self, image: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
         """ViT token states [N, 1 + patches, Hv] ([CLS] first) of uint8 pixels, optionally restricted by a
         token keep-mask."""
-        return self.vision(normalise_images(image), token_mask)
+        return self.vision(self.normalise_images(image), token_mask)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Text-encoder token states [B, L, H]."""
@@ -239,7 +265,7 @@ class RelationVLM(nn.Module):
 
         The ViT runs once per distinct (image, box) pair.
         """
-        image = normalise_images(image)
+        image = self.normalise_images(image)
         keys = torch.cat([image_index[:, None].to(boxes.dtype), boxes], dim=1)
         unique, inverse = torch.unique(keys, dim=0, return_inverse=True)
         first = _first_occurrence(inverse, unique.shape[0])
@@ -455,7 +481,7 @@ class RelationVLM(nn.Module):
         ``alpha`` overrides the distillation weight (e.g. ALBEF's ramp-up over the first epoch).
         """
         check_batch(batch)
-        batch = {**batch, "image": normalise_images(batch["image"])}
+        batch = {**batch, "image": self.normalise_images(batch["image"])}
         self.diagnostics = {}
         kind = batch["type"]
         if kind not in self.batch_types:
@@ -495,7 +521,7 @@ class RelationVLM(nn.Module):
         """Predicted boxes [E, 4] (normalised centre x, centre y, w, h) of each label in its whole image."""
         if self.box_head is None:
             raise ValueError(f"{self.config.name} has no box head (use_box is off)")
-        image_embeds = self.vision(normalise_images(image))[image_index]
+        image_embeds = self.vision(self.normalise_images(image))[image_index]
         fused = self.fuse(self.text(input_ids, attention_mask), attention_mask, image_embeds)
         return self.box_head(fused[:, 0]).sigmoid()
 
@@ -505,7 +531,7 @@ class RelationVLM(nn.Module):
     ) -> torch.Tensor:
         """Probability of "match" [B] of image i with text i (softmax of the ITM head; no gradients)."""
         return self.itm_score_encoded(
-            self.vision(normalise_images(image)), self.text(input_ids, attention_mask), attention_mask
+            self.vision(self.normalise_images(image)), self.text(input_ids, attention_mask), attention_mask
         )
 
     @torch.no_grad()
@@ -524,7 +550,7 @@ class RelationVLM(nn.Module):
         attention_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """L2-normalised ITC embeddings (image [N, D] or None, text [B, D] or None); similarity = dot."""
-        image_feat = None if image is None else self._image_feat(self.vision(normalise_images(image)))
+        image_feat = None if image is None else self._image_feat(self.vision(self.normalise_images(image)))
         text_feat = None
         if input_ids is not None:
             if attention_mask is None:
