@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -150,9 +151,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON/YAML); ``from_dict(to_dict())`` gives an equal config."""
-        out = dataclasses.asdict(self)
-        out["adam_betas"] = list(self.adam_betas)
-        return out
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples as lists, as JSON and YAML give them
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
