@@ -777,6 +777,78 @@ def test_forward_reports_feature_spread_and_itm_separation() -> None:
     assert model.diagnostics == {}
 
 
+# ------------------------------------------------------------------------------------------------ foils
+
+
+def with_foils(batch: dict, has_foil: list[bool], seed: int = 9) -> dict:
+    """The batch with a foil text per row (``training.batches``' foil keys)."""
+    ids, mask, _ = text_rows(torch.Generator().manual_seed(seed), len(has_foil), 4)
+    return {**batch, "foil_ids": ids, "foil_mask": mask, "has_foil": torch.tensor(has_foil)}
+
+
+def itm_calls(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits, labels) of every ITM loss computed from now on."""
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    original = L.itm_loss
+
+    def spy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        calls.append((logits.detach().clone(), labels.clone()))
+        return original(logits, labels)
+
+    monkeypatch.setattr(L, "itm_loss", spy)
+    return calls
+
+
+@pytest.mark.parametrize(("name", "kind"), [("albef", "caption"), ("realbef", "vsg")])
+def test_itm_with_foils_adds_image_foil_pairs_as_negatives(monkeypatch, name, kind) -> None:
+    calls = itm_calls(monkeypatch)
+    plain = caption_batch(kind, rows=4, seed=3)
+    foiled = with_foils(plain, [True, False, True, True])
+    model_a, model_b = model_of(name).eval(), model_of(name).eval()  # eval: no dropout draws, same RNG stream
+    torch.manual_seed(5)
+    out_a = model_a(plain)
+    torch.manual_seed(5)
+    out_b = model_b(foiled)
+    (logits_a, labels_a), (logits_b, labels_b) = calls
+    n = labels_a.shape[0]
+    assert labels_b.shape[0] == n + 3 and labels_b[n:].eq(0).all() and torch.equal(labels_b[:n], labels_a)
+    assert torch.equal(logits_b[:n], logits_a)  # the other pairs are computed exactly as without foils
+    rows = torch.tensor([0, 2, 3])
+    with torch.no_grad():
+        image = model_b.vision(model_b.normalise_images(plain["image"]))[rows]
+        ids, mask = foiled["foil_ids"][rows], foiled["foil_mask"][rows]
+        direct = model_b.itm_head(model_b.fuse(model_b.text(ids, mask), mask, image)[:, 0])
+    torch.testing.assert_close(logits_b[n:], direct)  # (image i, foil i), in row order
+    torch.testing.assert_close(out_b["itm"], torch.nn.functional.cross_entropy(logits_b, labels_b))
+    assert not torch.equal(out_a["itm"], out_b["itm"])
+    for loss in ("itc", "mlm"):
+        assert torch.equal(out_a[loss], out_b[loss])
+    assert torch.equal(model_b.diagnostics["itm_separation"], L.itm_separation(logits_b, labels_b))  # all negatives
+    p_match = logits_b.softmax(-1)[:, 1]
+    expected = p_match[rows].mean() - p_match[n:].mean()
+    torch.testing.assert_close(model_b.diagnostics["foil_separation"], expected)
+    assert "foil_separation" not in model_a.diagnostics
+
+
+def test_foil_keys_without_a_foil_change_nothing(monkeypatch) -> None:
+    # training mode (dropout, momentum update, queue): bit for bit the losses of the batch without foil keys
+    calls = itm_calls(monkeypatch)
+    plain = caption_batch(rows=4, seed=4)
+    model_a, model_b = model_of("albef").train(), model_of("albef").train()
+    for step in range(2):  # the second step also reads the queue filled by the first
+        torch.manual_seed(step)
+        out_a = model_a(plain)
+        torch.manual_seed(step)
+        out_b = model_b(with_foils(plain, [False] * 4))
+        assert out_a.keys() == out_b.keys()
+        for name, value in out_a.items():
+            assert torch.equal(value, out_b[name]), name
+        assert torch.equal(calls[-1][0], calls[-2][0])
+        assert model_b.diagnostics.pop("foil_separation") == 0
+        assert model_a.diagnostics.keys() == model_b.diagnostics.keys()
+        assert all(torch.equal(v, model_b.diagnostics[k]) for k, v in model_a.diagnostics.items())
+
+
 # ------------------------------------------------------------------------------------------------ learning ITM
 
 _TOY_COLOURS = torch.tensor(
