@@ -180,3 +180,22 @@ def test_caption_foil_of_one_relation_captions():
     assert caption_foil("photo of a red circle and a blue square", random.Random(0)) is None  # "and": no foil
     assert caption_foil("cup on table next to plate", random.Random(0)) is None  # two relations
     assert caption_foil("tree by house", random.Random(0)) is None
+
+
+# -------------------------------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize(("name", "base"), [("realbef-foils", "realbef"), ("upper", "albef")])
+def test_foil_configs_are_their_base_configs_plus_foils(name, base):
+    pytest.importorskip("torch")
+    from sgverbalise.training.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "experiment" / f"{name}.yaml").to_dict()
+    ref = load_config(ROOT / "configs" / "experiment" / f"{base}.yaml").to_dict()
+    assert cfg["data"].pop("foils") is True and ref["data"].pop("foils") is False
+    if name == "upper":
+        assert cfg["data"]["sources"]["caption"][0]["urls"] == "out/experiment/data/web-statements"
+        cfg["data"].pop("sources"), ref["data"].pop("sources")
+    assert cfg["train"].pop("out") == f"out/experiment/runs/{name}-seed0"
+    ref["train"].pop("out")
+    assert cfg == ref
