@@ -58,7 +58,8 @@ class ExperimentConfig:
     steps: int = 1500
     ckpt_every: int = 300
     sg_images: int = 5000  # synthetic VG + GQA images before the held-out ones are excluded
-    web_images: int = 4000
+    web_images: int = 48000  # one per caption-batch image of ALBEF's 1,500 steps: no web image is seen twice
+    pixel_stats_images: int = 2000  # web images whose pixel mean and std normalise every model's input
     image_size: int = 128  # side of the generated JPEGs (the models see 64 px)
     probes: ProbeSizes = field(default_factory=ProbeSizes)
     data_seed: int = 0
@@ -70,13 +71,15 @@ class ExperimentConfig:
     def smoke(self) -> ExperimentConfig:
         """One seed, a few steps, a few dozen images: the whole pipeline in well under a minute."""
         return replace(self, seeds=self.seeds[:1], steps=4, ckpt_every=2, sg_images=60, web_images=64,
+                       pixel_stats_images=16,
                        probes=ProbeSizes(vsr_dev=6, vsr_test=6, valse=6, retrieval_test=6, retrieval_dev=6),
                        k_test=4, jobs=1)
 
     def data_settings(self) -> dict[str, Any]:
         """The settings that decide ``data/`` (its cache key)."""
         return {"sg_images": self.sg_images, "web_images": self.web_images, "image_size": self.image_size,
-                "probes": asdict(self.probes), "data_seed": self.data_seed}
+                "probes": asdict(self.probes), "data_seed": self.data_seed,
+                "pixel_stats_images": self.pixel_stats_images}
 
 
 def command_line(cfg: ExperimentConfig, smoke: bool = False) -> str:
@@ -109,6 +112,8 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
     from sgverbalise.storage import absolute
     from sgverbalise.synth import synthesize
     from sgverbalise.synth.web import write_web_shards
+    from sgverbalise.tools.paths import resolve
+    from sgverbalise.tools.stats import compute_stats
     from sgverbalise.training.data.tokenizer import shard_texts, train_tokenizer
     from sgverbalise.training.experiment.corpus import WEB_STYLE, heldout_image_keys
     from sgverbalise.training.experiment.probes import write_probes
@@ -131,6 +136,7 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
     manifest = run_config(build, [])
     web = write_web_shards(paths["web"], cfg.web_images, seed=cfg.data_seed, samples_per_shard=500,
                            image_size=cfg.image_size, style=WEB_STYLE)
+    pixels = compute_stats(resolve(paths["web"]), images=cfg.pixel_stats_images)["pixels"]
     tokenizer = train_tokenizer(shard_texts([paths["sg"], paths["web"]]), paths["tokenizer"], vocab_size=400,
                                 min_frequency=1)
     probes = write_probes(paths["probes"], cfg.probes, seed=cfg.data_seed, image_size=cfg.image_size)
@@ -140,6 +146,7 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
         "excluded_images": len(excluded),
         "sg_samples": {s: manifest["splits"][s]["samples"] for s in manifest["splits"]},
         "web_samples": web["samples"],
+        "pixels": pixels,
         "tokenizer_size": len(tokenizer),
         "probes": probes["counts"],
         "seconds": round(time.perf_counter() - started, 1),
@@ -158,7 +165,10 @@ def run_settings(
     steps, seed, checkpoints and quiet bookkeeping (the experiment's own settings win)."""
     sg, web = data["sg"], data["web"]
     sources = {"caption": web, "vsg": sg, "mrc": sg, "entity": sg}
-    base = load_config(Path(cfg.configs) / f"{model}.yaml", list(cfg.overrides))
+    pixels = json.loads((Path(cfg.out) / "data" / DATA_FILE).read_text())["pixels"]
+    normalise = [f"model.vision.image_mean={json.dumps(pixels['mean'])}",
+                 f"model.vision.image_std={json.dumps(pixels['std'])}"]
+    base = load_config(Path(cfg.configs) / f"{model}.yaml", normalise + list(cfg.overrides))
     train = replace(
         base.train, out=str(run_dir), steps=cfg.steps, seed=seed, ckpt_every=cfg.ckpt_every,
         milestone_every=cfg.ckpt_every, keep_last=1, resume=any(run_dir.glob("step-*")), progress=False,
@@ -176,6 +186,7 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
     from sgverbalise.training.eval.ours import OursScorer
     from sgverbalise.training.eval.runner import EvalConfig
     from sgverbalise.training.eval.sweep import sweep, sweep_markdown
+    from sgverbalise.training.experiment.checks import itc_retrieval, itm_check
     from sgverbalise.training.loop import train
 
     run_dir = Path(cfg.out) / "runs" / f"{model}-seed{seed}"
@@ -197,6 +208,9 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
 
     result = sweep(str(run_dir), eval_cfg, load, str(run_dir / "sweep"))
     (run_dir / "sweep" / "sweep.md").write_text(sweep_markdown(result))
+    for row in result.rows:
+        row.update(itc_retrieval(run_dir / "sweep" / f"step-{row['step']}" / "results.json"))
+    itm = itm_check(OursScorer(result.rows[-1]["checkpoint"], device="cpu"), data["probes"])
     mrc = None
     if run_cfg.model.use_mrc:
         from sgverbalise.training.evaluate_mrc import evaluate_mrc
@@ -216,6 +230,7 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
         "rows": [{k: v for k, v in row.items() if k != "checkpoint"} for row in result.rows],
         "selected": result.selected,
         "mrc_val": mrc,
+        "itm_check": itm,
     }
     done.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return doc

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,33 @@ def test_replication_configs_have_the_paper_batches_on_eight_gpus():
 
 
 @pytest.mark.slow
+def test_paired_differences_and_their_t_interval_by_hand():
+    from sgverbalise.training.experiment.report import differences, t95
+
+    def run(model, seed, vsr, auc):
+        return {"model": model, "seed": seed, "rows": [{"step": 2, "vsr_test": 0.0}, {"step": 4, "vsr_test": vsr}],
+                "itm_check": {"auc": auc}}
+
+    docs = [run("albef", 0, 50.0, 60.0), run("albef", 1, 52.0, 70.0), run("albef", 2, 51.0, 50.0),
+            run("realbef", 0, 55.0, 61.0), run("realbef", 1, 55.0, 70.0), run("realbef", 2, 60.0, 52.0),
+            run("realbef", 3, 99.0, 99.0)]  # seed 3 has no baseline run: not paired, left out
+    cell = differences(docs)["realbef:albef"]["vsr_test"]
+    assert cell["values"] == [5.0, 3.0, 9.0] and cell["diff"] == pytest.approx(17 / 3)
+    half = 4.303 * statistics.stdev([5.0, 3.0, 9.0]) / 3**0.5
+    assert cell["ci95"] == pytest.approx([17 / 3 - half, 17 / 3 + half])
+    assert differences(docs)["realbef:albef"]["itm_auc"]["values"] == [1.0, 0.0, 2.0]
+    assert t95(1) == 12.706 and t95(100) == 1.96
+
+
+def test_auc_counts_ties_half():
+    from sgverbalise.training.experiment.checks import auc
+
+    assert auc([0.9, 0.8], [0.1, 0.2]) == 100.0
+    assert auc([0.1], [0.9]) == 0.0
+    assert auc([0.5, 0.5], [0.5]) == 50.0
+    assert auc([0.9, 0.3], [0.5]) == 50.0
+
+
 def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):
     from sgverbalise.cli.main import main
 
@@ -199,13 +227,20 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):
     assert results["samples_per_run"] == 4 * 32  # the same images seen by every model: steps x batch size
     for model in models:
         cells = results["table"][model]
-        assert {"vsr_dev", "vsr_test", "valse", "coco_tr1", "coco_ir1"} <= set(cells)
+        assert {"vsr_dev", "vsr_test", "valse", "coco_tr1", "coco_ir1", "coco_itc_tr1", "itm_auc"} <= set(cells)
         assert all(c["n"] == 1 and 0.0 <= c["mean"] <= 100.0 for c in cells.values())
         assert ("mrc_val" in cells) == (model in ("realbef", "rexvlm"))
         assert [p["step"] for p in results["curves"][model]["vsr_test"]] == [2, 4]
     types = {r["model"]: set(r["batch_types"]) for r in results["runs"]}
     assert types["albef"] == {"caption"} and types["realbef"] <= {"caption", "vsg", "mrc"}
-    assert set(results["differences"]) == {"realbef-albef", "rexvlm-xvlm"}
+    assert set(results["differences"]) == {"realbef:albef", "rexvlm:xvlm"}
+    one = results["differences"]["realbef:albef"]["vsr_test"]
+    assert one["n"] == 1 and one["ci95"] is None  # one seed: no interval
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["table"] == results["table"] and "runs" not in summary
+    check = results["runs"][0]["itm_check"]
+    assert 0 <= check["auc"] <= 100 and check["pairs"] > 0
+    assert json.loads((out / "data" / "data.json").read_text())["pixels"]["images"] == 16
     assert (out / "skills.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "results.md").read_text()
     assert "| model | VSR-style dev |" in table and "sgv experiment relations" in table

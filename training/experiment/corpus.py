@@ -1,7 +1,8 @@
 """The training side of the experiment: web shards and a scene-graph exclusion list, with no held-out pair.
 
 * ``WEB_STYLE``: how ``sgverbalise.synth.web.write_web_shards`` writes the experiment's web set: training
-  scenes (``heldout.training_scene``), captions that give every object its article ("an orange square"),
+  scenes (``heldout.training_scene``), captions that name every object of the scene in a random order (a
+  relation only one time in ten) and give every object its article ("an orange square"),
   the ``.json`` also lists the scene's objects under ``objects`` (an additional column, as img2dataset keeps
   them), no ``_stats.json``.
 * ``STATEMENTS_WEB_STYLE``: the same scenes, but every caption one true relation of the scene and the
@@ -30,6 +31,7 @@ WEB_STYLE = WebStyle(
     columns=("url", "key", "status", "error_message", "width", "height", "caption", "sha256"),
     list_objects=True,
     stats=False,
+    name_all=True,
 )
 
 STATEMENTS_WEB_STYLE = replace(WEB_STYLE, captions="statements")

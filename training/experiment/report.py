@@ -2,9 +2,10 @@
 
 ``results.json`` holds the meta (command, settings, timing, data counts), per model and skill the values of
 the last checkpoint of every seed with their mean and (sample) standard deviation, the same at the checkpoint
-selected by the retrieval dev TR@1 (the paper's selection signal), the differences of the relation-enhanced
-models to their baselines (difference of means ± its standard error), the curves (mean and std over seeds at
-every checkpoint) and every run's own numbers. ``results.md`` is the table; ``skills.png`` the curves.
+selected by the retrieval dev TR@1 (the paper's selection signal), the differences of each arm to its baseline
+paired by seed (mean of the per-seed differences with its 95% t interval), the curves (mean and std over seeds
+at every checkpoint) and every run's own numbers. ``summary.json`` is the same without the curves and the
+runs; ``results.md`` the tables; ``skills.png`` the curves.
 """
 
 from __future__ import annotations
@@ -20,14 +21,28 @@ SKILLS: dict[str, str] = {
     "vsr_dev": "VSR-style dev",
     "vsr_test": "VSR-style test",
     "valse": "VALSE-style foils",
-    "coco_tr1": "retrieval TR@1",
-    "coco_ir1": "retrieval IR@1",
+    "coco_itc_tr1": "retrieval TR@1 (ITC)",
+    "coco_tr1": "retrieval TR@1 (ITM re-rank)",
+    "coco_ir1": "retrieval IR@1 (ITM re-rank)",
+    "itm_auc": "ITM AUC true vs shuffled",
 }
-PLOTTED: tuple[str, ...] = ("vsr_dev", "vsr_test", "valse", "coco_tr1", "coco_ir1", "coco_dev_tr1")
+PLOTTED: tuple[str, ...] = ("vsr_dev", "vsr_test", "valse", "coco_itc_tr1", "coco_tr1", "coco_dev_tr1")
 NAMES: dict[str, str] = {"albef": "ALBEF", "realbef": "REALBEF", "xvlm": "X-VLM", "rexvlm": "REX-VLM",
+                         "realbef-foils": "REALBEF + relation foils (beyond the paper)",
+                         "upper": "upper bound (probe-style supervision)",
                          "coco_dev_tr1": "retrieval dev TR@1 (selection)"}
-PAIRS: tuple[tuple[str, str], ...] = (("realbef", "albef"), ("rexvlm", "xvlm"))
+PAIRS: tuple[tuple[str, str], ...] = (("realbef", "albef"), ("rexvlm", "xvlm"), ("realbef-foils", "albef"),
+                                      ("realbef-foils", "realbef"), ("upper", "albef"))
 MRC = "mrc_val"
+ITM_CHECK = "itm_check"
+# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (then the normal's 1.96)
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t95(df: int) -> float:
+    """The two-sided 95% quantile of Student's t with ``df`` degrees of freedom."""
+    return T95[df - 1] if df <= len(T95) else 1.96
 
 
 def mean_std(values: list[float]) -> dict[str, Any]:
@@ -49,26 +64,46 @@ def aggregate(docs: list[dict], where: str = "last") -> dict[str, dict[str, dict
         row = doc["rows"][-1] if where == "last" else _at_step(doc, doc["selected"]["step"])
         cells = table.setdefault(doc["model"], {})
         for skill in SKILLS:
-            if row.get(skill) is not None:
+            if skill != "itm_auc" and row.get(skill) is not None:
                 cells.setdefault(skill, []).append(float(row[skill]))
         if where == "last" and doc.get("mrc_val"):
             cells.setdefault(MRC, []).append(100.0 * doc["mrc_val"]["accuracy"])
+        if where == "last" and doc.get(ITM_CHECK):
+            cells.setdefault("itm_auc", []).append(float(doc[ITM_CHECK]["auc"]))
     return {m: {s: mean_std(v) for s, v in cells.items()} for m, cells in table.items()}
 
 
-def differences(table: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
-    """Relation-enhanced minus baseline per skill: difference of means and its standard error."""
+def _last_values(docs: list[dict], model: str) -> dict[int, dict[str, float]]:
+    """seed -> skill -> value at the last checkpoint (and the ITM check) of ``model``'s runs."""
+    out = {}
+    for doc in docs:
+        if doc["model"] == model and doc["rows"]:
+            values = {k: float(v) for k, v in doc["rows"][-1].items() if k in SKILLS and v is not None}
+            if doc.get(ITM_CHECK):
+                values["itm_auc"] = float(doc[ITM_CHECK]["auc"])
+            out[doc["seed"]] = values
+    return out
+
+
+def differences(docs: list[dict]) -> dict[str, dict[str, dict]]:
+    """Arm minus its baseline per skill, paired by seed: mean of the per-seed differences, their sample std,
+    the 95% t interval of the mean (none with one seed) and the per-seed differences."""
     out: dict[str, dict[str, dict]] = {}
     for model, base in PAIRS:
-        if model not in table or base not in table:
+        arm, ref = _last_values(docs, model), _last_values(docs, base)
+        seeds = sorted(set(arm) & set(ref))
+        if not seeds:
             continue
         cells = {}
         for skill in SKILLS:
-            a, b = table[model].get(skill), table[base].get(skill)
-            if a and b:
-                se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
-                cells[skill] = {"diff": a["mean"] - b["mean"], "se": se}
-        out[f"{model}-{base}"] = cells
+            diffs = [arm[s][skill] - ref[s][skill] for s in seeds if skill in arm[s] and skill in ref[s]]
+            if not diffs:
+                continue
+            stats = mean_std(diffs)
+            half = t95(len(diffs) - 1) * stats["std"] / math.sqrt(len(diffs)) if len(diffs) > 1 else None
+            cells[skill] = {"diff": stats["mean"], "std": stats["std"], "n": len(diffs), "values": diffs,
+                            "ci95": None if half is None else [stats["mean"] - half, stats["mean"] + half]}
+        out[f"{model}:{base}"] = cells
     return out
 
 
@@ -93,9 +128,9 @@ def curves(docs: list[dict]) -> dict[str, dict[str, list[dict]]]:
 def chance(meta: dict) -> dict[str, float]:
     """Accuracy of guessing: 50% for the true/false and foil probes, one in the gallery size for R@1."""
     images = meta.get("data", {}).get("probes", {}).get("retrieval_test_images") or 0
-    out = {"vsr_dev": 50.0, "vsr_test": 50.0, "valse": 50.0}
+    out = {"vsr_dev": 50.0, "vsr_test": 50.0, "valse": 50.0, "itm_auc": 50.0}
     if images:
-        out |= {"coco_tr1": 100.0 / images, "coco_ir1": 100.0 / images}
+        out |= {"coco_itc_tr1": 100.0 / images, "coco_tr1": 100.0 / images, "coco_ir1": 100.0 / images}
     return out
 
 
@@ -118,13 +153,21 @@ def table_markdown(table: dict[str, dict[str, dict]], chance_row: dict[str, floa
     return "\n".join(lines) + "\n"
 
 
+def _diff_cell(cell: dict | None) -> str:
+    if not cell:
+        return ""
+    if cell["ci95"] is None:
+        return f"{cell['diff']:+.1f}"
+    return f"{cell['diff']:+.1f} [{cell['ci95'][0]:+.1f}, {cell['ci95'][1]:+.1f}]"
+
+
 def diff_markdown(diffs: dict[str, dict[str, dict]]) -> str:
-    """Relation-enhanced minus baseline, per probe (± standard error of the difference)."""
+    """Arm minus baseline, per probe: mean paired difference [95% interval over seeds]."""
     lines = ["| difference | " + " | ".join(SKILLS.values()) + " |", "|---|" + "---:|" * len(SKILLS)]
     for pair, cells in diffs.items():
-        model, base = pair.split("-")
+        model, base = pair.split(":")
         name = f"{NAMES.get(model, model)} − {NAMES.get(base, base)}"
-        values = [f"{cells[s]['diff']:+.1f} ± {cells[s]['se']:.1f}" if s in cells else "" for s in SKILLS]
+        values = [_diff_cell(cells.get(s)) for s in SKILLS]
         lines.append("| " + " | ".join([name, *values]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -146,7 +189,7 @@ def report_markdown(results: dict) -> str:
         f"## Last checkpoint (step {cfg['steps']}), accuracy % mean ± std over seeds",
         "",
         table_markdown(results["table"], chance(meta)),
-        "## Relation data minus its baseline (difference of means ± standard error)",
+        "## Each arm minus its baseline: mean of the per-seed differences [95% t interval over seeds]",
         "",
         diff_markdown(results["differences"]),
         "## Checkpoint selected by retrieval dev TR@1",
@@ -154,7 +197,9 @@ def report_markdown(results: dict) -> str:
         table_markdown(results["selected_table"], chance(meta), mrc=False),
         "Probes: held-out colour/shape pairs (training/experiment/heldout.py); VSR-style: a true and a false "
         "caption per image (p(match) > 0.5 rule); VALSE-style: caption vs the same caption with the opposite "
-        "relation; retrieval: ITC top-k re-ranked by ITM, captions that name objects only. MRC accuracy: the "
+        "relation; retrieval: captions that name objects only, ranked by ITC alone and by ITC's top k re-ranked "
+        "by ITM; ITM AUC: p(match) of each test image's own caption against another image's (50 = none). "
+        "MRC accuracy: the "
         "MRC head on the scene-graph val split (training pairs), "
         f"majority-class rate {results.get('mrc_majority_rate') or 0:.1f}%.",
         "",
@@ -172,7 +217,7 @@ def plot_curves(curve: dict[str, dict[str, list[dict]]], chance_row: dict[str, f
     import matplotlib.pyplot as plt
 
     styles = {"albef": ("tab:blue", "--"), "realbef": ("tab:blue", "-"), "xvlm": ("tab:orange", "--"),
-              "rexvlm": ("tab:orange", "-")}
+              "rexvlm": ("tab:orange", "-"), "realbef-foils": ("tab:green", "-"), "upper": ("tab:grey", "-.")}
     fig, axes = plt.subplots(2, 3, figsize=(11, 6), dpi=72)
     for ax, skill in zip(axes.flat, PLOTTED, strict=True):
         for model, skills in curve.items():
@@ -216,13 +261,15 @@ def write_report(docs: list[dict], meta: dict, out: str | Path) -> dict:
         "samples_per_run": samples[0] if len(samples) == 1 else samples,
         "table": table,
         "selected_table": aggregate(docs, where="selected"),
-        "differences": differences(table),
+        "differences": differences(docs),
         "chance": chance(meta),
         "mrc_majority_rate": statistics.fmean(majority) if majority else None,
         "curves": curves(docs),
         "runs": docs,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    summary = {k: v for k, v in results.items() if k not in ("curves", "runs")}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     (out / "results.md").write_text(report_markdown(results))
     title = (f"held-out probes over training steps: mean over {len(meta['config']['seeds'])} seeds (± std), "
              f"{results['samples_per_run']} images per run")

@@ -1,0 +1,59 @@
+"""What the experiment checks besides the probes' own figures: does ITM tell true pairs from shuffled ones?
+
+``itm_check`` scores every retrieval test image of the probes with its first caption (true pairs) and with
+the first caption of the next image (shuffled pairs: a caption that names another scene's objects, a pair
+whose caption happens to fit its image too is left out) and reports the mean p(match) of each and the AUC
+(the probability that a true pair scores higher than a shuffled one; 50 = no separation). ``itc_retrieval``
+reads the ITC-only retrieval figures a sweep step wrote (the headline's retrieval is ITC's top k re-ranked by
+ITM, which is noise while ITM sits at its prior).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+KARPATHY = Path("coco") / "karpathy_test.json"
+IMAGES = Path("images") / "coco"
+
+
+def _objects(text: str) -> set[str]:
+    return {part.strip() for part in text.replace(" and ", ", ").split(",") if part.strip()}
+
+
+def auc(positives: list[float], negatives: list[float]) -> float:
+    """P(positive > negative) in %, ties counting half (the Mann-Whitney statistic)."""
+    if not positives or not negatives:
+        return float("nan")
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return 100.0 * wins / (len(positives) * len(negatives))
+
+
+def itm_check(scorer: Any, probes: str | Path, limit: int | None = None) -> dict[str, float]:
+    """Mean p(match) on true and on shuffled pairs of the retrieval test probe, their difference and AUC."""
+    root = Path(probes)
+    entries = [e for e in json.loads((root / KARPATHY).read_text())["images"] if e["split"] == "test"]
+    entries = entries[:limit] if limit else entries
+    images = [Image.open(root / IMAGES / e["filepath"] / e["filename"]).convert("RGB") for e in entries]
+    captions = [e["sentences"][0]["raw"] for e in entries]
+    shuffled = captions[1:] + captions[:1]
+    keep = [i for i, text in enumerate(shuffled) if not _objects(text) <= _objects(captions[i])]
+    true_p = scorer.itm(images, captions)
+    false_p = scorer.itm([images[i] for i in keep], [shuffled[i] for i in keep])
+    mean_true, mean_false = sum(true_p) / len(true_p), sum(false_p) / max(len(false_p), 1)
+    return {"p_true": 100.0 * mean_true, "p_shuffled": 100.0 * mean_false,
+            "separation": 100.0 * (mean_true - mean_false), "auc": auc(true_p, false_p), "pairs": len(keep)}
+
+
+def itc_retrieval(step_results: str | Path, suite: str = "coco") -> dict[str, float]:
+    """``{suite}_itc_tr1`` / ``_ir1``: R@1 of the ITC ranking alone, from a sweep step's results.json (the
+    retrieval table's ``itc_tr_r1`` / ``itc_ir_r1``); empty when the suite did not run."""
+    doc = json.loads(Path(step_results).read_text())
+    res = doc["suites"].get(suite, {})
+    figures = res.get("tables", {}).get(suite, {}).get("figures", {}) if res.get("status") == "ok" else {}
+    if "itc_tr_r1" not in figures:
+        return {}
+    return {f"{suite}_itc_tr1": figures["itc_tr_r1"], f"{suite}_itc_ir1": figures["itc_ir_r1"]}
