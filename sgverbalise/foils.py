@@ -36,7 +36,8 @@ looked up lower-cased with single spaces; the foil keeps the texts as given.
 
 A VSG caption (``vsg_foil``) gets one of its `` [SEP] ``-separated segments replaced by that segment's foil,
 read back with the sample's triplets (the segment is ``[attributes] subject predicate [attributes] object``,
-``sgverbalise.verbalise.triplet_text``); a foil that another triplet of the sample states is not used. A web
+``sgverbalise.verbalise.triplet_text``); a foil that a triplet of the sample or a segment of the caption states
+is not used. A web
 caption that states one relation (``caption_foil``) is split at the predicate it names. Every random choice is
 drawn from the ``random.Random`` given, so the same generator state gives the same foil.
 """
@@ -173,15 +174,16 @@ def vsg_foil(
     caption: str, triplets: Sequence[Mapping[str, str]], rng: random.Random, separator: str = SEPARATOR
 ) -> str | None:
     """The VSG caption with exactly one segment replaced by its foil: a segment drawn among those that have a
-    foil no triplet of the sample states (``rng.randrange``), then its foil (``foil_triplet``'s draw); None
-    when no segment has one. ``triplets``: the sample's (``subject``, ``predicate``, ``object`` names)."""
+    foil that neither the sample's triplets nor the caption state (``rng.randrange``), then its foil
+    (``foil_triplet``'s draw); None when no segment has one. ``triplets``: the sample's (``subject``,
+    ``predicate``, ``object`` names); segments that none of them writes are left alone."""
     segments = caption.split(separator)
     candidates: list[tuple[int, list[Triplet]]] = []
     for index, segment in enumerate(segments):
         parsed = parse_segment(segment, triplets)
         if parsed is None:
             continue
-        options = [f for f in foil_options(*parsed) if not _stated(f, triplets)]
+        options = [f for f in foil_options(*parsed) if not _stated(f, triplets) and statement(f) not in segments]
         if options:
             candidates.append((index, options))
     if not candidates:

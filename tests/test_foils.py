@@ -160,6 +160,9 @@ def test_vsg_foil_skips_segments_without_a_foil_and_foils_the_sample_states():
         assert foil in {"man looking at woman [SEP] cat by dog [SEP] table on cup",
                         "man looking at woman [SEP] cat by dog [SEP] cup under table"}
     assert vsg_foil("hat on man", [], random.Random(0)) is None  # no triplets to read it with
+    # a segment no triplet writes is left alone, and counts as stated: "b looking at a" is no foil of "a ... b"
+    caption = "man looking at woman [SEP] woman looking at man"
+    assert vsg_foil(caption, [_t("man", "looking at", "woman")], random.Random(0)) is None
 
 
 def test_parse_segment_reads_names_that_contain_the_predicate():
