@@ -407,6 +407,27 @@ def test_hard_negatives_never_share_the_image_id() -> None:
     assert not bool(valid.any())
 
 
+def test_a_share_of_itm_negatives_drawn_uniformly() -> None:
+    """hard_fraction 0: uniform over the allowed negatives; 0.5: the hardest one about half + half of a
+    uniform share; 1: ALBEF's mining."""
+    image_ids = torch.arange(6)
+    same = L.positives_from_ids(image_ids)
+    sim = torch.zeros(6, 6)
+    sim[:, 5] = 30.0  # column 5 is every other row's hardest negative by far
+
+    def share_of_hardest(fraction: float) -> float:
+        gen = torch.Generator().manual_seed(1)
+        picks = torch.stack([L.sample_hard_negatives(sim, same, gen, fraction)[0] for _ in range(2000)])
+        assert not bool(same.gather(1, picks.t()).any())
+        return float((picks[:, 0] == 5).float().mean())
+
+    assert share_of_hardest(1.0) == 1.0
+    assert abs(share_of_hardest(0.0) - 1 / 5) < 0.04
+    assert abs(share_of_hardest(0.5) - (0.5 + 0.5 / 5)) < 0.04
+    with pytest.raises(ValueError, match="itm_hard_negatives"):
+        dataclasses.replace(tiny("albef"), itm_hard_negatives=1.5)
+
+
 def test_itm_loss_of_a_batch_of_one_image_has_no_negatives() -> None:
     model = model_of("xvlm").train()
     batch = caption_batch()

@@ -104,6 +104,10 @@ class ModelConfig:
     queue_size: int = 65536
     distill_alpha: float = 0.4
     mlm_probability: float = 0.25
+    # Share of ITM negatives mined by ITC similarity (ALBEF: all); the others are drawn uniformly from the
+    # batch. From scratch, once ITC ranks well, the mined negatives differ from the caption in one small detail
+    # and ITM learns nothing from them at first; easy negatives give it a start.
+    itm_hard_negatives: float = 1.0
     # Masked relation classification (MRC): two-layer MLP over [subject CLS; object CLS].
     use_mrc: bool = False
     mrc_hidden: int = 3072
@@ -129,6 +133,8 @@ class ModelConfig:
             raise ValueError(f"temperature must lie in [{TEMP_MIN}, {TEMP_MAX}], got {self.temperature}")
         if self.init_std is not None and not self.init_std > 0:
             raise ValueError("init_std must be positive (or null for the libraries' defaults)")
+        if not 0.0 <= self.itm_hard_negatives <= 1.0:
+            raise ValueError("itm_hard_negatives must lie in [0, 1]")
         if not 0.0 < self.mlm_probability < 1.0:
             raise ValueError("mlm_probability must lie in (0, 1)")
 

@@ -88,14 +88,23 @@ def itc_loss(
 
 
 def sample_hard_negatives(
-    sim: torch.Tensor, same: torch.Tensor, generator: torch.Generator | None = None
+    sim: torch.Tensor,
+    same: torch.Tensor,
+    generator: torch.Generator | None = None,
+    hard_fraction: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each row, a column drawn by softmax of ``sim`` [B, C] among those not marked in ``same`` [B, C].
 
+    With ``hard_fraction`` below 1, each row is mined that way only with that probability and otherwise draws
+    uniformly among its negatives (at 1, ALBEF's rule, no random number is spent on the choice).
     Returns (index [B], valid [B]); a row whose columns are all ``same`` has no negative (valid False).
     """
     with torch.no_grad():
-        logits = sim.float().masked_fill(same, float("-inf"))
+        logits = sim.float()
+        if hard_fraction < 1.0:
+            easy = torch.rand(sim.shape[0], generator=generator, device=sim.device) >= hard_fraction
+            logits = torch.where(easy[:, None], torch.zeros_like(logits), logits)
+        logits = logits.masked_fill(same, float("-inf"))
         valid = (~same).any(dim=1)
         weights = torch.where(valid[:, None], F.softmax(logits, dim=1), torch.ones_like(logits))
         weights = torch.nan_to_num(weights, nan=0.0)

@@ -420,8 +420,9 @@ class RelationVLM(nn.Module):
         rows = torch.arange(batch, device=image_embeds.device)
         with torch.no_grad():
             sim = image_feat @ text_feat.t() / self.temp
-        text_for_image, image_ok = L.sample_hard_negatives(sim, positives)
-        image_for_text, text_ok = L.sample_hard_negatives(sim.t(), positives.t())
+        hard = self.config.itm_hard_negatives
+        text_for_image, image_ok = L.sample_hard_negatives(sim, positives, hard_fraction=hard)
+        image_for_text, text_ok = L.sample_hard_negatives(sim.t(), positives.t(), hard_fraction=hard)
         image_rows = torch.cat([rows, rows[image_ok], image_for_text[text_ok]])
         text_rows = torch.cat([rows, text_for_image[image_ok], rows[text_ok]])
         fused = self.fuse(
