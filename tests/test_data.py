@@ -982,3 +982,96 @@ def test_pipeline_output_feeds_every_batch_type(built, web, tmp_path):
     manifest = json.loads((built / "manifest.json").read_text())
     assert len(keys) == len(set(keys)) <= manifest["splits"]["val"]["samples"]
     assert loader.counters()["samples_skipped"] == 0
+
+
+# ----------------------------------------------------------------------------------------------- foils
+
+
+def _strip_samples(root: Path, foil_of: dict[int, bytes | None]) -> None:
+    """Web samples of a blue strip on the left, captioned so; ``foil_of[i]``: sample i's .json (None: none)."""
+    image = Image.new("RGB", (64, 64), (200, 200, 200))
+    image.paste((20, 20, 230), (0, 0, 20, 64))
+    samples = []
+    for i in range(24):
+        members = {"jpg": _jpeg(image), "txt": b"blue strip on the left"}
+        if foil_of.get(i) is not None:
+            members["json"] = foil_of[i]
+        samples.append((f"{i:06d}", members))
+    write_shard(str(root / "00000.tar"), samples)
+
+
+def _strip_config(root: Path, **overrides) -> DataConfig:
+    values = {"sources": {"caption": [str(root)]}, "ratios": {"caption": 1}, "batch_sizes": {"caption": 24},
+              "image_size": 32, "crop_scale": (0.9, 1.0), "num_workers": 0, "shuffle_buffer": 0,
+              "resampled": False, "keep_keys": True}
+    return DataConfig(**(values | overrides))
+
+
+def test_web_foils_come_from_the_json_and_are_mirrored_with_the_image(tmp_path, tokenizer):
+    foil = orjson.dumps({"caption": "blue strip on the left", "foil": "blue strip on the right"})
+    foil_of = {i: foil for i in range(20)} | {20: b'{"caption": "x"}', 21: b'{"foil": 3}', 22: b'{"foil": " "}'}
+    _strip_samples(tmp_path / "web", foil_of)
+    (batch,) = list(build_loader(_strip_config(tmp_path / "web", foils=True), tokenizer))
+    check_batch(batch)
+    assert batch["has_foil"].dtype == torch.bool and batch["has_foil"].tolist() == [i < 20 for i in range(24)]
+    assert batch["foil_ids"].shape == batch["foil_mask"].shape and batch["foil_ids"].shape[0] == 24
+    texts = tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=True)
+    foils = tokenizer.batch_decode(batch["foil_ids"], skip_special_tokens=True)
+    left_blue = [to_image(im).getpixel((1, 16))[0] < 100 for im in batch["image"]]
+    assert 0 < sum(left_blue[:20]) < 20  # both mirrored and plain images among the rows with a foil
+    for i, (blue, text, foil_text) in enumerate(zip(left_blue, texts, foils, strict=True)):
+        true, false = ("blue strip on the left", "blue strip on the right")[:: 1 if blue else -1]
+        assert text == true
+        assert foil_text == (false if i < 20 else "")  # the foil stays false in the (mirrored) picture
+    assert (batch["foil_mask"][20:].sum(dim=1) == 2).all()  # rows without a foil: [CLS] [SEP]
+
+    (plain,) = list(build_loader(_strip_config(tmp_path / "web"), tokenizer))
+    assert not set(plain) & {"foil_ids", "foil_mask", "has_foil"}
+    for key in plain:  # the flag adds keys and changes nothing else (same crops, flips, texts)
+        same = torch.equal(plain[key], batch[key]) if torch.is_tensor(plain[key]) else plain[key] == batch[key]
+        assert same, key
+
+
+def test_vsg_foils_change_one_triplet_of_the_drawn_caption(sg, web, tokenizer):
+    from sgverbalise.training.data.examples import BUILDERS, collate_text
+    from sgverbalise.training.data.streams import make_context
+
+    cfg = config(sg, web, ratios={"vsg": 1.0}, foils=True)
+    ctx = make_context(cfg, "vsg", cfg.sources["vsg"][0], tokenizer)
+    plain_ctx = make_context(config(sg, web, ratios={"vsg": 1.0}), "vsg", cfg.sources["vsg"][0], tokenizer)
+    examples = []
+    for url in expand_urls(str(sg)):
+        for key, members in read_shard(url):
+            sample = {"__key__": key, "__url__": url, **members}
+            example = BUILDERS["vsg"](sample, ctx, random.Random(key))
+            plain = BUILDERS["vsg"](sample, plain_ctx, random.Random(key))
+            assert "foil" not in plain and example["text"] == plain["text"]
+            assert torch.equal(example["image"], plain["image"])  # the foil is drawn after the crop
+            old, new = example["text"].split(" [SEP] "), example["foil"].split(" [SEP] ")
+            assert len(old) == len(new) and sum(a != b for a, b in zip(old, new, strict=True)) == 1
+            assert example["foil"] == BUILDERS["vsg"](sample, ctx, random.Random(key))["foil"]
+            examples.append(example)
+    assert len(examples) == 18
+    batch = collate_text(examples[:5], ctx)
+    check_batch(batch)
+    assert batch["has_foil"].all()
+    foils = tokenizer.batch_decode(batch["foil_ids"], skip_special_tokens=True)
+    assert foils == [e["foil"].replace(" [SEP]", "") for e in examples[:5]]
+
+
+def test_check_batch_wants_all_foil_keys_and_only_on_text_batches(sg, web, tokenizer):
+    cfg = config(sg, web, ratios={"vsg": 1.0}, foils=True, epoch_batches=1)
+    (batch,) = list(build_loader(cfg, tokenizer))
+    check_batch(batch)
+    for key in ("foil_ids", "foil_mask", "has_foil"):
+        with pytest.raises(ValueError, match="not all of"):
+            check_batch({k: v for k, v in batch.items() if k != key})
+    with pytest.raises(ValueError, match="has_foil must be bool"):
+        check_batch(batch | {"has_foil": batch["has_foil"].long()})
+    with pytest.raises(ValueError, match="foil_ids/foil_mask"):
+        check_batch(batch | {"foil_ids": batch["foil_ids"][1:]})
+    (mrc,) = list(build_loader(config(sg, web, ratios={"mrc": 1.0}, epoch_batches=1), tokenizer))
+    with pytest.raises(ValueError, match="carry no foils"):
+        check_batch(mrc | {k: batch[k] for k in ("foil_ids", "foil_mask", "has_foil")})
+    (mrc_foils,) = list(build_loader(config(sg, web, ratios={"mrc": 1.0}, epoch_batches=1, foils=True), tokenizer))
+    assert "has_foil" not in mrc_foils

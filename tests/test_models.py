@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import shutil
+from collections.abc import Callable
 
 import pytest
 
@@ -798,6 +799,78 @@ def test_forward_reports_feature_spread_and_itm_separation() -> None:
     assert model.diagnostics == {}
 
 
+# ------------------------------------------------------------------------------------------------ foils
+
+
+def with_foils(batch: dict, has_foil: list[bool], seed: int = 9) -> dict:
+    """The batch with a foil text per row (``training.batches``' foil keys)."""
+    ids, mask, _ = text_rows(torch.Generator().manual_seed(seed), len(has_foil), 4)
+    return {**batch, "foil_ids": ids, "foil_mask": mask, "has_foil": torch.tensor(has_foil)}
+
+
+def itm_calls(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits, labels) of every ITM loss computed from now on."""
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    original = L.itm_loss
+
+    def spy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        calls.append((logits.detach().clone(), labels.clone()))
+        return original(logits, labels)
+
+    monkeypatch.setattr(L, "itm_loss", spy)
+    return calls
+
+
+@pytest.mark.parametrize(("name", "kind"), [("albef", "caption"), ("realbef", "vsg")])
+def test_itm_with_foils_adds_image_foil_pairs_as_negatives(monkeypatch, name, kind) -> None:
+    calls = itm_calls(monkeypatch)
+    plain = caption_batch(kind, rows=4, seed=3)
+    foiled = with_foils(plain, [True, False, True, True])
+    model_a, model_b = model_of(name).eval(), model_of(name).eval()  # eval: no dropout draws, same RNG stream
+    torch.manual_seed(5)
+    out_a = model_a(plain)
+    torch.manual_seed(5)
+    out_b = model_b(foiled)
+    (logits_a, labels_a), (logits_b, labels_b) = calls
+    n = labels_a.shape[0]
+    assert labels_b.shape[0] == n + 3 and labels_b[n:].eq(0).all() and torch.equal(labels_b[:n], labels_a)
+    assert torch.equal(logits_b[:n], logits_a)  # the other pairs are computed exactly as without foils
+    rows = torch.tensor([0, 2, 3])
+    with torch.no_grad():
+        image = model_b.vision(model_b.normalise_images(plain["image"]))[rows]
+        ids, mask = foiled["foil_ids"][rows], foiled["foil_mask"][rows]
+        direct = model_b.itm_head(model_b.fuse(model_b.text(ids, mask), mask, image)[:, 0])
+    torch.testing.assert_close(logits_b[n:], direct)  # (image i, foil i), in row order
+    torch.testing.assert_close(out_b["itm"], torch.nn.functional.cross_entropy(logits_b, labels_b))
+    assert not torch.equal(out_a["itm"], out_b["itm"])
+    for loss in ("itc", "mlm"):
+        assert torch.equal(out_a[loss], out_b[loss])
+    assert torch.equal(model_b.diagnostics["itm_separation"], L.itm_separation(logits_b, labels_b))  # all negatives
+    p_match = logits_b.softmax(-1)[:, 1]
+    expected = p_match[rows].mean() - p_match[n:].mean()
+    torch.testing.assert_close(model_b.diagnostics["foil_separation"], expected)
+    assert "foil_separation" not in model_a.diagnostics
+
+
+def test_foil_keys_without_a_foil_change_nothing(monkeypatch) -> None:
+    # training mode (dropout, momentum update, queue): bit for bit the losses of the batch without foil keys
+    calls = itm_calls(monkeypatch)
+    plain = caption_batch(rows=4, seed=4)
+    model_a, model_b = model_of("albef").train(), model_of("albef").train()
+    for step in range(2):  # the second step also reads the queue filled by the first
+        torch.manual_seed(step)
+        out_a = model_a(plain)
+        torch.manual_seed(step)
+        out_b = model_b(with_foils(plain, [False] * 4))
+        assert out_a.keys() == out_b.keys()
+        for name, value in out_a.items():
+            assert torch.equal(value, out_b[name]), name
+        assert torch.equal(calls[-1][0], calls[-2][0])
+        assert model_b.diagnostics.pop("foil_separation") == 0
+        assert model_a.diagnostics.keys() == model_b.diagnostics.keys()
+        assert all(torch.equal(v, model_b.diagnostics[k]) for k, v in model_a.diagnostics.items())
+
+
 # ------------------------------------------------------------------------------------------------ learning ITM
 
 _TOY_COLOURS = torch.tensor(
@@ -831,22 +904,72 @@ def toy_scenes(gen: torch.Generator, rows: int, size: int, distractors: int = 2,
     }
 
 
-def itm_auc_after_toy_training(config: ModelConfig, steps: int, seed: int = 0) -> float:
-    """AUC of ITM's p(match) of true pairs over shuffled pairs naming an absent colour, on held-out toy scenes,
-    after ``steps`` AdamW steps (lr 3e-4, 50 warm-up) of ITM alone (in-batch negatives) from scratch."""
+def toy_statements(gen: torch.Generator, rows: int, size: int) -> dict:
+    """Caption batch with foils of a toy relation task: a square of one colour in the left half of a grey
+    image, one of another colour in the right half; caption "[CLS] a left-of b [SEP]", foil "b left-of a"."""
+    colours = len(_TOY_COLOURS)
+    left = torch.randint(colours, (rows,), generator=gen)
+    right = (left + torch.randint(1, colours, (rows,), generator=gen)) % colours
+    image = torch.full((rows, 3, size, size), 200, dtype=torch.uint8)
+    half = size // 2
+    for i in range(rows):
+        for colour, x0 in ((left[i], 0), (right[i], half)):
+            side = int(torch.randint(size // 4, half - 1, (1,), generator=gen))
+            x = x0 + int(torch.randint(half - side, (1,), generator=gen))
+            y = int(torch.randint(size - side, (1,), generator=gen))
+            image[i, :, y : y + side, x : x + side] = _TOY_COLOURS[int(colour)][:, None, None]
+    input_ids = torch.stack([torch.tensor([1, 10, 30, 10, 2])] * rows)
+    input_ids[:, 1] += left
+    input_ids[:, 3] += right
+    foil_ids = input_ids[:, [0, 3, 2, 1, 4]]
+    return {
+        "type": "caption",
+        "image": image,
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "word_ids": torch.tensor([[-1, 0, 1, 2, -1]] * rows),
+        "image_ids": left * colours + right,
+        "foil_ids": foil_ids,
+        "foil_mask": torch.ones_like(foil_ids),
+        "has_foil": torch.ones(rows, dtype=torch.bool),
+    }
+
+
+def train_toy(
+    config: ModelConfig, steps: int, batches: Callable[[torch.Generator], dict], seed: int = 0, lr: float = 3e-4
+) -> RelationVLM:
+    """A model trained from scratch for ``steps`` AdamW steps (``lr``, 50 warm-up) on ``batches(generator)``."""
     torch.manual_seed(seed)
     model = build_model(config).train()
-    optimiser = torch.optim.AdamW(model.param_groups(0.02), lr=3e-4, betas=model.config.adam_betas)
+    optimiser = torch.optim.AdamW(model.param_groups(0.02), lr=lr, betas=model.config.adam_betas)
     gen = torch.Generator().manual_seed(seed)
-    size = config.vision.image_size
     for step in range(1, steps + 1):
         for group in optimiser.param_groups:
-            group["lr"] = 3e-4 * min(1.0, step / 50)
-        loss = model(toy_scenes(gen, 32, size), alpha=0.0)["loss"]
+            group["lr"] = lr * min(1.0, step / 50)
+        loss = model(batches(gen), alpha=0.0)["loss"]
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
+    return model
+
+
+def itm_only(config: ModelConfig, cross_attention_scale: float) -> ModelConfig:
+    """The config with ITM as its only loss, no momentum or queue, and the given cross-attention scale."""
+    return dataclasses.replace(
+        config,
+        use_momentum=False,
+        queue_size=0,
+        fusion=dataclasses.replace(config.fusion, cross_attention_scale=cross_attention_scale),
+        weights=dataclasses.replace(config.weights, itc=0.0, mlm=0.0),
+    )
+
+
+def itm_auc_after_toy_training(config: ModelConfig, steps: int, seed: int = 0) -> float:
+    """AUC of ITM's p(match) of true pairs over shuffled pairs naming an absent colour, on held-out toy scenes,
+    after ``steps`` AdamW steps (lr 3e-4, 50 warm-up) of ITM alone (in-batch negatives) from scratch."""
+    size = config.vision.image_size
+    model = train_toy(config, steps, lambda gen: toy_scenes(gen, 32, size), seed)
     held = toy_scenes(torch.Generator().manual_seed(10_000 + seed), 200, size)
     shuffled = torch.roll(torch.arange(200), 1)
     absent = held["image_ids"][shuffled] != held["image_ids"]
@@ -865,12 +988,20 @@ def test_itm_separates_small_objects_with_the_experiments_cross_attention_scale(
     from sgverbalise.training.config import load_config
 
     scale = load_config(config_path("experiment", "albef.yaml")).model.fusion.cross_attention_scale
-    config = tiny("albef")
-    config = dataclasses.replace(
-        config,
-        use_momentum=False,
-        queue_size=0,
-        fusion=dataclasses.replace(config.fusion, cross_attention_scale=scale),
-        weights=dataclasses.replace(config.weights, itc=0.0, mlm=0.0),
-    )
-    assert itm_auc_after_toy_training(config, steps=250, seed=0) > 0.7
+    assert itm_auc_after_toy_training(itm_only(tiny("albef"), scale), steps=250, seed=0) > 0.7
+
+
+@pytest.mark.slow
+def test_itm_with_foils_learns_which_way_round_a_relation_is() -> None:
+    # ~60 s. ITM alone, from scratch, on toy statements "a left-of b" (two squares in the two halves of a 32 px
+    # image), each with its foil "b left-of a": trained with the foils as negatives, ITM tells caption from foil
+    # on held-out images (AUC 0.996 after 600 steps); without them (the same batches minus the foil keys) it
+    # stays at chance (0.50): in-batch hard negatives seldom show the same two colours the other way round.
+    size = tiny("albef").vision.image_size
+    model = train_toy(itm_only(tiny("albef"), 4.0), 600, lambda gen: toy_statements(gen, 32, size), lr=1e-3)
+    held = toy_statements(torch.Generator().manual_seed(10_000), 200, size)
+    model.eval()
+    true = model.itm_score(held["image"], held["input_ids"], held["attention_mask"])
+    foil = model.itm_score(held["image"], held["foil_ids"], held["foil_mask"])
+    assert float((true[:, None] > foil[None, :]).float().mean()) > 0.8
+    assert float((true > foil).float().mean()) > 0.8  # image by image

@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from sgverbalise.shards import read_shard
 from sgverbalise.synth import make_scene
@@ -84,3 +85,35 @@ def test_captions_name_objects_with_articles_and_rarely_a_relation():
     assert all(sorted(c.replace(" and ", ", ").split(", ")) == sorted(name_list([o.label], an=True)
                for o in scene.objects) for c in orders)
     assert len(orders) > 1  # in random order
+
+
+def test_statement_captions_are_true_relations_with_a_false_foil(tmp_path: Path):
+    from sgverbalise.synth import relation_between
+    from sgverbalise.synth.web import relation_statement
+
+    rng = random.Random(4)
+    for _ in range(200):
+        scene = make_scene(rng, 64)
+        if not scene.relations:
+            continue
+        caption, foil = relation_statement(scene, rng)
+        by_label = {o.label: o for o in scene.objects}
+        truths = {f"{a.label} {relation_between(a, b, 64)} {b.label}" for a in scene.objects for b in scene.objects
+                  if a is not b and relation_between(a, b, 64)}
+        assert caption in truths and foil not in truths and foil != caption
+        assert sorted(label for label in by_label if label in caption) == sorted(
+            label for label in by_label if label in foil)  # the same two objects
+    write_web_shards(tmp_path / "s", 24, seed=1, style=WebStyle(captions="statements"), **ARGS)
+    write_web_shards(tmp_path / "t", 24, seed=1, style=WebStyle(captions="statements", name_all=True), **ARGS)
+    assert _files(tmp_path / "s") == _files(tmp_path / "t")  # name_all is about alt-text captions only
+    for _, members in _samples(tmp_path / "s"):
+        meta = json.loads(members["json"])
+        assert meta["caption"] == members["txt"].decode() and meta["foil"] != meta["caption"]
+        assert len(meta["caption"].split()) >= 5 and "a " not in meta["caption"]
+    write_web_shards(tmp_path / "d", 8, seed=1, **ARGS)
+    assert all("foil" not in json.loads(m["json"]) for _, m in _samples(tmp_path / "d"))
+
+
+def test_unknown_caption_kind_is_refused():
+    with pytest.raises(ValueError, match="captions"):
+        WebStyle(captions="tweets")

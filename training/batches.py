@@ -14,6 +14,11 @@ the (transformed) image. Text is tokenised in the data workers.
                                      (for whole-word masking)
     image_ids       long  [B]        an id per distinct image (same image twice in a batch: same id; ITC treats
                                      such pairs as positives)
+  with ``data.foils`` (all three or none; ``FOIL_KEYS``):
+    foil_ids        long  [B, Lf]    a false caption of image i (relation foil), tokenised as input_ids; an
+                                     empty text ([CLS] [SEP]) where the row has none
+    foil_mask       long  [B, Lf]
+    has_foil        bool  [B]        whether row i has a foil: (image i, foil i) is then one more ITM negative
 
 ``mrc`` (masked relation classification): T triplets over N images.
     image           uint8 [N, 3, H, W]
@@ -43,10 +48,12 @@ CAPTION_KEYS = ("image", "input_ids", "attention_mask", "word_ids", "image_ids")
 MRC_KEYS = ("image", "image_index", "subj_ids", "subj_mask", "obj_ids", "obj_mask", "subj_box", "obj_box", "relation")
 ENTITY_KEYS = ("image", "image_index", "input_ids", "attention_mask", "box")
 KEYS = {"caption": CAPTION_KEYS, "vsg": CAPTION_KEYS, "mrc": MRC_KEYS, "entity": ENTITY_KEYS}
+FOIL_KEYS = ("foil_ids", "foil_mask", "has_foil")  # optional, caption and vsg batches only
 
 
 def check_batch(batch: dict) -> None:
-    """Raise ValueError when ``batch`` lacks a key its type needs or its images are not uint8 [N, 3, H, W]."""
+    """Raise ValueError when ``batch`` lacks a key its type needs, its images are not uint8 [N, 3, H, W] or its
+    foil keys are partial, on a type without captions, or not [B, Lf] / bool [B]."""
     kind = batch.get("type")
     if kind not in KEYS:
         raise ValueError(f"batch type {kind!r} is not one of {BATCH_TYPES}")
@@ -58,3 +65,21 @@ def check_batch(batch: dict) -> None:
         raise ValueError(f"{kind} batch images must be a uint8 tensor, not {getattr(image, 'dtype', type(image))}")
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(f"{kind} batch images must be [N, 3, H, W], not {list(image.shape)}")
+    _check_foils(batch, kind)
+
+
+def _check_foils(batch: dict, kind: str) -> None:
+    present = [k for k in FOIL_KEYS if k in batch]
+    if not present:
+        return
+    if KEYS[kind] is not CAPTION_KEYS:
+        raise ValueError(f"{kind} batches carry no foils, got {present}")
+    if len(present) < len(FOIL_KEYS):
+        raise ValueError(f"{kind} batch has {present} but not all of {list(FOIL_KEYS)}")
+    rows = batch["input_ids"].shape[0]
+    ids, mask, has = batch["foil_ids"], batch["foil_mask"], batch["has_foil"]
+    if ids.ndim != 2 or ids.shape[0] != rows or mask.shape != ids.shape:
+        shapes = f"{list(ids.shape)}/{list(mask.shape)}"
+        raise ValueError(f"{kind} batch foil_ids/foil_mask must be [{rows}, Lf], not {shapes}")
+    if has.dtype != torch.bool or list(has.shape) != [rows]:
+        raise ValueError(f"{kind} batch has_foil must be bool [{rows}], not {has.dtype} {list(has.shape)}")

@@ -6,7 +6,10 @@ same columns, one row per sample) and, if the style says so, ``{shard:05d}_stats
 are the shard number then the index in the shard, zero-padded.
 
 Captions read like alt-text: they name one to three of the objects ("a red circle and a blue square") and,
-only with ``relation_rate``, one of their relations ("red circle left of blue square"). A ``WebStyle`` holds
+only with ``relation_rate``, one of their relations ("red circle left of blue square"). With
+``captions="statements"`` every caption is one true relation of the scene, ``subject predicate object`` (as
+the experiment's probes write them), and the ``.json`` also carries ``"foil"``: a false statement about the
+same two objects (``sgverbalise.foils.foil_triplet``), for the trainer's ``data.foils``. A ``WebStyle`` holds
 what else differs between web sets: ``IMG2DATASET`` (the demo's, the tests' and the benchmarks') and the
 experiment's (``training.experiment.corpus.WEB_STYLE``: scenes without held-out pairs). Same arguments, same
 bytes.
@@ -26,6 +29,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sgverbalise import foils
 from sgverbalise.shards import ShardWriter
 from sgverbalise.storage import atomic_write, join
 
@@ -37,6 +41,7 @@ IMG2DATASET_COLUMNS = (
     "sha256", "caption",
 )
 _INT_COLUMNS = frozenset({"width", "height", "original_width", "original_height"})
+CAPTION_KINDS = ("alt-text", "statements")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,13 @@ class WebStyle:
     # How many of a scene's objects a caption names: one to three of them (noisy alt-text), or with True all
     # of them, in a random order (so the order says nothing about where they are).
     name_all: bool = False
+    # "alt-text" (above) or "statements": one true relation per caption, its foil under "foil" in the .json;
+    # scenes without a relation are drawn again.
+    captions: str = "alt-text"
+
+    def __post_init__(self) -> None:
+        if self.captions not in CAPTION_KINDS:
+            raise ValueError(f"WebStyle.captions must be one of {CAPTION_KINDS}, got {self.captions!r}")
 
 
 IMG2DATASET = WebStyle()
@@ -80,6 +92,31 @@ def alt_text(scene: Scene, rng: random.Random, relation_rate: float = 0.1, style
     labels = [scene.objects[i].label for i in order]
     objs = name_list(labels, style.an)
     return rng.choice(style.templates).format(objs=objs, bare=objs.partition(" ")[2])
+
+
+def _draw_scene(style: WebStyle, rng: random.Random, size: int, max_tries: int = 1000) -> Scene:
+    """A scene of the style; for statements, drawn until one has a relation with a foil."""
+    for _ in range(max_tries):
+        scene = style.scenes(rng, size)
+        if style.captions != "statements" or any(foils.foil_options(*r) for r in scene.relations):
+            return scene
+    raise RuntimeError(f"no scene with a relation in {max_tries} draws")
+
+
+def relation_statement(scene: Scene, rng: random.Random) -> tuple[str, str]:
+    """One of the scene's relations with a foil, drawn at random, as ``subject predicate object``, and its
+    foil (``foils.foil_triplet``): a false statement about the same two objects."""
+    relations = [r for r in scene.relations if foils.foil_options(*r)]
+    if not relations:
+        raise ValueError("the scene has no relation with a foil")
+    relation = rng.choice(relations)
+    foil = foils.foil_triplet(*relation, rng)
+    assert foil is not None
+
+    def text(s: int, predicate: str, o: int) -> str:
+        return f"{scene.objects[s].label} {predicate} {scene.objects[o].label}"
+
+    return text(*relation), text(*foil)
 
 
 def _sidecars(out: str, index: int, rows: list[dict], style: WebStyle, **storage_options: Any) -> None:
@@ -132,9 +169,13 @@ def write_web_shards(
         for i in range(n):
             shard, within = divmod(i, samples_per_shard)
             key = f"{shard:05d}{within:0{digits}d}"
-            scene = style.scenes(rng, image_size)
+            scene = _draw_scene(style, rng, image_size)
             jpg = jpeg_bytes(render_scene(scene, noise_seed=rng.getrandbits(32)))
-            caption = alt_text(scene, rng, relation_rate, style)
+            foil = None
+            if style.captions == "statements":
+                caption, foil = relation_statement(scene, rng)
+            else:
+                caption = alt_text(scene, rng, relation_rate, style)
             values = {
                 "url": f"https://images.invalid/{seed}/{i}.jpg",
                 "key": key,
@@ -151,5 +192,7 @@ def write_web_shards(
             meta = {c: values[c] for c in style.columns}
             rows.append(meta)
             doc = (meta | {"objects": [o.label for o in scene.objects]}) if style.list_objects else meta
+            if foil is not None:
+                doc = doc | {"foil": foil}
             writer.write(key, {"jpg": jpg, "txt": caption.encode(), "json": orjson.dumps(doc)})
     return {"samples": n, "shards": shards}

@@ -8,6 +8,10 @@ those as filtered. Any exception (a corrupt JPEG, bad JSON) is counted as a skip
 * ``caption``: the ``.txt`` caption (web shards in img2dataset's format); ``image_id`` from source and key.
 * ``vsg``: one of the sample's VSG strings, drawn at random; ``image_id`` from the scene graph's image id (GQA
   images are VG images with the same ids, so the same picture gets the same id in either source).
+* With ``Context.foils`` (``data.foils``) both also carry ``foil``, a false caption of the image or None: a
+  web sample's ``"foil"`` string from its ``.json``, or the VSG string with one segment replaced by its foil
+  (``sgverbalise.foils.vsg_foil``, from the sample's triplets, drawn after the image's crop). A mirrored
+  image gets the foil mirrored too (``swap_left_right``), as its caption.
 * ``entity``: up to ``entities_per_image`` entities whose boxes survive the crop, label = name (or attributes
   and name with ``entity_attributes``).
 * ``mrc``: up to ``relations_per_image`` triplets whose subject and object boxes both survive the crop, drawn
@@ -32,6 +36,7 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
+from sgverbalise.foils import vsg_foil
 from sgverbalise.schemas.sample import Entity, SampleJSON, Triplet
 from sgverbalise.training.data.pixelring import PixelRing, RingPixels
 from sgverbalise.training.data.tokenizer import TextEncoder
@@ -56,6 +61,7 @@ class Context:
     entity_attributes: bool = False
     crop_attempts: int = 5
     keep_keys: bool = False
+    foils: bool = False
     ring: PixelRing | None = None
     encoder: TextEncoder | None = field(default=None, repr=False)  # built at the first batch
 
@@ -95,12 +101,27 @@ def caption_example(sample: dict, ctx: Context, rng: random.Random) -> dict | No
     if not text:
         return None
     pixels, _, flipped = ctx.transform(open_image(sample), rng=rng)
-    return {
+    example = {
         "image": pixels,
         "text": swap_left_right(text) if flipped else text,
         "image_id": image_id(ctx.source, sample["__key__"]),
         "key": sample["__key__"],
     }
+    if ctx.foils:
+        example["foil"] = _mirrored(web_foil(sample), flipped)
+    return example
+
+
+def web_foil(sample: dict) -> str | None:
+    """The ``"foil"`` string of a web sample's ``.json`` (``WebStyle.captions="statements"``), or None."""
+    if "json" not in sample:
+        return None
+    foil = decode_json(sample).get("foil")
+    return (foil.strip() or None) if isinstance(foil, str) else None
+
+
+def _mirrored(text: str | None, flipped: bool) -> str | None:
+    return swap_left_right(text) if flipped and text is not None else text
 
 
 def vsg_example(sample: dict, ctx: Context, rng: random.Random) -> dict | None:
@@ -111,12 +132,15 @@ def vsg_example(sample: dict, ctx: Context, rng: random.Random) -> dict | None:
         return None
     text = vsgs[rng.randrange(len(vsgs))] if len(vsgs) > 1 else vsgs[0]
     pixels, _, flipped = ctx.transform(open_image(sample), rng=rng)
-    return {
+    example = {
         "image": pixels,
         "text": swap_left_right(text) if flipped else text,
         "image_id": image_id("scene-graph", str(meta["image_id"])),
         "key": sample["__key__"],
     }
+    if ctx.foils:
+        example["foil"] = _mirrored(vsg_foil(text, meta.get("triplets", []), rng), flipped)
+    return example
 
 
 def grounded_transform(
@@ -232,7 +256,8 @@ def _encode(ctx: Context, texts: Sequence[str]) -> dict[str, torch.Tensor]:
 
 
 def collate_text(examples: list[dict], ctx: Context) -> dict:
-    """A ``caption`` or ``vsg`` batch."""
+    """A ``caption`` or ``vsg`` batch (with ``foil_ids``, ``foil_mask``, ``has_foil`` under ``ctx.foils``; a
+    row without a foil gets an empty text there)."""
     enc = _encode(ctx, [e["text"] for e in examples])
     batch = {
         "type": ctx.kind,
@@ -240,6 +265,10 @@ def collate_text(examples: list[dict], ctx: Context) -> dict:
         **enc,
         "image_ids": torch.tensor([e["image_id"] for e in examples], dtype=torch.long),
     }
+    if ctx.foils:
+        foils = _encode(ctx, [e.get("foil") or "" for e in examples])
+        batch["foil_ids"], batch["foil_mask"] = foils["input_ids"], foils["attention_mask"]
+        batch["has_foil"] = torch.tensor([e.get("foil") is not None for e in examples], dtype=torch.bool)
     return _finish(batch, examples, ctx)
 
 

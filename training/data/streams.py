@@ -116,6 +116,9 @@ class DataConfig:
     tokenizer: str | None = None
     keep_keys: bool = False
     max_consecutive_errors: int = 1000
+    # Relation foils as extra ITM negatives: caption and VSG batches carry foil_ids / foil_mask / has_foil
+    # (training.batches), a web sample's .json "foil" or a VSG caption with one triplet made false.
+    foils: bool = False
 
     def __post_init__(self) -> None:
         self.max_text_len = {**MAX_TEXT_LEN, **self.max_text_len}  # given entries override the defaults
@@ -275,6 +278,7 @@ def make_context(
         entity_attributes=cfg.entity_attributes,
         crop_attempts=cfg.crop_attempts,
         keep_keys=cfg.keep_keys,
+        foils=cfg.foils,
         ring=ring,
     )
 

@@ -5,6 +5,9 @@
   relation only one time in ten) and give every object its article ("an orange square"),
   the ``.json`` also lists the scene's objects under ``objects`` (an additional column, as img2dataset keeps
   them), no ``_stats.json``.
+* ``STATEMENTS_WEB_STYLE``: the same scenes, but every caption one true relation of the scene and the
+  ``.json`` with its ``"foil"`` (``WebStyle.captions="statements"``): the upper-bound arm's web set, trained
+  with ``data.foils`` (``configs/experiment/upper.yaml``), the probes' own kind of supervision.
 * ``heldout_image_keys``: the sample keys (``vg-12``, ``gqa-2500003``) of the images of a synthetic VG/GQA
   corpus that show a held-out pair, for ``build-shards --exclude-image-ids``.
 """
@@ -12,6 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 from sgverbalise.readers import iter_gqa, iter_vg
 from sgverbalise.synth import COLOURS, SHAPES
@@ -29,6 +33,8 @@ WEB_STYLE = WebStyle(
     stats=False,
     name_all=True,
 )
+
+STATEMENTS_WEB_STYLE = replace(WEB_STYLE, captions="statements")
 
 
 def object_pairs(names: Iterable[str], attributes: Iterable[str]) -> list[tuple[str, str]]:

@@ -15,14 +15,16 @@ training, with other partners). About one object in ten of a random scene is suc
 ``OPPOSITE`` gives, for each predicate of the shape scenes, one that cannot hold for the same ordered pair
 under the definitions of ``sgverbalise.synth.relation_between`` (left/right, above/below, on/under,
 bigger/smaller exclude each other; ``inside`` excludes ``on``; two boxes ``next to`` each other overlap
-vertically, so neither is ``above`` the other).
+vertically, so neither is ``above`` the other): the shape predicates' part of the domain's table
+``sgverbalise.foils.OPPOSITE``, which the trainer's foils use too.
 """
 
 from __future__ import annotations
 
 import random
 
-from sgverbalise.synth import COLOURS, SHAPES, Scene, make_scene
+from sgverbalise import foils
+from sgverbalise.synth import COLOURS, PREDICATES, SHAPES, Scene, make_scene
 
 COLOUR_ORDER: tuple[str, ...] = tuple(sorted(COLOURS))
 HELDOUT_PAIRS: frozenset[tuple[str, str]] = frozenset(
@@ -32,19 +34,8 @@ HELDOUT_PAIRS: frozenset[tuple[str, str]] = frozenset(
     if (i + j) % len(COLOUR_ORDER) == 0
 )
 HELDOUT_LABELS: frozenset[str] = frozenset(f"{c} {s}" for c, s in HELDOUT_PAIRS)
-OPPOSITE: dict[str, str] = {
-    "left of": "right of",
-    "right of": "left of",
-    "above": "below",
-    "below": "above",
-    "on": "under",
-    "under": "on",
-    "bigger than": "smaller than",
-    "smaller than": "bigger than",
-    "inside": "on",
-    "next to": "above",
-}
-SYMMETRIC: frozenset[str] = frozenset({"next to"})
+OPPOSITE: dict[str, str] = {p: foils.OPPOSITE[p] for p in PREDICATES}
+SYMMETRIC: frozenset[str] = foils.SYMMETRIC & frozenset(PREDICATES)
 
 
 def is_heldout(colour: str, shape: str) -> bool:
@@ -80,9 +71,9 @@ def probe_relation(
 
 
 def false_variant(rng: random.Random, relation: tuple[int, str, int]) -> tuple[int, str, int]:
-    """A false statement about the same two objects: the opposite predicate, or (for an asymmetric
-    predicate, half the time) subject and object swapped."""
-    s, predicate, o = relation
-    if predicate not in SYMMETRIC and rng.random() < 0.5:
-        return o, predicate, s
-    return s, OPPOSITE[predicate], o
+    """A false statement about the same two objects (``sgverbalise.foils.foil_triplet``): the opposite
+    predicate, or (for an asymmetric predicate, half the time) subject and object swapped."""
+    foil = foils.foil_triplet(*relation, rng)
+    if foil is None:
+        raise ValueError(f"no foil for {relation}")
+    return foil

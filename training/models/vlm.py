@@ -2,7 +2,7 @@
 
 Batches follow training/batches.py. Per batch type (each loss is named, ``loss`` is their weighted sum):
 - ``caption`` / ``vsg``: ITC (momentum distillation and queue when on), ITM with hard negatives, whole-word
-  MLM.
+  MLM; a batch with foils (``data.foils``) adds (image i, foil i) as ITM negatives for its rows with a foil.
 - ``entity`` (X-VLM): VMA, i.e. ITC / ITM / MLM between an entity's label and the image with its visual
   context masked (in-batch, no queue; labels that are the same text count as positives), and box regression
   (L1 + GIoU) from the fused [CLS] of the label over the whole image.
@@ -166,7 +166,8 @@ class RelationVLM(nn.Module):
         self._queue_filled = 0  # queue_count on the host: reading the buffer each step would sync the device
         # Health of the last ``forward`` (detached scalars, not losses; the trainer logs them):
         # ``feature_cos``: mean pairwise cosine of the ITC image features of the batch (near 1: collapsed);
-        # ``itm_separation``: mean p(match) of the ITM positives minus that of its negatives.
+        # ``itm_separation``: mean p(match) of the ITM positives minus that of its negatives (foils included);
+        # ``foil_separation`` (batches with foils): p(match) of captions minus of their foils, same images.
         self.diagnostics: dict[str, torch.Tensor] = {}
 
     # -- building blocks ----------
@@ -374,8 +375,9 @@ class RelationVLM(nn.Module):
         else:
             itc = L.itc_loss(image_feat, text_feat, temp, positives)
 
+        foils = (batch["has_foil"], batch["foil_ids"], batch["foil_mask"]) if "has_foil" in batch else None
         itm = self._itm_loss(
-            image_embeds, image_mask, text_hidden, attention_mask, image_feat, text_feat, positives
+            image_embeds, image_mask, text_hidden, attention_mask, image_feat, text_feat, positives, foils
         )
 
         masked_ids, labels = L.mask_whole_words(
@@ -409,8 +411,11 @@ class RelationVLM(nn.Module):
         image_feat: torch.Tensor,
         text_feat: torch.Tensor,
         positives: torch.Tensor,
+        foils: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """ITM over the B pairs plus, per image, a hard negative text and, per text, a hard negative image."""
+        """ITM over the B pairs plus, per image, a hard negative text and, per text, a hard negative image;
+        with ``foils`` (has_foil [B], foil_ids, foil_mask [B, Lf]) also (image i, foil i) for each row with a
+        foil, one more negative (fused on its own, so the other pairs are computed as without foils)."""
         batch = image_embeds.shape[0]
         rows = torch.arange(batch, device=image_embeds.device)
         with torch.no_grad():
@@ -429,8 +434,33 @@ class RelationVLM(nn.Module):
         labels = torch.zeros(image_rows.shape[0], dtype=torch.long, device=image_embeds.device)
         labels[:batch] = 1
         logits = self.itm_head(fused[:, 0])
+        if foils is not None:
+            logits, labels = self._with_foils(logits, labels, image_embeds, image_mask, *foils)
         self.diagnostics["itm_separation"] = L.itm_separation(logits.detach(), labels)
         return L.itm_loss(logits, labels)
+
+    def _with_foils(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        image_embeds: torch.Tensor,
+        image_mask: torch.Tensor,
+        has_foil: torch.Tensor,
+        foil_ids: torch.Tensor,
+        foil_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ITM logits and labels with (image i, foil i) appended as negatives for the rows with a foil; sets the
+        ``foil_separation`` diagnostic (mean p(match) of those rows' captions minus of their foils; 0 without)."""
+        rows = has_foil.nonzero().squeeze(1)
+        foil_logits = logits.new_zeros((0, logits.shape[1]))
+        if rows.numel():
+            ids, mask = foil_ids[rows], foil_mask[rows]
+            fused = self.fuse(self.text(ids, mask), mask, image_embeds[rows], image_mask[rows])
+            foil_logits = self.itm_head(fused[:, 0])
+        pairs = torch.cat([logits[rows], foil_logits]).detach()
+        pair_labels = torch.cat([labels.new_ones(rows.numel()), labels.new_zeros(rows.numel())])
+        self.diagnostics["foil_separation"] = L.itm_separation(pairs, pair_labels)
+        return torch.cat([logits, foil_logits]), torch.cat([labels, labels.new_zeros(rows.numel())])
 
     def _caption_losses(self, batch: dict, alpha: float) -> dict[str, torch.Tensor]:
         """Caption and VSG batches: ITC / ITM / MLM, with momentum distillation when configured."""
