@@ -41,7 +41,7 @@ from sgverbalise.training.experiment.probes import ProbeSizes
 
 log = logging.getLogger(__name__)
 
-MODELS: tuple[str, ...] = ("albef", "realbef", "xvlm", "rexvlm")
+MODELS: tuple[str, ...] = ("albef", "realbef", "realbef-foils", "upper")
 CONFIG_DIR = config_path("experiment")
 SUITES: tuple[str, ...] = ("vsr", "valse", "coco", "coco_dev")
 RUN_FILE = "run.json"
@@ -79,7 +79,7 @@ class ExperimentConfig:
         """The settings that decide ``data/`` (its cache key)."""
         return {"sg_images": self.sg_images, "web_images": self.web_images, "image_size": self.image_size,
                 "probes": asdict(self.probes), "data_seed": self.data_seed,
-                "pixel_stats_images": self.pixel_stats_images}
+                "pixel_stats_images": self.pixel_stats_images, "statements": True}
 
 
 def command_line(cfg: ExperimentConfig, smoke: bool = False) -> str:
@@ -103,7 +103,7 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
     """Corpus, scene-graph shards, web shards, tokenizer and probes under ``out/data`` (reused when made with
     the same settings); returns their paths."""
     root = Path(cfg.out) / "data"
-    paths = {name: str(root / name) for name in ("sg", "web", "tokenizer", "probes")}
+    paths = {name: str(root / name) for name in ("sg", "web", "web-statements", "tokenizer", "probes")}
     stamp = root / DATA_FILE
     if stamp.is_file() and json.loads(stamp.read_text()).get("settings") == cfg.data_settings():
         return paths
@@ -115,7 +115,7 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
     from sgverbalise.tools.paths import resolve
     from sgverbalise.tools.stats import compute_stats
     from sgverbalise.training.data.tokenizer import shard_texts, train_tokenizer
-    from sgverbalise.training.experiment.corpus import WEB_STYLE, heldout_image_keys
+    from sgverbalise.training.experiment.corpus import STATEMENTS_WEB_STYLE, WEB_STYLE, heldout_image_keys
     from sgverbalise.training.experiment.probes import write_probes
     from sgverbalise.verbalise import VSGConfig
 
@@ -136,6 +136,8 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
     manifest = run_config(build, [])
     web = write_web_shards(paths["web"], cfg.web_images, seed=cfg.data_seed, samples_per_shard=500,
                            image_size=cfg.image_size, style=WEB_STYLE)
+    write_web_shards(paths["web-statements"], cfg.web_images, seed=cfg.data_seed, samples_per_shard=500,
+                     image_size=cfg.image_size, style=STATEMENTS_WEB_STYLE)  # the upper arm's: same scenes
     pixels = compute_stats(resolve(paths["web"]), images=cfg.pixel_stats_images)["pixels"]
     tokenizer = train_tokenizer(shard_texts([paths["sg"], paths["web"]]), paths["tokenizer"], vocab_size=400,
                                 min_frequency=1)
@@ -163,7 +165,7 @@ def run_settings(
 ) -> RunConfig:
     """One run's config: ``{model}.yaml`` with the user's ``--set`` overrides, then this run's data paths,
     steps, seed, checkpoints and quiet bookkeeping (the experiment's own settings win)."""
-    sg, web = data["sg"], data["web"]
+    sg, web = data["sg"], data["web-statements" if model == "upper" else "web"]
     sources = {"caption": web, "vsg": sg, "mrc": sg, "entity": sg}
     pixels = json.loads((Path(cfg.out) / "data" / DATA_FILE).read_text())["pixels"]
     normalise = [f"model.vision.image_mean={json.dumps(pixels['mean'])}",

@@ -222,18 +222,21 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):
     printed = capsys.readouterr().out
     assert "| REALBEF |" in printed and f"command: sgv experiment relations --out {out} --smoke" in printed
     results = json.loads((out / "results.json").read_text())
-    models = ["albef", "realbef", "xvlm", "rexvlm"]
+    models = ["albef", "realbef", "realbef-foils", "upper"]
     assert sorted(results["table"]) == sorted(models) and results["meta"]["config"]["models"] == models
     assert results["samples_per_run"] == 4 * 32  # the same images seen by every model: steps x batch size
     for model in models:
         cells = results["table"][model]
         assert {"vsr_dev", "vsr_test", "valse", "coco_tr1", "coco_ir1", "coco_itc_tr1", "itm_auc"} <= set(cells)
         assert all(c["n"] == 1 and 0.0 <= c["mean"] <= 100.0 for c in cells.values())
-        assert ("mrc_val" in cells) == (model in ("realbef", "rexvlm"))
+        assert ("mrc_val" in cells) == (model in ("realbef", "realbef-foils"))
         assert [p["step"] for p in results["curves"][model]["vsr_test"]] == [2, 4]
     types = {r["model"]: set(r["batch_types"]) for r in results["runs"]}
     assert types["albef"] == {"caption"} and types["realbef"] <= {"caption", "vsg", "mrc"}
-    assert set(results["differences"]) == {"realbef:albef", "rexvlm:xvlm"}
+    assert set(results["differences"]) == {"realbef:albef", "realbef-foils:albef", "realbef-foils:realbef",
+                                           "upper:albef"}
+    upper = load_config(out / "runs" / "upper-seed0" / "config.yaml")
+    assert upper.data.foils and [s.urls for s in upper.data.sources["caption"]] == [str(out / "data" / "web-statements")]
     one = results["differences"]["realbef:albef"]["vsr_test"]
     assert one["n"] == 1 and one["ci95"] is None  # one seed: no interval
     summary = json.loads((out / "summary.json").read_text())
