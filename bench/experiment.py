@@ -3,7 +3,8 @@
 ``python -m bench.experiment [--out bench/out/experiment] [--seeds 3] [--steps 1500] [--jobs 2]
 [--plot docs/experiment-skills.png]``
 
-Runs ALBEF, REALBEF, REALBEF + relation foils and the upper bound (X-VLM and REX-VLM with --models), each with every seed, on the generated corpus and the held-out probes
+Runs ALBEF, REALBEF, REALBEF + relation foils and the upper bound (X-VLM and REX-VLM with --models), each
+with every seed, on the generated corpus and the held-out probes
 (``training/experiment/``), then prints the table and writes ``OUT/results.{json,md}``, ``OUT/skills.png`` and
 ``bench/out/experiment.json`` (the wall time split into data, training and evaluation, the machine, the
 table). ``--plot`` also copies the skill-over-steps plot there. A rerun reuses the data and complete runs.
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--ckpt-every", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--models", default=None, help="comma-separated configs of configs/experiment (default: albef,realbef,realbef-foils,upper; also xvlm, rexvlm)")
+    parser.add_argument("--models", default=None, help="comma-separated configs of configs/experiment "
+                        "(default: albef,realbef,realbef-foils,upper; also xvlm, rexvlm)")
     parser.add_argument("--plot", default=None, help="copy skills.png here (e.g. docs/experiment-skills.png)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

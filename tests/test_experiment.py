@@ -236,7 +236,8 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):
     assert set(results["differences"]) == {"realbef:albef", "realbef-foils:albef", "realbef-foils:realbef",
                                            "upper:albef"}
     upper = load_config(out / "runs" / "upper-seed0" / "config.yaml")
-    assert upper.data.foils and [s.urls for s in upper.data.sources["caption"]] == [str(out / "data" / "web-statements")]
+    captions = [source.urls for source in upper.data.sources["caption"]]
+    assert upper.data.foils and captions == [str(out / "data" / "web-statements")]
     one = results["differences"]["realbef:albef"]["vsr_test"]
     assert one["n"] == 1 and one["ci95"] is None  # one seed: no interval
     summary = json.loads((out / "summary.json").read_text())

@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seeds per model: 0 .. N-1 (default 3; smoke 1)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per run (default 1500)")
     parser.add_argument("--ckpt-every", type=int, default=None, help="checkpoint (and sweep) interval")
-    parser.add_argument("--models", default=None, help="comma-separated configs of configs/experiment (default: albef,realbef,realbef-foils,upper; also xvlm, rexvlm)")
+    parser.add_argument("--models", default=None, help="comma-separated configs of configs/experiment "
+                        "(default: albef,realbef,realbef-foils,upper; also xvlm, rexvlm)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="runs at a time, one CPU thread each (default: 2, or 1 on a one-CPU machine)")
     parser.add_argument("--smoke", action="store_true", help="one seed, a few steps, tiny data (CI)")
