@@ -614,7 +614,11 @@ def test_init_from_local_hugging_face_folders(tmp_path) -> None:
     bert.save_pretrained(tmp_path / "bert")
     cfg = tiny("realbef")
     cfg.vision.init_path, cfg.text.init_path = str(tmp_path / "vit"), str(tmp_path / "bert")
+    cfg.text.dropout = 0.25
     model = build_model(cfg)
+    assert model.text.bert.config.hidden_dropout_prob == 0.25  # the config's dropout, not the folder's 0.1
+    assert model.text.bert.config.attention_probs_dropout_prob == 0.25
+    assert model.vision.vit.config.hidden_dropout_prob == 0.0
     assert cfg.vision.init_path == str(tmp_path / "vit"), "the caller's config is left alone"
     assert model.config.vision.hidden_size == 48 and model.config.vision.init_path is None
     assert model.fusion_layers_from_text_init == 2

@@ -175,6 +175,23 @@ def test_mrc_sources_must_share_the_heads_relation_vocabulary(data, tmp_path):
         align_model_config(pinned, tokenizer)
 
 
+def test_text_checkpoint_gives_the_vocabulary_size(data, tmp_path):
+    """With model.text.init_path the folder's vocab_size wins over the config's (a tiny preset's 128), and a
+    tokenizer larger than the checkpoint's vocabulary is refused, naming the folder."""
+    from transformers import BertConfig
+
+    tokenizer = load_tokenizer(data["tok"])
+    for name, size in (("big", len(tokenizer) + 50), ("small", len(tokenizer) - 1)):
+        BertConfig(vocab_size=size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                   intermediate_size=64).save_pretrained(tmp_path / name)
+    big = load_config(TINY, overrides(data, tmp_path / "run", f"model.text.init_path={tmp_path / 'big'}"))
+    assert big.model.text.vocab_size != len(tokenizer) + 50
+    assert align_model_config(big, tokenizer).model.text.vocab_size == len(tokenizer) + 50
+    small = load_config(TINY, overrides(data, tmp_path / "run", f"model.text.init_path={tmp_path / 'small'}"))
+    with pytest.raises(ConfigError, match="small"):
+        align_model_config(small, tokenizer)
+
+
 def test_cli_print_config(capsys):
     assert sgv_main(["train", "--config", str(TINY), "--set", "train.steps=3", "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)

@@ -179,6 +179,15 @@ def source_relations_url(source: SourceConfig) -> str:
     return relations_for(spec, source.split, **source.storage_options)
 
 
+def checkpoint_vocab_size(folder: str) -> int:
+    """``vocab_size`` of a local Hugging Face model folder's config.json; ConfigError when it has none."""
+    path = Path(folder) / "config.json"
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"model.text.init_path: {path} gives no vocab_size ({exc})") from exc
+
+
 def align_model_config(cfg: RunConfig, tokenizer: Any) -> RunConfig:
     """The config with the text model's special token ids and vocabulary (when not initialised from a
     checkpoint) following the tokenizer, and ``num_relations`` following relations.json."""
@@ -192,8 +201,11 @@ def align_model_config(cfg: RunConfig, tokenizer: Any) -> RunConfig:
     )
     if model.text.init_path is None:
         text.vocab_size = len(tokenizer)
-    elif len(tokenizer) > model.text.vocab_size:
-        raise ConfigError(f"tokenizer of {len(tokenizer)} tokens, text model of {model.text.vocab_size}")
+    else:  # the checkpoint's vocabulary, whatever the config (or its tiny preset) says
+        text.vocab_size = checkpoint_vocab_size(model.text.init_path)
+        if len(tokenizer) > text.vocab_size:
+            raise ConfigError(f"tokenizer of {len(tokenizer)} tokens, text model {model.text.init_path} of "
+                              f"{text.vocab_size}")
     model = dataclasses.replace(model, text=text)
     url = relations_url(cfg) if model.use_mrc else None
     if url is not None:

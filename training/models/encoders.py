@@ -66,6 +66,8 @@ class VisionEncoder(nn.Module):
                 add_pooling_layer=False,
                 local_files_only=True,
                 attn_implementation="sdpa",
+                hidden_dropout_prob=cfg.dropout,  # the config's dropout, not the folder's
+                attention_probs_dropout_prob=cfg.dropout,
             )
             hf = self.vit.config
             cfg.image_size, cfg.patch_size, cfg.hidden_size = hf.image_size, hf.patch_size, hf.hidden_size
@@ -94,6 +96,8 @@ class TextEncoder(nn.Module):
                 add_pooling_layer=False,
                 local_files_only=True,
                 attn_implementation="sdpa",
+                hidden_dropout_prob=cfg.dropout,  # the config's dropout, not the folder's
+                attention_probs_dropout_prob=cfg.dropout,
             )
             if bert.config.num_hidden_layers < cfg.num_layers:
                 raise ValueError(
