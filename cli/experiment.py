@@ -245,8 +245,9 @@ def _run_in_child(cfg: ExperimentConfig, data: dict[str, str], model: str, seed:
 
 
 def run_all(cfg: ExperimentConfig, data: dict[str, str]) -> list[dict[str, Any]]:
-    """Every (model, seed) run, ``jobs`` at a time (in this process when ``jobs`` is 1), seed by seed."""
-    plan = [(model, seed) for seed in cfg.seeds for model in cfg.models]
+    """Every (model, seed) run, ``jobs`` at a time (in this process when ``jobs`` is 1), model by model in the
+    order of ``models`` (so the first arms are complete first when the budget runs out)."""
+    plan = [(model, seed) for model in cfg.models for seed in cfg.seeds]
     if cfg.jobs <= 1:
         docs = []
         for model, seed in plan:
