@@ -72,7 +72,7 @@ class CountingDoFn(beam.DoFn):
         self._counts.clear()
 
 
-class _RecordsFn(CountingDoFn):
+class RecordsCounter(CountingDoFn):
     """Counts and emits reader items ``(record | None, rejects)``; a file that breaks off fails the run, or with
     ``allow_partial`` becomes a cut and a reject."""
 
@@ -106,7 +106,7 @@ class _RecordsFn(CountingDoFn):
         yield beam.pvalue.TaggedOutput(REJECTS, reject(source, None, "malformed_record", detail))
 
 
-class ReadSourceFn(_RecordsFn):
+class ReadSourceFn(RecordsCounter):
     """Streams one input (a GQA file, or VG's scene_graphs.json) into per-image canonical records."""
 
     def __init__(self, limit: int | None, allow_partial: bool = False) -> None:
@@ -127,7 +127,7 @@ class ReadSourceFn(_RecordsFn):
             yield from self.broken(source, exc)
 
 
-class ReadVGPartFn(_RecordsFn):
+class ReadVGPartFn(RecordsCounter):
     """Streams one file of VG's split layout (objects, relationships, attributes, regions or image data) into
     ``((image id, occurrence), (role, entry))`` pairs, joined by image id downstream. The occurrence numbers
     a second entry of the same image in the same file, which joins the second entries of the other files.
@@ -159,7 +159,7 @@ class ReadVGPartFn(_RecordsFn):
             yield from self.broken("vg", exc)
 
 
-class AssembleVGFn(_RecordsFn):
+class AssembleVGFn(RecordsCounter):
     """One VG image's record from its joined file entries."""
 
     def __init__(self, files: dict[str, str]) -> None:
@@ -404,10 +404,15 @@ def _size(element: tuple[str, str, dict[str, bytes | ImageRef]]) -> tuple[str, t
     return split, (key, sample_size(key, sizes))
 
 
+def loaded_members(members: dict[str, bytes | ImageRef]) -> dict[str, bytes]:
+    """A sample's members with every ImageRef read back."""
+    return {ext: m.load() if isinstance(m, ImageRef) else m for ext, m in members.items()}
+
+
 def _loaded(samples: Iterable[tuple[str, dict[str, bytes | ImageRef]]]) -> Iterator[tuple[str, dict[str, bytes]]]:
     """The samples with every ImageRef read back (one sample's images in memory at a time)."""
     for key, members in samples:
-        yield key, {ext: m.load() if isinstance(m, ImageRef) else m for ext, m in members.items()}
+        yield key, loaded_members(members)
 
 
 def shard_plan(split_sizes: tuple[str, Iterable[tuple[str, int]]], samples_per_shard: int,

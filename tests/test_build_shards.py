@@ -184,22 +184,46 @@ def _vg_job(vg: Path, out: Path, *extra: str) -> dict:
 
 
 def test_vg_split_files_are_joined_by_image_id_in_any_order(tmp_path):
-    # VG's objects/relationships/attributes/regions/image data files are read in parallel and joined in the job:
-    # files in other image orders give the same shards as aligned ones
+    # VG's files are planned from their image ids: aligned files are joined element by element; files whose ids
+    # do not line up fall back to a join by image id (a log line and the manifest's joins say so). With the first
+    # file (objects.json) in the aligned order, the output is byte for byte the aligned one; with it reordered,
+    # the same samples, relations.json, rejects and totals (the train shards follow objects.json's order)
     synthesize(str(tmp_path / "c"), 40, seed=5, gqa_fraction=0.0, layout="split")
     vg = tmp_path / "c" / "vg"
     aligned = _vg_job(vg, tmp_path / "aligned")
+    assert aligned["joins"] == [{"source": "vg", "join": "aligned", "images": 40}]
     limited = _vg_job(vg, tmp_path / "limited", "--limit", "6")  # the first 6 images of each (aligned) file
     assert limited["totals"]["images_read"] == 6 and limited["totals"]["samples"] == 6
-    for name, order in (("relationships.json", reversed), ("objects.json", lambda e: e[1::2] + e[::2])):
+
+    def reorder(name, order):
         entries = json.loads((vg / name).read_text())
         (vg / name).write_text(json.dumps(list(order(entries))))
+
+    reorder("relationships.json", reversed)
+    reorder("attributes.json", lambda e: e[1::2] + e[::2])
     shuffled = _vg_job(vg, tmp_path / "shuffled")
+    assert [(j["source"], j["join"]) for j in shuffled["joins"]] == [("vg", "by_id")]
     sha = {name: files_sha(tmp_path / name) for name in ("aligned", "shuffled")}
     for digests in sha.values():
         digests.pop("manifest.json")
     assert sha["aligned"] == sha["shuffled"]
     assert aligned["totals"] == shuffled["totals"] and aligned["totals"]["images_read"] == 40
+
+    reorder("objects.json", lambda e: e[1::2] + e[::2])
+    first_reordered = _vg_job(vg, tmp_path / "first")
+    assert first_reordered["totals"] == aligned["totals"]
+    assert samples_by_key(tmp_path / "first") == samples_by_key(tmp_path / "aligned")
+    for name in ("relations.json", *sorted(p.name for p in (tmp_path / "aligned" / "rejects").iterdir())):
+        folder = "" if name == "relations.json" else "rejects"
+        assert (tmp_path / "first" / folder / name).read_bytes() == (tmp_path / "aligned" / folder / name).read_bytes()
+
+
+def samples_by_key(root: Path) -> dict[str, tuple[str, dict[str, bytes]]]:
+    """Every sample of a shard set: its split and members, by key."""
+    from sgverbalise.shards import read_shard
+
+    return {key: (path.parent.name, members) for path in sorted(root.rglob("*.tar"))
+            for key, members in read_shard(str(path))}
 
 
 def test_vg_files_are_read_largest_first(tmp_path):
