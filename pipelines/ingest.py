@@ -33,7 +33,7 @@ from sgverbalise.pipelines.ingested import load_manifest, records_units
 from sgverbalise.pipelines.progress import progress
 from sgverbalise.pipelines.publish import IncompleteRunError, WriteRejects, dumps, remove_stale, run_job, sort_cuts
 from sgverbalise.pipelines.transforms import CUTS, REJECTS, STATS, RecordsCounter
-from sgverbalise.pipelines.units import PlanUnits, unit_records
+from sgverbalise.pipelines.units import PlanUnits, SpreadUnits, unit_records
 from sgverbalise.sample import sample_key
 from sgverbalise.schemas import SCHEMA_VERSION
 from sgverbalise.schemas.layout import INGEST_MANIFEST, INGEST_OUTPUTS, RECORDS_FILE
@@ -178,7 +178,7 @@ class IngestedUnits(beam.PTransform):
         manifest = load_manifest(self.records)
         reject_files = sorted(join(self.records, r["file"]) for r in manifest["rejects"].values())
         units = (pbegin | "RecordFiles" >> beam.Create(records_units(self.records, manifest["files"]))
-                 | "Reshuffle" >> beam.Reshuffle())
+                 | "Spread" >> SpreadUnits())
         rejects = pbegin | "RejectFiles" >> beam.Create(reject_files) | "ReadRejects" >> beam.FlatMap(_reject_lines)
         stats = pbegin | "ReadCounts" >> beam.Create(sorted(manifest["stats"].items()))
         cuts = pbegin | "ReadCuts" >> beam.Create(manifest.get("cuts", []))  # none before ingest recorded them

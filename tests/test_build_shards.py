@@ -234,5 +234,67 @@ def test_vg_files_are_read_largest_first(tmp_path):
     for role, size in sizes.items():
         (tmp_path / f"{role}.json").write_bytes(b" " * size)
         files[role] = str(tmp_path / f"{role}.json")
-    order = [role for role, _ in largest_first(files)]
-    assert order == ["relationships", "attributes", "objects", "regions", "image_data"]  # ties by role
+    order = [role for role, _ in largest_first(files.items())]
+    assert order == ["relationships", "attributes", "objects", "regions", "image_data"]  # ties by URL
+
+
+def old_layout_copy(src: Path, dst: Path) -> None:
+    """The shard set at ``src`` (manifest 1.2, train shards per unit) rewritten as a 1.1 set: train shards planned
+    over the sorted keys (``train/shard-NNNNNN.tar``), no joins."""
+    import shutil
+
+    from sgverbalise import layout
+    from sgverbalise.schemas.layout import shard_name
+    from sgverbalise.shards import read_shard, sample_bytes, write_shard
+
+    shutil.copytree(src, dst)
+    manifest = json.loads((src / "manifest.json").read_text())
+    samples = {}
+    for path in sorted((dst / "train").glob("*.tar")):
+        samples.update(read_shard(str(path)))
+        path.unlink()
+    plan = layout.plan_shards(((k, sample_bytes(k, m)) for k, m in samples.items()), 7, None)
+    shards = []
+    for index in sorted(set(plan.values())):
+        keys = sorted(k for k, i in plan.items() if i == index)
+        name = shard_name("train", index)
+        shards.append(dict(write_shard(str(dst / name), ((k, samples[k]) for k in keys)), name=name))
+    manifest["splits"]["train"]["shards"] = shards
+    manifest["splits"]["train"]["bytes"] = sum(s["bytes"] for s in shards)
+    manifest["schema_version"] = "1.1"
+    del manifest["joins"]
+    (dst / "train" / "sizes.json").write_text(json.dumps({s["name"].split("/")[1]: s["samples"] for s in shards}))
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_tools_and_trainer_read_both_layouts(tmp_path):
+    # manifest 1.2 (train shards per unit: train/shard-UNIT-PART.tar) and 1.1 (train shards over sorted keys):
+    # sgv validate accepts both, the shard tools count the same samples, the trainer streams the same train keys
+    from sgverbalise.schemas.layout import resolve
+    from sgverbalise.tools.inspect import inspect_set
+    from sgverbalise.tools.validate import validate_set
+
+    synthesize(str(tmp_path / "c"), 30, seed=3, gqa_fraction=0.5, layout="split", with_images=True, image_size=48)
+    new = tmp_path / "new"
+    manifest = run(job_args(tmp_path / "c", new, "--images-per-unit", "6", samples_per_shard=4, val_fraction=0.2))
+    names = [s["name"] for s in manifest["splits"]["train"]["shards"]]
+    assert manifest["schema_version"] == "1.2" and names[0] == "train/shard-000000-000.tar" and len(names) > 4
+    assert {n.split("-")[1] for n in names} == {f"{u:06d}" for u in range(6)}  # 15 VG, 15 GQA: 3 + 3 units
+    old = tmp_path / "old"
+    old_layout_copy(new, old)
+    for root in (new, old):
+        assert validate_set(resolve(str(root))).ok, root
+        report = inspect_set(resolve(str(root)))
+        assert report["samples"] == manifest["totals"]["samples"], report
+    torch = pytest.importorskip("torch")
+    del torch
+    from sgverbalise.training.data import DataConfig, build_loader, load_tokenizer, train_tokenizer
+    from sgverbalise.training.data.tokenizer import shard_texts
+
+    train_tokenizer(shard_texts([str(new)]), tmp_path / "tok", vocab_size=200, min_frequency=1)
+    seen = []
+    for root in (new, old):
+        cfg = DataConfig(sources={"vsg": [str(root)]}, ratios={"vsg": 1}, batch_sizes={"vsg": 3}, image_size=32,
+                         num_workers=0, shuffle_buffer=4, resampled=False, keep_keys=True)
+        seen.append(sorted(k for batch in build_loader(cfg, load_tokenizer(tmp_path / "tok")) for k in batch["keys"]))
+    assert seen[0] == seen[1] and len(seen[0]) == manifest["splits"]["train"]["samples"]
