@@ -10,8 +10,8 @@ fresh subprocess:
   --records`` on them: what a rerun of the job costs once the JSON has been parsed;
 - ``loop``: one process doing the same work with the same domain functions and no Beam: read (the streaming
   readers), normalise, count predicates, ``RelationVocab.from_counts``, extract, verbalise, ``build_sample``,
-  then each unit's train samples (``--images-per-unit`` consecutive images of an input) through a
-  ``ShardWriter``, the val share planned by ``layout.plan_shards``, relations.json and the rejects files;
+  then each unit's samples (``--images-per-unit`` consecutive images of an input) through a ``ShardWriter``
+  per split, relations.json and the rejects files;
 - ``plain``: the loop a user would write by hand, the baseline of what the work costs without our checks:
   ``orjson.loads`` of each whole input file (VG's relationships.json and image_data.json, or a GQA file), per
   image the first K=8 triplets by subject box centre (top to bottom, then left to right) as one caption, and
@@ -108,8 +108,8 @@ def run_loop(argv: list[str]) -> dict:
     from sgverbalise.readers import READERS
     from sgverbalise.rejects import reject
     from sgverbalise.sample import build_sample, sample_json, sample_key
-    from sgverbalise.schemas.layout import RELATIONS, rejects_name, shard_name, sizes_name, unit_shard_pattern
-    from sgverbalise.shards import ShardWriter, sample_bytes, write_shard
+    from sgverbalise.schemas.layout import RELATIONS, rejects_name, sizes_name, unit_shard_pattern
+    from sgverbalise.shards import ShardWriter
     from sgverbalise.storage import atomic_write, join
     from sgverbalise.triplets import extract
     from sgverbalise.verbalise import verbalise
@@ -162,9 +162,8 @@ def run_loop(argv: list[str]) -> dict:
         rejects.append(dict(reject(record["source"], record["image_id"], reason, detail),
                             relations=len(record["relations"])))
 
-    val: dict[str, dict[str, bytes]] = {}
     shards: list[dict] = []
-    writer: tuple[int, ShardWriter] | None = None
+    writers: tuple[int, dict[str, ShardWriter]] | None = None
     for i, item in enumerate(records):
         records[i] = None  # let each record go once its sample is made
         unit, record = item
@@ -203,30 +202,16 @@ def run_loop(argv: list[str]) -> dict:
         stats["samples"] += 1
         stats["triplets"] += len(sample["triplets"])
         stats["vsg_captions"] += len(vsg)
-        if layout.split_of(key, cfg.val_fraction) == layout.VAL:
-            val[key] = members
-            continue
-        if writer is None or writer[0] != unit:  # each unit's train samples in its own shards, in input order
-            if writer is not None:
-                shards += writer[1].close()
-            pattern = join(cfg.out, unit_shard_pattern(layout.TRAIN, unit))
-            writer = (unit, ShardWriter(pattern, cfg.samples_per_shard, cfg.max_shard_bytes or 1 << 62,
-                                        relative_to=cfg.out))
-        writer[1].write(key, members)
+        if writers is None or writers[0] != unit:  # each unit's samples in its own shards, in input order
+            if writers is not None:
+                shards += [info for split in layout.SPLITS for info in writers[1][split].close()]
+            writers = (unit, {split: ShardWriter(join(cfg.out, unit_shard_pattern(split, unit)), cfg.samples_per_shard,
+                                                 cfg.max_shard_bytes or 1 << 62, relative_to=cfg.out)
+                              for split in layout.SPLITS})
+        writers[1][layout.split_of(key, cfg.val_fraction)].write(key, members)
     del records
-    if writer is not None:
-        shards += writer[1].close()
-
-    # the val share: planned over its sorted keys, as before units
-    plan = layout.plan_shards(((k, sample_bytes(k, m)) for k, m in val.items()), cfg.samples_per_shard,
-                              cfg.max_shard_bytes)
-    per_shard: dict[int, list[str]] = defaultdict(list)
-    for key, index in plan.items():
-        per_shard[index].append(key)
-    for index, keys in sorted(per_shard.items()):
-        name = shard_name(layout.VAL, index)
-        info = write_shard(join(cfg.out, name), ((k, val[k]) for k in sorted(keys)))
-        shards.append(dict(info, name=name))
+    if writers is not None:
+        shards += [info for split in layout.SPLITS for info in writers[1][split].close()]
     for split in sorted({s["name"].split("/")[0] for s in shards}):  # sizes.json beside each split's shards
         counts = {s["name"].rsplit("/", 1)[-1]: s["samples"] for s in shards if s["name"].startswith(f"{split}/")}
         atomic_write(join(cfg.out, sizes_name(split)), dumps(counts))

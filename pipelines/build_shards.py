@@ -20,8 +20,8 @@ from sgverbalise.pipelines.finalise import FinaliseFn, input_fingerprints, summa
 from sgverbalise.pipelines.ingest import IngestedUnits
 from sgverbalise.pipelines.ingested import record_sources
 from sgverbalise.pipelines.publish import WriteRejects, run_job
-from sgverbalise.pipelines.transforms import CUTS, REJECTS, STATS, WriteShards, read_id_list
-from sgverbalise.pipelines.units import SHARDS, PlanUnits, UnitFn, Vocabulary
+from sgverbalise.pipelines.transforms import CUTS, REJECTS, STATS, read_id_list
+from sgverbalise.pipelines.units import PlanUnits, UnitFn, Vocabulary
 from sgverbalise.schemas.layout import MANIFEST
 from sgverbalise.storage import redact
 from sgverbalise.vocab import RelationVocab
@@ -56,9 +56,8 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
         vocab = units | "Vocabulary" >> Vocabulary(cfg, norm_cfg)
     unit_fn = UnitFn(cfg, norm_cfg, read_id_list(cfg.exclude_coco_ids), read_id_list(cfg.exclude_image_ids))
     made = units | "Units" >> beam.ParDo(unit_fn, vocab=beam.pvalue.AsSingleton(vocab)).with_outputs(
-        REJECTS, STATS, CUTS, SHARDS, main="val")
-    val_shards = made.val | "ValShards" >> WriteShards(cfg)
-    shards = (made[SHARDS], val_shards) | "AllShards" >> beam.Flatten()
+        REJECTS, STATS, CUTS, main="shards")
+    shards = made.shards
 
     rejects = (read_rejects, made[REJECTS]) | "AllRejects" >> beam.Flatten()
     reject_files = rejects | "Rejects" >> WriteRejects(cfg.out)

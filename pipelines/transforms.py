@@ -5,8 +5,6 @@
   MakeSampleFn   -> (split, key, members) with members {"jpg", "json", "txt"}; rejects; stats
                     (an image passed through travels as an ImageRef, read again when its shard is written:
                     image bytes never go through the runner's shuffle)
-  WriteShards    -> the val share: planned over its sorted keys and sizes, grouped by shard, one shard-info
-                    dict per written tar
 The units that use them are in ``pipelines/units.py``.
 """
 
@@ -29,12 +27,9 @@ from sgverbalise.errors import InputFileError
 from sgverbalise.images import ImageError, ImageRef, LoadedImage, candidate_urls, prepare_image, read_first
 from sgverbalise.pipelines.options import BuildConfig
 from sgverbalise.pipelines.progress import progress
-from sgverbalise.pipelines.publish import IncompleteRunError
 from sgverbalise.rejects import reject
 from sgverbalise.sample import build_sample, sample_json, sample_key
-from sgverbalise.schemas.layout import shard_name
-from sgverbalise.shards import sample_size, write_shard
-from sgverbalise.storage import join, url_fs
+from sgverbalise.storage import url_fs
 from sgverbalise.triplets import extract
 from sgverbalise.verbalise import verbalise
 from sgverbalise.vocab import RelationVocab, vocabulary_sources
@@ -254,73 +249,6 @@ class MakeSampleFn(CountingDoFn):
         yield layout.split_of(key, self.cfg.val_fraction), key, members
 
 
-def _size(element: tuple[str, str, dict[str, bytes | ImageRef]]) -> tuple[str, tuple[str, int]]:
-    split, key, members = element
-    sizes = {ext: m.nbytes if isinstance(m, ImageRef) else len(m) for ext, m in members.items()}
-    return split, (key, sample_size(key, sizes))
-
-
 def loaded_members(members: dict[str, bytes | ImageRef]) -> dict[str, bytes]:
     """A sample's members with every ImageRef read back."""
     return {ext: m.load() if isinstance(m, ImageRef) else m for ext, m in members.items()}
-
-
-def _loaded(samples: Iterable[tuple[str, dict[str, bytes | ImageRef]]]) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """The samples with every ImageRef read back (one sample's images in memory at a time)."""
-    for key, members in samples:
-        yield key, loaded_members(members)
-
-
-def shard_plan(split_sizes: tuple[str, Iterable[tuple[str, int]]], samples_per_shard: int,
-               max_shard_bytes: int | None) -> tuple[str, tuple[dict[str, int], Counter[int]]]:
-    """(split, (shard index of each key, samples planned per shard index))."""
-    split, sizes = split_sizes
-    assignment = layout.plan_shards(sizes, samples_per_shard, max_shard_bytes)
-    return split, (assignment, Counter(assignment.values()))
-
-
-class WriteShardFn(beam.DoFn):
-    """Writes one shard's samples, sorted by key, atomically under its final name, after checking that the
-    group holds exactly the samples its plan gave it (a runner that drops elements fails the job here)."""
-
-    def __init__(self, out: str) -> None:
-        self.out = out
-
-    def process(self, element: tuple[tuple[str, int], Iterable[tuple[str, dict]]], plan: dict) -> Iterator[dict]:
-        (split, index), samples = element
-        name = shard_name(split, index)
-        ordered = sorted(samples, key=lambda s: s[0])
-        planned, distinct = plan[split][1][index], len({key for key, _ in ordered})
-        if len(ordered) != planned or distinct != planned:
-            raise IncompleteRunError(
-                f"{name}: {len(ordered)} samples ({distinct} distinct) reached the shard, "
-                f"{planned} were planned: the runner lost or repeated elements; nothing was written under this "
-                "name and no manifest will be: run the job again")
-        info = write_shard(join(self.out, name), _loaded(ordered))
-        Metrics.counter(NAMESPACE, "shards_written").inc()
-        progress().add("shards_written")
-        yield dict(info, name=name)
-
-
-class WriteShards(beam.PTransform):
-    """Plans shards per split from the samples' keys and sizes, then writes them; yields shard infos."""
-
-    def __init__(self, cfg: BuildConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-
-    def expand(self, samples):
-        cfg = self.cfg
-        plans = (
-            samples
-            | "Sizes" >> beam.Map(_size)
-            | "BySplit" >> beam.GroupByKey()
-            | "Plan" >> beam.Map(shard_plan, cfg.samples_per_shard, cfg.max_shard_bytes)
-        )
-        return (
-            samples
-            | "ToShard" >> beam.Map(lambda s, plan: ((s[0], plan[s[0]][0][s[1]]), (s[1], s[2])),
-                                    plan=beam.pvalue.AsDict(plans))
-            | "GroupShards" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(WriteShardFn(cfg.out), plan=beam.pvalue.AsDict(plans))
-        )

@@ -5,8 +5,7 @@ Stream at each point (only small things cross the runner):
   ScanFiles     -> one Scan per input file (element boundaries, VG image ids; ~16 bytes per element)
   PlanUnits     -> unit descriptors (byte ranges of each group's elements), cuts, how VG was joined
   Predicates    -> (source, predicate) counts per unit, summed: the vocabulary (a side input)
-  Units         -> per unit: its train shard infos; its val samples (the val share, planned and written as
-                   before by WriteShards); rejects; counts
+  Units         -> per unit: the infos of the shards it wrote (train and val); rejects; counts
 With ``--records``, a unit is one Parquet file of ``sgv ingest`` (its read rejects and counts come from ingest).
 """
 
@@ -19,7 +18,6 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from sgverbalise.errors import InputFileError
-from sgverbalise.layout import TRAIN as TRAIN_SPLIT
 from sgverbalise.normalise import NormaliseConfig, Normaliser
 from sgverbalise.pipelines.ingested import RecordsUnit, read_records_unit
 from sgverbalise.pipelines.options import BuildConfig
@@ -39,11 +37,10 @@ from sgverbalise.pipelines.transforms import (
 from sgverbalise.readers import vg
 from sgverbalise.readers.units import InputFiles, Unit, plan, read_unit, scan_file
 from sgverbalise.rejects import reject
-from sgverbalise.schemas.layout import unit_shard_pattern
+from sgverbalise.schemas.layout import SPLITS, unit_shard_pattern
 from sgverbalise.shards import ShardWriter
 from sgverbalise.storage import join
 
-SHARDS = "shards"
 JOINS = "joins"
 NO_BYTE_LIMIT = 1 << 62
 # VG's files whose entries decide an image's relations and whether it has a record (the vocabulary's pre-pass)
@@ -208,9 +205,9 @@ class Vocabulary(beam.PTransform):
 
 
 class UnitFn(RecordsCounter, MakeSampleFn):
-    """One unit: reads its records, normalises them, makes the samples (images included), writes the train
-    samples to its own shard(s) in input order, and passes the val samples on (main output); rejects, counts,
-    cuts and shard infos (SHARDS) as tagged outputs."""
+    """One unit: reads its records, normalises them, makes the samples (images included) and writes them, in input
+    order, to its own shards of each split (``{split}/shard-UNIT-PART.tar``); yields the shard infos, with rejects,
+    counts and cuts as tagged outputs. Nothing of a sample crosses the runner."""
 
     def __init__(self, cfg: BuildConfig, norm: NormaliseConfig, exclude_coco: frozenset[str],
                  exclude_ids: frozenset[str]) -> None:
@@ -222,37 +219,38 @@ class UnitFn(RecordsCounter, MakeSampleFn):
 
     def process(self, unit, vocab) -> Iterator:
         cfg = self.cfg
-        pattern = join(cfg.out.replace("%", "%%"), unit_shard_pattern(TRAIN_SPLIT, unit.index))
-        writer = ShardWriter(pattern, cfg.samples_per_shard, cfg.max_shard_bytes or NO_BYTE_LIMIT, relative_to=cfg.out)
+        writers = {split: ShardWriter(join(cfg.out.replace("%", "%%"), unit_shard_pattern(split, unit.index)),
+                                      cfg.samples_per_shard, cfg.max_shard_bytes or NO_BYTE_LIMIT,
+                                      relative_to=cfg.out) for split in SPLITS}
         try:
             if isinstance(unit, RecordsUnit):
                 for record in read_records_unit(unit):
-                    yield from self._route(self._make(record, vocab), writer)
+                    yield from self._write(self._make(record, vocab), writers)
             else:
                 for output in unit_records(self, unit, self.allow_partial):
                     if isinstance(output, beam.pvalue.TaggedOutput):
                         yield output
                     else:
-                        yield from self._route(self._make(output, vocab), writer)
-            yield from self._route(self._flush(), writer)
+                        yield from self._write(self._make(output, vocab), writers)
+            yield from self._write(self._flush(), writers)
+            infos = [info for split in SPLITS for info in writers[split].close()]
         except BaseException:
-            writer.abort()
+            for writer in writers.values():
+                writer.abort()
             raise
-        for info in writer.close():
+        for info in infos:
             Metrics.counter(NAMESPACE, "shards_written").inc()
             progress().add("shards_written")
-            yield beam.pvalue.TaggedOutput(SHARDS, info)
+            yield info
 
     def _make(self, record: dict, vocab) -> Iterator:
         return MakeSampleFn.process(self, self.normaliser.record(record), vocab)
 
-    def _route(self, outputs: Iterable, writer: ShardWriter) -> Iterator:
+    def _write(self, outputs: Iterable, writers: dict[str, ShardWriter]) -> Iterator:
+        """The tagged outputs of making samples passed on; each sample written to its split's shard."""
         for output in outputs:
             if isinstance(output, beam.pvalue.TaggedOutput):
                 yield output
-                continue
-            split, key, members = output
-            if split == TRAIN_SPLIT:
-                writer.write(key, loaded_members(members))
             else:
-                yield output
+                split, key, members = output
+                writers[split].write(key, loaded_members(members))
