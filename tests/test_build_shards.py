@@ -69,7 +69,7 @@ def test_generated_corpus_with_images(tmp_path, corpus, monkeypatch):
     out = tmp_path / "out"
     manifest = run(job_args(corpus, out, "--max-image-side", "64"))
     assert prism_tries == []  # the default runs on DirectRunner's Python engine, whatever the network
-    assert during_run == [(0, False)]  # with the racy timed flush off and stage inputs dealt out by size
+    assert during_run == [(0, True)]  # with the racy timed flush off, Beam's own dealing of stage inputs
     assert (worker_handlers.DATA_BUFFER_TIME_LIMIT_MS, execution.ListBuffer.partition) == (beams_flush, beams_split)
     samples = check_output(out, manifest)
     assert manifest["rejects"]["image/image_missing"] == 1 and manifest["rejects"]["image/image_unreadable"] == 1
