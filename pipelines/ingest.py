@@ -133,7 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gqa", action="append", default=[], help="GQA *_sceneGraphs.json (repeatable)")
     parser.add_argument("--out", required=True, help="output prefix for the Parquet files and ingest.json")
     parser.add_argument("--limit", type=int, help="read at most this many images per input file (for trials)")
-    parser.add_argument("--records-per-file", type=int, default=10_000)
+    parser.add_argument("--records-per-file", type=int, default=2_000,
+                        help="images per file: the units of the shard job's plan; as its --images-per-unit (default), "
+                        "build-shards --records writes the same shards as build-shards on the JSON")
     opts.add_partial_argument(parser)
 
 

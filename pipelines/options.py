@@ -54,7 +54,7 @@ class BuildConfig:
     image: ImageConfig = field(default_factory=ImageConfig)
     val_fraction: float = 0.0
     samples_per_shard: int = 1000
-    images_per_unit: int = 10_000  # input images per unit of work (each writes its own train shards)
+    images_per_unit: int = 2_000  # input images per unit of work (each writes its own shards)
     max_shard_bytes: int | None = 1 << 30
     exclude_coco_ids: str | None = None
     exclude_image_ids: str | None = None
@@ -102,9 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="larger images are rejected as decompression bombs")
     out.add_argument("--val-fraction", type=float, default=0.0, help="share of images in val/, by key hash")
     out.add_argument("--samples-per-shard", type=int, default=1000)
-    out.add_argument("--images-per-unit", type=int, default=10_000,
+    out.add_argument("--images-per-unit", type=int, default=2_000,
                      help="input images per unit of work: each unit reads its part of the inputs and writes its own "
-                     "train shards (train/shard-UNIT-PART.tar); as sgv ingest's --records-per-file, so that "
+                     "shards ({split}/shard-UNIT-PART.tar); as sgv ingest's --records-per-file, so that "
                      "build-shards --records writes the same shards")
     out.add_argument("--max-shard-bytes", type=int, default=1 << 30)
     out.add_argument("--exclude-coco-ids", help="file of COCO ids (one per line) whose VG images are left out")
