@@ -8,9 +8,10 @@ fresh subprocess:
 - ``beam``: ``pipelines.build_shards.run`` with its defaults (DirectRunner, multi_processing, 2 workers);
 - ``ingest`` then ``records``: ``sgv ingest`` (the corpus read once into Parquet records), then ``build-shards
   --records`` on them: what a rerun of the job costs once the JSON has been parsed;
-- ``loop``: one process doing the same work with the same domain functions and no Beam: read, normalise,
-  count predicates, ``RelationVocab.from_counts``, extract, verbalise, ``build_sample``, then the shard plan
-  of ``layout.plan_shards`` and ``shards.write_shard`` per shard, relations.json and the rejects files;
+- ``loop``: one process doing the same work with the same domain functions and no Beam: read (the streaming
+  readers), normalise, count predicates, ``RelationVocab.from_counts``, extract, verbalise, ``build_sample``,
+  then each unit's samples (``--images-per-unit`` consecutive images of an input) through a ``ShardWriter``
+  per split, relations.json and the rejects files;
 - ``plain``: the loop a user would write by hand, the baseline of what the work costs without our checks:
   ``orjson.loads`` of each whole input file (VG's relationships.json and image_data.json, or a GQA file), per
   image the first K=8 triplets by subject box centre (top to bottom, then left to right) as one caption, and
@@ -57,13 +58,27 @@ SAMPLE_EVERY_S = 0.2
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def job_argv(corpus: Path, out: Path, mode: str = "beam", records: Path | None = None) -> list[str]:
+def job_argv(corpus: Path, out: Path, mode: str = "beam", records: Path | None = None,
+             gqa: Path | None = None) -> list[str]:
     """The arguments ``mode`` runs with (the same job options for every mode that writes shards)."""
+    inputs = ["--vg", str(corpus / "vg")] + (["--gqa", str(gqa)] if gqa else [])
     if mode == "ingest":
-        return ["--vg", str(corpus / "vg"), "--out", str(out)]
+        return [*inputs, "--out", str(out)]
     if mode == "records":
         return ["--records", str(records), "--out", str(out), *JOB_OPTIONS]
-    return ["--vg", str(corpus / "vg"), "--out", str(out), *JOB_OPTIONS]
+    return [*inputs, "--out", str(out), *JOB_OPTIONS]
+
+
+def gqa_corpus_for(out: Path, images: int, seed: int) -> Path:
+    """A GQA scene-graph file of ``images`` images (``sgv synth --gqa-fraction 1``), cached by its arguments."""
+    from sgverbalise.synth import synthesize
+
+    corpus = out / f"corpus-gqa{images}-seed{seed}"
+    path = corpus / "gqa" / "train_sceneGraphs.json"
+    if not (corpus / "synth_summary.json").exists():
+        print(f"generating a {images}-image GQA file in {corpus} ...", file=sys.stderr, flush=True)
+        synthesize(str(corpus), images, seed=seed, gqa_fraction=1.0, layout="split")
+    return path
 
 
 # -- the baseline loop ----------
@@ -93,8 +108,8 @@ def run_loop(argv: list[str]) -> dict:
     from sgverbalise.readers import READERS
     from sgverbalise.rejects import reject
     from sgverbalise.sample import build_sample, sample_json, sample_key
-    from sgverbalise.schemas.layout import RELATIONS, rejects_name, shard_name, sizes_name
-    from sgverbalise.shards import sample_bytes, write_shard
+    from sgverbalise.schemas.layout import RELATIONS, rejects_name, sizes_name, unit_shard_pattern
+    from sgverbalise.shards import ShardWriter
     from sgverbalise.storage import atomic_write, join
     from sgverbalise.triplets import extract
     from sgverbalise.verbalise import verbalise
@@ -111,10 +126,14 @@ def run_loop(argv: list[str]) -> dict:
     stats: Counter[str] = Counter()
     rejects: list[dict] = []
     counts: Counter[tuple[str, str]] = Counter()
-    records: list[dict | None] = []
+    records: list[tuple[int, dict] | None] = []
     inputs = ([("vg", cfg.vg)] if cfg.vg else []) + [("gqa", url) for url in cfg.gqa]
+    first_unit = 0  # units: images_per_unit consecutive images of each input, numbered over the inputs
     for source, url in inputs:
+        read = 0
         for record, rej in READERS[source](url, limit=cfg.limit):
+            unit = first_unit + read // cfg.images_per_unit
+            read += 1
             stats["images_read"] += 1
             stats["relations_read"] += sum(r["kind"] == "relation" for r in rej)
             rejects += rej
@@ -125,7 +144,8 @@ def run_loop(argv: list[str]) -> dict:
             for rel in record["relations"]:
                 if rel["predicate"]:
                     counts[(record["source"], rel["predicate"])] += 1
-            records.append(record)
+            records.append((unit, record))
+        first_unit += -(-read // cfg.images_per_unit)
 
     given = (["vg"] if cfg.vg else []) + (["gqa"] if cfg.gqa else [])
     sources = vocabulary_sources(cfg.vocab.sources, cfg.vocab.mode, given)
@@ -142,9 +162,11 @@ def run_loop(argv: list[str]) -> dict:
         rejects.append(dict(reject(record["source"], record["image_id"], reason, detail),
                             relations=len(record["relations"])))
 
-    samples: dict[str, dict[str, dict[str, bytes]]] = defaultdict(dict)
-    for i, record in enumerate(records):
+    shards: list[dict] = []
+    writers: tuple[int, dict[str, ShardWriter]] | None = None
+    for i, item in enumerate(records):
         records[i] = None  # let each record go once its sample is made
+        unit, record = item
         source, image_id = record["source"], record["image_id"]
         key = sample_key(source, image_id)
         coco = record.get("coco_id")
@@ -180,22 +202,17 @@ def run_loop(argv: list[str]) -> dict:
         stats["samples"] += 1
         stats["triplets"] += len(sample["triplets"])
         stats["vsg_captions"] += len(vsg)
-        samples[layout.split_of(key, cfg.val_fraction)][key] = members
+        if writers is None or writers[0] != unit:  # each unit's samples in its own shards, in input order
+            if writers is not None:
+                shards += [info for split in layout.SPLITS for info in writers[1][split].close()]
+            writers = (unit, {split: ShardWriter(join(cfg.out, unit_shard_pattern(split, unit)), cfg.samples_per_shard,
+                                                 cfg.max_shard_bytes or 1 << 62, relative_to=cfg.out)
+                              for split in layout.SPLITS})
+        writers[1][layout.split_of(key, cfg.val_fraction)].write(key, members)
     del records
-
-    shards = []
-    for split in sorted(samples):
-        by_key = samples[split]
-        plan = layout.plan_shards(((k, sample_bytes(k, m)) for k, m in by_key.items()), cfg.samples_per_shard,
-                                  cfg.max_shard_bytes)
-        per_shard: dict[int, list[str]] = defaultdict(list)
-        for key, index in plan.items():
-            per_shard[index].append(key)
-        for index, keys in sorted(per_shard.items()):
-            name = shard_name(split, index)
-            info = write_shard(join(cfg.out, name), ((k, by_key[k]) for k in sorted(keys)))
-            shards.append(dict(info, name=name))
-    for split in sorted(samples):  # sizes.json beside each split's shards, as the job writes it
+    if writers is not None:
+        shards += [info for split in layout.SPLITS for info in writers[1][split].close()]
+    for split in sorted({s["name"].split("/")[0] for s in shards}):  # sizes.json beside each split's shards
         counts = {s["name"].rsplit("/", 1)[-1]: s["samples"] for s in shards if s["name"].startswith(f"{split}/")}
         atomic_write(join(cfg.out, sizes_name(split)), dumps(counts))
     atomic_write(join(cfg.out, RELATIONS), vocab.dumps())
@@ -487,6 +504,11 @@ def _table(results: list[dict], summary: dict) -> str:
         ratio = by_mode["beam"]["wall_s"] / by_mode["loop"]["wall_s"]
         verdict = "met" if ratio <= 1.5 else "missed"
         lines.append(f"\nPipeline / loop wall time: {ratio:.2f}x (goal: at most 1.5x: {verdict}).")
+    if "beam" in by_mode and "plain" in by_mode:
+        ratio = by_mode["beam"]["wall_s"] / by_mode["plain"]["wall_s"]
+        verdict = "met" if ratio <= 1.0 else "missed"
+        lines.append(f"Pipeline / hand-written loop wall time: {ratio:.2f}x (goal: at most 1.0x: {verdict}); peak RSS "
+                     f"of the pipeline's tree {by_mode['beam']['tree_peak_rss_mb']:,.0f} MiB (goal: at most 2 GB).")
     if "beam" in by_mode and "records" in by_mode:
         lines.append(f"build-shards from the Parquet records / from the JSON: "
                      f"{by_mode['records']['wall_s'] / by_mode['beam']['wall_s']:.2f}x wall time.")
@@ -506,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=108_000, help="VG images in the corpus (VG: 108,077)")
     parser.add_argument("--out", default="bench/out", help="cache of corpora, the job outputs and results")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gqa-images", type=int, default=0,
+                        help="add a synthetic GQA file of this many images to every mode's inputs (0: VG only)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--keep", action="store_true", help="keep the shards written (default: removed)")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
@@ -518,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     corpus, corpus_summary, generation_s = corpus_for(out, args.images, args.seed)
     if generation_s is not None:
         print(f"corpus generated in {generation_s:.1f} s", file=sys.stderr)
-    work = out / f"build_shards-vg{args.images}"
+    gqa = gqa_corpus_for(out, args.gqa_images, args.seed) if args.gqa_images else None
+    work = out / (f"build_shards-vg{args.images}" + (f"-gqa{args.gqa_images}" if gqa else ""))
     work.mkdir(parents=True, exist_ok=True)
     results, hashes = [], {}
     modes = args.modes.split(",")
@@ -528,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         target = work / mode
         shutil.rmtree(target, ignore_errors=True)
         print(f"running {mode} ...", file=sys.stderr, flush=True)
-        results.append(_measure(mode, job_argv(corpus, target, mode, work / "ingest"), work / f"{mode}.log"))
+        results.append(_measure(mode, job_argv(corpus, target, mode, work / "ingest", gqa), work / f"{mode}.log"))
         if mode not in NOT_COMPARED:
             hashes[mode] = output_hashes(target)
         if mode != "ingest" and not args.keep:  # records reads what ingest wrote
@@ -539,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "build_shards",
         "images": args.images,
+        "gqa_images": args.gqa_images,
         "seed": args.seed,
         "job_options": JOB_OPTIONS,
         "corpus": {"dir": str(corpus), "summary": corpus_summary, "generation_s": generation_s},

@@ -17,19 +17,11 @@ from sgverbalise.normalise import NormaliseConfig
 from sgverbalise.pipelines import options as opts
 from sgverbalise.pipelines import preflight
 from sgverbalise.pipelines.finalise import FinaliseFn, input_fingerprints, summarise
-from sgverbalise.pipelines.ingest import ReadIngested
+from sgverbalise.pipelines.ingest import IngestedUnits
 from sgverbalise.pipelines.ingested import record_sources
 from sgverbalise.pipelines.publish import WriteRejects, run_job
-from sgverbalise.pipelines.transforms import (
-    REJECTS,
-    STATS,
-    BuildVocabulary,
-    MakeSampleFn,
-    NormaliseFn,
-    ReadSceneGraphs,
-    WriteShards,
-    read_id_list,
-)
+from sgverbalise.pipelines.transforms import CUTS, REJECTS, STATS, read_id_list
+from sgverbalise.pipelines.units import PlanUnits, UnitFn, Vocabulary
 from sgverbalise.schemas.layout import MANIFEST
 from sgverbalise.storage import redact
 from sgverbalise.vocab import RelationVocab
@@ -53,20 +45,25 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
     given_vocab = RelationVocab.load(cfg.vocab.relations) if cfg.vocab.relations else None
     norm_cfg = NormaliseConfig(lemmatize=cfg.lemmatize, relation_aliases=cfg.relation_aliases,
                                object_aliases=cfg.object_aliases)
-    make = MakeSampleFn(cfg, read_id_list(cfg.exclude_coco_ids), read_id_list(cfg.exclude_image_ids))
-
-    read = ReadIngested(cfg.records) if cfg.records else ReadSceneGraphs(cfg)
-    raw, read_rejects, read_stats, cuts = pipeline | "Read" >> read
-    records = raw | "Normalise" >> beam.ParDo(NormaliseFn(norm_cfg))
-    vocab = records | "Vocabulary" >> BuildVocabulary(cfg, given_vocab)
-    made = records | "MakeSamples" >> beam.ParDo(make, vocab=beam.pvalue.AsSingleton(vocab)).with_outputs(
-        REJECTS, STATS, main="samples")
-    shards = made.samples | "Shards" >> WriteShards(cfg)
+    if cfg.records:
+        units, read_rejects, read_stats, cuts = pipeline | "Read" >> IngestedUnits(cfg.records)
+        joins = pipeline | "NoJoins" >> beam.Create([])
+    else:
+        units, read_rejects, read_stats, cuts, joins = pipeline | "Plan" >> PlanUnits(cfg)
+    if given_vocab is not None:
+        vocab = pipeline | "GivenVocabulary" >> beam.Create([given_vocab])
+    else:
+        vocab = units | "Vocabulary" >> Vocabulary(cfg, norm_cfg)
+    unit_fn = UnitFn(cfg, norm_cfg, read_id_list(cfg.exclude_coco_ids), read_id_list(cfg.exclude_image_ids))
+    made = units | "Units" >> beam.ParDo(unit_fn, vocab=beam.pvalue.AsSingleton(vocab)).with_outputs(
+        REJECTS, STATS, CUTS, main="shards")
+    shards = made.shards
 
     rejects = (read_rejects, made[REJECTS]) | "AllRejects" >> beam.Flatten()
     reject_files = rejects | "Rejects" >> WriteRejects(cfg.out)
     stats = ((read_stats, made[STATS]) | "AllStats" >> beam.Flatten()
              | "SumStats" >> beam.CombinePerKey(sum))
+    all_cuts = (cuts, made[CUTS]) | "AllCuts" >> beam.Flatten()
 
     return (
         pipeline
@@ -77,7 +74,8 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
             stats=beam.pvalue.AsList(stats),
             reject_files=beam.pvalue.AsList(reject_files),
             vocab=beam.pvalue.AsSingleton(vocab),
-            cuts=beam.pvalue.AsList(cuts),
+            cuts=beam.pvalue.AsList(all_cuts),
+            joins=beam.pvalue.AsList(joins),
         )
     )
 

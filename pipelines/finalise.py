@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def build_manifest(config: dict, inputs: list[dict], shards: list[dict], stats: dict[str, int],
-                   reject_counts: dict[str, int], vocab: RelationVocab, cuts: list[dict] = ()) -> dict:
+                   reject_counts: dict[str, int], vocab: RelationVocab, cuts: list[dict] = (),
+                   joins: list[dict] = ()) -> dict:
     """The manifest dict (``schemas/manifest.schema.json``)."""
     splits = {}
     for split in SPLITS:
@@ -47,6 +48,7 @@ def build_manifest(config: dict, inputs: list[dict], shards: list[dict], stats: 
         "config": config,
         "inputs": inputs,
         "cuts": sort_cuts(cuts),
+        "joins": sorted(joins, key=lambda j: j["source"]),
         "splits": splits,
         "totals": totals,
         "rejects": dict(sorted(reject_counts.items())),
@@ -84,10 +86,11 @@ class FinaliseFn(beam.DoFn):
     def __init__(self, out: str, config: dict, inputs: list[dict]) -> None:
         self.out, self.config, self.inputs = out, config, inputs
 
-    def process(self, _, shards, stats, reject_files, vocab, cuts=()) -> Iterator[dict]:
+    def process(self, _, shards, stats, reject_files, vocab, cuts=(), joins=()) -> Iterator[dict]:
         atomic_write(join(self.out, RELATIONS), vocab.dumps())
         counts = {group: count for group, count, _ in reject_files}
-        manifest = build_manifest(self.config, self.inputs, list(shards), dict(stats), counts, vocab, list(cuts))
+        manifest = build_manifest(self.config, self.inputs, list(shards), dict(stats), counts, vocab, list(cuts),
+                                  list(joins))
         sizes = {sizes_name(split): split_sizes(manifest, split) for split in SPLITS}
         sizes = {name: counts for name, counts in sizes.items() if counts}  # a split without shards has no folder
         for name, counts in sorted(sizes.items()):

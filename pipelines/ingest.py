@@ -2,23 +2,24 @@
 
     sgv ingest --vg DIR --gqa FILE --out URL [--records-per-file N] [--limit N] [Beam options]
 
-Writes ``records-00000.parquet, ...`` (the Arrow schema of ``schemas/records.py``; records sorted by
-``{source}-{image_id}``, each file at most ``--records-per-file``), the read rejects as ``rejects/*.jsonl`` and
-``ingest.json`` (files with rows, bytes and sha256; the read counts; reject counts; input fingerprints).
-``sgv build-shards --records URL`` then reads those files in parallel, one per element, instead of parsing the
-giant JSON files and joining VG's split files again. Same guarantees as the shard job: deterministic bytes,
+Writes ``records-00000.parquet, ...`` (the Arrow schema of ``schemas/records.py``): file k holds the records
+of unit k of the shard job's plan (``--images-per-unit`` = ``--records-per-file``), in input order; the read
+rejects as ``rejects/*.jsonl`` and ``ingest.json`` (files with rows, bytes and sha256; the read counts; reject
+counts; input fingerprints). ``sgv build-shards --records URL`` then reads those files in parallel, one unit per
+file, instead of parsing the giant JSON files and joining VG's split files again: with the same unit size it
+writes the same shards. Same guarantees as the shard job: deterministic bytes,
 each file atomic, no ``ingest.json`` unless every record read is in a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
 import logging
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import apache_beam as beam
 import pyarrow as pa
@@ -28,10 +29,11 @@ from sgverbalise.errors import InputError
 from sgverbalise.pipelines import options as opts
 from sgverbalise.pipelines import preflight
 from sgverbalise.pipelines.finalise import input_fingerprints
-from sgverbalise.pipelines.ingested import load_manifest
+from sgverbalise.pipelines.ingested import load_manifest, records_units
 from sgverbalise.pipelines.progress import progress
 from sgverbalise.pipelines.publish import IncompleteRunError, WriteRejects, dumps, remove_stale, run_job, sort_cuts
-from sgverbalise.pipelines.transforms import ReadSceneGraphs, shard_plan
+from sgverbalise.pipelines.transforms import CUTS, REJECTS, STATS, RecordsCounter
+from sgverbalise.pipelines.units import PlanUnits, SpreadUnits, unit_records
 from sgverbalise.sample import sample_key
 from sgverbalise.schemas import SCHEMA_VERSION
 from sgverbalise.schemas.layout import INGEST_MANIFEST, INGEST_OUTPUTS, RECORDS_FILE
@@ -39,12 +41,6 @@ from sgverbalise.schemas.records import SCENE_GRAPH_SCHEMA
 from sgverbalise.storage import atomic_write, join, read_bytes, redact
 
 log = logging.getLogger(__name__)
-
-
-class IncompleteIngestError(IncompleteRunError):
-    """The files under ``--records`` are not the complete ingest run its ingest.json lists (one was changed or
-    replaced): the shard job stops before reading records that are not the ones ingest wrote. The name is
-    what a user sees in the runner's error text (a pinned test looks for it)."""
 
 
 def record_key(record: dict) -> str:
@@ -58,27 +54,25 @@ def parquet_bytes(records: list[dict]) -> bytes:
     return buf.getvalue()
 
 
-def read_records(data: bytes) -> list[dict]:
-    """The records of one file written by ``parquet_bytes``."""
-    return pq.read_table(io.BytesIO(data), schema=SCENE_GRAPH_SCHEMA).to_pylist()
+class IngestUnitFn(RecordsCounter):
+    """Reads one unit of the inputs and writes its records, in input order, as ``records-{unit}.parquet``
+    (written even when empty, so that file k is unit k); yields the file's entry for ingest.json."""
 
+    def __init__(self, out: str, allow_partial: bool) -> None:
+        self.out, self.allow_partial = out, allow_partial
 
-class WriteRecordsFn(beam.DoFn):
-    """Writes one file of records, sorted by key, atomically; checks the group against its plan first."""
-
-    def __init__(self, out: str) -> None:
-        self.out = out
-
-    def process(self, element: tuple[int, Iterable[dict]], plan: tuple[dict[str, int], Counter[int]]) -> Iterator[dict]:
-        index, records = element
-        ordered, planned = sorted(records, key=record_key), plan[1][index]
-        if len(ordered) != planned or len({record_key(r) for r in ordered}) != planned:
-            raise IncompleteRunError(f"file {index}: {len(ordered)} records arrived, {planned} planned")
-        data = parquet_bytes(ordered)
-        name = RECORDS_FILE.format(index=index)
+    def process(self, unit) -> Iterator:
+        records = []
+        for output in unit_records(self, unit, self.allow_partial):
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                yield output
+            else:
+                records.append(output)
+        data = parquet_bytes(records)
+        name = RECORDS_FILE.format(index=unit.index)
         atomic_write(join(self.out, name), data)
         progress().add("records_written")
-        yield {"name": name, "rows": len(ordered), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        yield {"name": name, "rows": len(records), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 class FinaliseIngestFn(beam.DoFn):
@@ -108,15 +102,14 @@ class FinaliseIngestFn(beam.DoFn):
 
 def build_ingest(pipeline: beam.Pipeline, cfg: opts.BuildConfig, per_file: int) -> beam.PCollection:
     """Adds the ingest job to ``pipeline``; returns the one-element PCollection of its manifest."""
-    records, rejects, read_stats, cuts = pipeline | "Read" >> ReadSceneGraphs(cfg)
-    # the file plan from the keys alone (108k VG keys are a few MB), as shards are planned: (assignment, per file)
-    plan = (records | "Keys" >> beam.Map(lambda r: (None, (record_key(r), 1))) | "AllKeys" >> beam.GroupByKey()
-            | "Plan" >> beam.Map(lambda kv: shard_plan(kv, per_file, None)[1]))
-    plan_side = beam.pvalue.AsSingleton(plan, default_value=({}, Counter()))
-    files = (records
-             | "ToFile" >> beam.Map(lambda r, p: (p[0][record_key(r)], r), p=plan_side)
-             | "GroupFiles" >> beam.GroupByKey()
-             | "Write" >> beam.ParDo(WriteRecordsFn(cfg.out), plan=plan_side))
+    units, plan_rejects, plan_stats, plan_cuts, _ = pipeline | "Plan" >> PlanUnits(
+        dataclasses.replace(cfg, images_per_unit=per_file))
+    read = units | "Units" >> beam.ParDo(IngestUnitFn(cfg.out, cfg.allow_partial_inputs)).with_outputs(
+        REJECTS, STATS, CUTS, main="files")
+    files = read.files
+    rejects = (plan_rejects, read[REJECTS]) | "AllRejects" >> beam.Flatten()
+    read_stats = (plan_stats, read[STATS]) | "AllStats" >> beam.Flatten()
+    cuts = (plan_cuts, read[CUTS]) | "AllCuts" >> beam.Flatten()
     reject_files = rejects | "Rejects" >> WriteRejects(cfg.out)
     stats = read_stats | "SumStats" >> beam.CombinePerKey(sum)
     config = {"vg": redact(cfg.vg) if cfg.vg else None, "gqa": [redact(u) for u in cfg.gqa], "limit": cfg.limit,
@@ -140,7 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gqa", action="append", default=[], help="GQA *_sceneGraphs.json (repeatable)")
     parser.add_argument("--out", required=True, help="output prefix for the Parquet files and ingest.json")
     parser.add_argument("--limit", type=int, help="read at most this many images per input file (for trials)")
-    parser.add_argument("--records-per-file", type=int, default=10_000)
+    parser.add_argument("--records-per-file", type=int, default=2_000,
+                        help="images per file: the units of the shard job's plan; as its --images-per-unit (default), "
+                        "build-shards --records writes the same shards as build-shards on the JSON")
     opts.add_partial_argument(parser)
 
 
@@ -167,26 +162,15 @@ def run(argv: list[str] | None = None) -> dict:
 
 
 
-class ReadRecordFileFn(beam.DoFn):
-    """The records of one Parquet file of an ingest run, after checking its sha256 against the manifest."""
-
-    def process(self, element: tuple[str, str]) -> Iterator[dict]:
-        url, sha256 = element
-        data = read_bytes(url)
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise IncompleteIngestError(f"{redact(url)} is not the file its ingest.json lists (sha256 differs)")
-        yield from read_records(data)
-
-
 def _reject_lines(url: str) -> Iterator[dict]:
     for line in read_bytes(url).decode("utf-8").splitlines():
         if line.strip():
             yield json.loads(line)
 
 
-class ReadIngested(beam.PTransform):
-    """The records, read rejects and read counts of an ingest run, as ``ReadSceneGraphs`` gives them: the files
-    are read in parallel, one element per file."""
+class IngestedUnits(beam.PTransform):
+    """The units of ``build-shards --records`` (one per Parquet file of the ingest run, spread over the workers),
+    with the read rejects, read counts and cuts that ingest recorded."""
 
     def __init__(self, records: str) -> None:
         super().__init__()
@@ -194,11 +178,10 @@ class ReadIngested(beam.PTransform):
 
     def expand(self, pbegin):
         manifest = load_manifest(self.records)
-        files = [(join(self.records, f["name"]), f["sha256"]) for f in manifest["files"]]
         reject_files = sorted(join(self.records, r["file"]) for r in manifest["rejects"].values())
-        records = (pbegin | "RecordFiles" >> beam.Create(files) | "Reshuffle" >> beam.Reshuffle()
-                   | "ReadRecords" >> beam.ParDo(ReadRecordFileFn()))
+        units = (pbegin | "RecordFiles" >> beam.Create(records_units(self.records, manifest["files"]))
+                 | "Spread" >> SpreadUnits())
         rejects = pbegin | "RejectFiles" >> beam.Create(reject_files) | "ReadRejects" >> beam.FlatMap(_reject_lines)
         stats = pbegin | "ReadCounts" >> beam.Create(sorted(manifest["stats"].items()))
         cuts = pbegin | "ReadCuts" >> beam.Create(manifest.get("cuts", []))  # none before ingest recorded them
-        return records, rejects, stats, cuts
+        return units, rejects, stats, cuts

@@ -1,11 +1,11 @@
 """DirectRunner as the jobs use it, and patches to Beam's local engine while a job runs on it.
 
 ``direct_runner`` makes ``--runner=DirectRunner`` (the default) mean Beam's Python engine, the FnApiRunner, never
-Prism. ``local_runner_patches`` wraps a run: on that engine, and with the apache-beam release they were tested on
-(``BEAM_TESTED``, the pin in pyproject.toml), it puts in place a guard against the engine's element loss, an even
-split of each stage's input over its workers, and that input sent in chunks; it takes them out again when the run
-ends, however it ends. Other runners, and other Beam releases (one warning), run on Beam's own code. What each patch
-does and why, the test that shows it is needed, and how to re-check after a Beam upgrade: docs/runners.md.
+Prism. ``local_runner_patches`` wraps a run: on that engine, and with the apache-beam release it was tested on
+(``BEAM_TESTED``, the pin in pyproject.toml), it puts in place a guard against the engine's element loss; it takes
+it out again when the run ends, however it ends. Other runners, and other Beam releases (one warning), run on
+Beam's own code. What the patch does and why, the test that shows it is needed, and how to re-check after a Beam
+upgrade: docs/runners.md (which also says why the job's earlier patches, balanced split and chunked send, went).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 DIRECT_RUNNER_NAMES = ("DirectRunner", "direct")
 # The apache-beam releases the patches were tested on; pyproject.toml pins the same range (a test checks).
 BEAM_TESTED = ">=2.77,<2.78"
-PATCHES = ("flush_guard", "balanced_split", "chunked_send")
+PATCHES = ("flush_guard",)
 
 
 def direct_runner(options: PipelineOptions) -> PipelineRunner | None:
@@ -55,116 +55,7 @@ def _flush_guard() -> list[Patch]:
     return [(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 0)]
 
 
-def split_by_size(chunks: list[bytes], n: int) -> list[list[bytes]]:
-    """``chunks`` dealt to ``n`` parts, largest first, each to the part with the fewest bytes so far (ties: the
-    lowest index); each part keeps its chunks in their original order."""
-    loads, owner = [0] * n, {}
-    for i in sorted(range(len(chunks)), key=lambda i: (-len(chunks[i]), i)):
-        part = min(range(n), key=lambda k: (loads[k], k))
-        owner[i] = part
-        loads[part] += len(chunks[i])
-    parts: list[list[bytes]] = [[] for _ in range(n)]
-    for i, chunk in enumerate(chunks):
-        parts[owner[i]].append(chunk)
-    return parts
-
-
-def _balanced_split() -> list[Patch]:
-    """A stage's input chunks dealt to its workers by size (``split_by_size``) instead of round-robin."""
-    from apache_beam.runners.portability.fn_api_runner.execution import ListBuffer
-
-    original = ListBuffer.partition
-
-    def partition(self, n: int) -> list[list[bytes]]:
-        chunks = getattr(self, "_inputs", None)
-        if getattr(self, "cleared", True) or not isinstance(chunks, list) or len(chunks) < n:
-            return original(self, n)  # cleared (Beam raises), or fewer chunks than workers (Beam splits elements)
-        return split_by_size(chunks, n)
-
-    return [(ListBuffer, "partition", partition)]
-
-
-GROUPED_CHUNK_BYTES = 8 << 20
-
-
-def element_chunks(data: bytes, coder_impl: Any, limit: int) -> list[bytes]:
-    """``data`` (encoded elements, one after another) cut at element boundaries into chunks of at least
-    ``limit`` bytes (the last may be smaller); ``data`` itself when it is no larger than ``limit``."""
-    if len(data) <= limit:
-        return [data]
-    from apache_beam.coders.coder_impl import create_InputStream
-
-    stream, chunks, start = create_InputStream(data), [], 0
-    while stream.size() > 0:
-        coder_impl.decode_from_stream(stream, True)
-        end = len(data) - stream.size()
-        if end - start >= limit:
-            chunks.append(data[start:end])
-            start = end
-    if start < len(data):
-        chunks.append(data[start:])
-    return chunks
-
-
-def _chunked_send() -> list[Patch]:
-    """Each stage input sent to its workers as one data message per chunk (a grouping's output cut into chunks of
-    about ``GROUPED_CHUNK_BYTES`` first) instead of one message for a worker's whole share, from a thread of its
-    own while the bundle starts; the bundle's end waits for that thread."""
-    from apache_beam.runners.portability.fn_api_runner.execution import GroupingBuffer
-    from apache_beam.runners.portability.fn_api_runner.fn_runner import BundleManager
-
-    partition_original, process_original = GroupingBuffer.partition, BundleManager.process_bundle
-
-    def send(self, process_bundle_id: str, read_transform_id: str, byte_streams) -> None:
-        data_out = self._worker_handler.data_conn.output_stream(process_bundle_id, read_transform_id)
-        chunks, failed = list(byte_streams or []), []
-
-        def write() -> None:
-            try:
-                for chunk in chunks:
-                    data_out.write(chunk)
-                    data_out.flush()  # a message per chunk: chunks hold whole elements
-                data_out.close()
-            except BaseException as exc:  # raised again where the bundle ends
-                failed.append(exc)
-
-        # Beam sends a bundle's whole input before it asks the worker to process the bundle, and its send queues
-        # hold 100 MB: an input sent in chunks that is larger than the queues would wait for a worker that has not
-        # been asked to read it yet. A thread of its own writes the input while the bundle starts.
-        sender = threading.Thread(target=write, name="send_stage_input", daemon=True)
-        sender.start()
-        self.senders = [*getattr(self, "senders", []), (sender, failed)]
-
-    def process_bundle(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            result = process_original(self, *args, **kwargs)
-        except BaseException:
-            # the bundle failed: its worker drops the input still coming; the bundle's own error is the one raised
-            for sender, _ in getattr(self, "senders", []):
-                sender.join(timeout=60)
-            self.senders = []
-            raise
-        senders, self.senders = getattr(self, "senders", []), []
-        for sender, failed in senders:  # the worker has read the whole input: these end at once
-            sender.join()
-            if failed:
-                raise failed[0]
-        return result
-
-    def partition(self, n: int) -> list[list[bytes]]:
-        parts = partition_original(self, n)
-        if not getattr(self, "chunked", False):
-            coder_impl = self._post_grouped_coder.get_impl()
-            self._grouped_output = [[c for data in part for c in element_chunks(data, coder_impl, GROUPED_CHUNK_BYTES)]
-                                    for part in parts]
-            self.chunked = True
-        return self._grouped_output
-
-    return [(BundleManager, "_send_input_to_worker", send), (BundleManager, "process_bundle", process_bundle),
-            (GroupingBuffer, "partition", partition)]
-
-
-_BUILDERS = {"flush_guard": _flush_guard, "balanced_split": _balanced_split, "chunked_send": _chunked_send}
+_BUILDERS = {"flush_guard": _flush_guard}
 _lock = threading.Lock()
 _applied: list[tuple[Any, str, Any]] = []  # (owner, attribute, what its own __dict__ held before: Beam's own)
 _in_place: tuple[str, ...] = ()

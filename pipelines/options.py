@@ -54,6 +54,7 @@ class BuildConfig:
     image: ImageConfig = field(default_factory=ImageConfig)
     val_fraction: float = 0.0
     samples_per_shard: int = 1000
+    images_per_unit: int = 2_000  # input images per unit of work (each writes its own shards)
     max_shard_bytes: int | None = 1 << 30
     exclude_coco_ids: str | None = None
     exclude_image_ids: str | None = None
@@ -101,6 +102,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="larger images are rejected as decompression bombs")
     out.add_argument("--val-fraction", type=float, default=0.0, help="share of images in val/, by key hash")
     out.add_argument("--samples-per-shard", type=int, default=1000)
+    out.add_argument("--images-per-unit", type=int, default=2_000,
+                     help="input images per unit of work: each unit reads its part of the inputs and writes its own "
+                     "shards ({split}/shard-UNIT-PART.tar); as sgv ingest's --records-per-file, so that "
+                     "build-shards --records writes the same shards")
     out.add_argument("--max-shard-bytes", type=int, default=1 << 30)
     out.add_argument("--exclude-coco-ids", help="file of COCO ids (one per line) whose VG images are left out")
     out.add_argument("--exclude-image-ids", help="file of image ids ('123' or 'vg-123') that are left out")
@@ -139,6 +144,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         image=ImageConfig(max_side=args.max_image_side, quality=args.jpeg_quality, max_pixels=args.max_image_pixels),
         val_fraction=args.val_fraction,
         samples_per_shard=args.samples_per_shard,
+        images_per_unit=args.images_per_unit,
         max_shard_bytes=args.max_shard_bytes or None,
         exclude_coco_ids=args.exclude_coco_ids,
         exclude_image_ids=args.exclude_image_ids,
@@ -150,7 +156,7 @@ RANGES = {
     "--limit": (1, None), "--vocab-top-k": (1, None), "--vocab-min-count": (1, None), "--vsg-k": (1, None),
     "--vsg-captions": (1, None), "--vsg-attributes": (0, None), "--max-image-side": (1, None),
     "--jpeg-quality": (1, 100), "--max-image-pixels": (1, None), "--val-fraction": (0.0, 1.0),
-    "--samples-per-shard": (1, None), "--max-shard-bytes": (0, None),
+    "--samples-per-shard": (1, None), "--images-per-unit": (1, None), "--max-shard-bytes": (0, None),
 }
 
 

@@ -1,13 +1,11 @@
-"""The steps of the shard job as Beam transforms: thin wrappers around the ``sgverbalise`` domain code.
+"""The steps of the shard job that are not about units: thin Beam wrappers around the ``sgverbalise`` domain code.
 
-Stream at each point (per image unless said otherwise):
-  ReadSceneGraphs  -> canonical records (+ rejects of malformed entries)
-  Normalise        -> records with normalised names, attributes, predicates
-  BuildVocabulary  -> one RelationVocab (a side input), from corpus counts or a given relations.json
-  MakeSamples      -> (split, key, members) with members {"jpg", "json", "txt"}; rejects; stats
-                      (an image passed through travels as an ImageRef, read again by WriteShards: image
-                      bytes never go through the runner's shuffle)
-  WriteShards      -> one shard-info dict per written tar
+  RecordsCounter -> counts reader items (records, read rejects; a cut file fails the run or becomes a cut)
+  vocabulary_from_counts -> one RelationVocab from (source, predicate) counts
+  MakeSampleFn   -> (split, key, members) with members {"jpg", "json", "txt"}; rejects; stats
+                    (an image passed through travels as an ImageRef, read again when its shard is written:
+                    image bytes never go through the runner's shuffle)
+The units that use them are in ``pipelines/units.py``.
 """
 
 from __future__ import annotations
@@ -27,16 +25,11 @@ from apache_beam.utils.windowed_value import WindowedValue
 from sgverbalise import layout
 from sgverbalise.errors import InputFileError
 from sgverbalise.images import ImageError, ImageRef, LoadedImage, candidate_urls, prepare_image, read_first
-from sgverbalise.normalise import NormaliseConfig, Normaliser
 from sgverbalise.pipelines.options import BuildConfig
 from sgverbalise.pipelines.progress import progress
-from sgverbalise.pipelines.publish import IncompleteRunError
-from sgverbalise.readers import READERS, iter_list, vg
 from sgverbalise.rejects import reject
 from sgverbalise.sample import build_sample, sample_json, sample_key
-from sgverbalise.schemas.layout import shard_name
-from sgverbalise.shards import sample_size, write_shard
-from sgverbalise.storage import join, redact, url_fs
+from sgverbalise.storage import url_fs
 from sgverbalise.triplets import extract
 from sgverbalise.verbalise import verbalise
 from sgverbalise.vocab import RelationVocab, vocabulary_sources
@@ -72,7 +65,7 @@ class CountingDoFn(beam.DoFn):
         self._counts.clear()
 
 
-class _RecordsFn(CountingDoFn):
+class RecordsCounter(CountingDoFn):
     """Counts and emits reader items ``(record | None, rejects)``; a file that breaks off fails the run, or with
     ``allow_partial`` becomes a cut and a reject."""
 
@@ -106,138 +99,15 @@ class _RecordsFn(CountingDoFn):
         yield beam.pvalue.TaggedOutput(REJECTS, reject(source, None, "malformed_record", detail))
 
 
-class ReadSourceFn(_RecordsFn):
-    """Streams one input (a GQA file, or VG's scene_graphs.json) into per-image canonical records."""
-
-    def __init__(self, limit: int | None, allow_partial: bool = False) -> None:
-        self.limit, self.allow_partial = limit, allow_partial
-
-    def process(self, element: tuple[str, str]) -> Iterator:
-        source, url = element
-        images = Metrics.counter(NAMESPACE, f"{source}_images_read")
-        every = Metrics.counter(NAMESPACE, "images_read")
-        try:
-            for n, item in enumerate(READERS[source](url, limit=self.limit), start=1):
-                images.inc()
-                every.inc()
-                yield from self.emit(item)
-                if n % PROGRESS_EVERY == 0:
-                    log.info("read %d %s images from %s", n, source, redact(url))
-        except InputFileError as exc:
-            yield from self.broken(source, exc)
-
-
-class ReadVGPartFn(_RecordsFn):
-    """Streams one file of VG's split layout (objects, relationships, attributes, regions or image data) into
-    ``((image id, occurrence), (role, entry))`` pairs, joined by image id downstream. The occurrence numbers
-    a second entry of the same image in the same file, which joins the second entries of the other files.
-    ``limit`` keeps the first ``limit`` images of each file (the same images when the files are aligned, as in
-    the official releases)."""
-
-    def __init__(self, files: dict[str, str], limit: int | None, allow_partial: bool = False) -> None:
-        self.files, self.limit, self.allow_partial = files, limit, allow_partial
-
-    def process(self, element: tuple[str, str]) -> Iterator:
-        role, url = element
-        seen: Counter[str] = Counter()
-        try:
-            for entry in iter_list(url):
-                image_id = vg.image_key(entry)
-                if image_id is None:  # no usable image id: a reject of its own
-                    yield from self.emit(vg.assemble_vg(None, {role: entry}, self.files))
-                    continue
-                if self.limit is not None and image_id not in seen and len(seen) >= self.limit:
-                    break
-                occurrence = seen[image_id]
-                seen[image_id] += 1
-                self.count("vg_entries_read")
-                progress().add("vg_entries_read")
-                yield (image_id, occurrence), (role, entry)
-                if len(seen) % PROGRESS_EVERY == 0 and occurrence == 0:
-                    log.info("read %d images from %s", len(seen), redact(url))
-        except InputFileError as exc:
-            yield from self.broken("vg", exc)
-
-
-class AssembleVGFn(_RecordsFn):
-    """One VG image's record from its joined file entries."""
-
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = files
-
-    def process(self, element: tuple[tuple[str, int], Iterable[tuple[str, Any]]]) -> Iterator:
-        (image_id, _), parts = element
-        group = dict(parts)  # one entry per file by construction of the key
-        Metrics.counter(NAMESPACE, "vg_images_read").inc()
-        Metrics.counter(NAMESPACE, "images_read").inc()
-        self.count("vg_entries_joined", len(group))
-        yield from self.emit(vg.assemble_vg(image_id, group, self.files))
-
-
-def largest_first(files: dict[str, str]) -> list[tuple[str, str]]:
-    """``(role, url)`` of the files, largest first (ties by role): the longest reads start first, and runners
+def largest_first(items: Iterable[tuple[Any, str]]) -> list[tuple[Any, str]]:
+    """``(anything, url)`` pairs, largest file first (ties by URL): the longest reads start first, and runners
     that deal a stage's elements round-robin to their workers (DirectRunner) do not give all large files to one."""
     def size(url: str) -> int:
         fs, path = url_fs(url)
         return fs.size(path) or 0
 
-    sizes = {role: size(url) for role, url in files.items()}
-    return sorted(files.items(), key=lambda item: (-sizes[item[0]], item[0]))
-
-
-class ReadSceneGraphs(beam.PTransform):
-    """All inputs of the config as PCollections of records, rejects, counts and cuts, spread over workers.
-
-    GQA files (and VG's single scene_graphs.json) are each streamed into records. VG's split layout is read
-    file by file in parallel and joined by image id in the pipeline (a GroupByKey)."""
-
-    def __init__(self, cfg: BuildConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-
-    def expand(self, pbegin):
-        cfg = self.cfg
-        vg_files = vg.resolve_vg_files(cfg.vg) if cfg.vg else {}
-        split = "scene_graphs" not in vg_files
-        inputs = ([("vg", cfg.vg)] if cfg.vg and not split else []) + [("gqa", url) for url in cfg.gqa]
-        outputs = []
-        if inputs:
-            read = (
-                pbegin
-                | "Inputs" >> beam.Create(inputs)
-                | "Stream" >> beam.ParDo(ReadSourceFn(cfg.limit, cfg.allow_partial_inputs)).with_outputs(
-                    REJECTS, STATS, CUTS, main="records")
-            )
-            outputs.append((read.records | "Spread" >> beam.Reshuffle(), read[REJECTS], read[STATS], read[CUTS]))
-        if vg_files and split:
-            parts = (
-                pbegin
-                | "VGFiles" >> beam.Create(largest_first(vg_files))
-                | "StreamVG" >> beam.ParDo(ReadVGPartFn(vg_files, cfg.limit, cfg.allow_partial_inputs)).with_outputs(
-                    REJECTS, STATS, CUTS, main="parts")
-            )
-            joined = (
-                parts.parts
-                | "JoinVG" >> beam.GroupByKey()
-                | "AssembleVG" >> beam.ParDo(AssembleVGFn(vg_files)).with_outputs(REJECTS, STATS, main="records")
-            )
-            outputs += [(joined.records, joined[REJECTS], joined[STATS], None),
-                        (None, parts[REJECTS], parts[STATS], parts[CUTS])]
-        return tuple(
-            [o[i] for o in outputs if o[i] is not None] | f"All{name}" >> beam.Flatten()
-            for i, name in enumerate(("Records", "Rejects", "Stats", "Cuts"))
-        )
-
-
-class NormaliseFn(beam.DoFn):
-    def __init__(self, cfg: NormaliseConfig) -> None:
-        self.cfg = cfg
-
-    def setup(self) -> None:
-        self.normaliser = Normaliser(self.cfg)  # alias tables and spaCy are loaded once per worker
-
-    def process(self, record: dict) -> Iterator[dict]:
-        yield self.normaliser.record(record)
+    found = [(item, size(item[1])) for item in items]
+    return [item for item, n in sorted(found, key=lambda pair: (-pair[1], pair[0][1]))]
 
 
 def predicate_counts(record: dict) -> Counter[tuple[str, str]]:
@@ -262,25 +132,6 @@ def vocabulary_from_counts(counts: dict[tuple[str, str], int], cfg: BuildConfig)
     excluded = {p: n for p, n in others.items() if p not in chosen}
     return RelationVocab.from_counts(chosen, mode=cfg.vocab.mode, top_k=cfg.vocab.top_k,
                                      min_count=cfg.vocab.min_count, sources=sources, excluded=excluded)
-
-
-class BuildVocabulary(beam.PTransform):
-    """The relation vocabulary as a one-element PCollection (use as a singleton side input)."""
-
-    def __init__(self, cfg: BuildConfig, given: RelationVocab | None) -> None:
-        super().__init__()
-        self.cfg, self.given = cfg, given
-
-    def expand(self, records):
-        if self.given is not None:
-            return records.pipeline | "GivenVocabulary" >> beam.Create([self.given])
-        cfg = self.cfg
-        return (
-            records
-            | "Predicates" >> beam.Map(predicate_counts)  # one Counter per image, not one element per relation
-            | "AllCounts" >> beam.CombineGlobally(sum_counters)
-            | "Vocabulary" >> beam.Map(vocabulary_from_counts, cfg)
-        )
 
 
 def read_id_list(url: str | None) -> frozenset[str]:
@@ -398,68 +249,6 @@ class MakeSampleFn(CountingDoFn):
         yield layout.split_of(key, self.cfg.val_fraction), key, members
 
 
-def _size(element: tuple[str, str, dict[str, bytes | ImageRef]]) -> tuple[str, tuple[str, int]]:
-    split, key, members = element
-    sizes = {ext: m.nbytes if isinstance(m, ImageRef) else len(m) for ext, m in members.items()}
-    return split, (key, sample_size(key, sizes))
-
-
-def _loaded(samples: Iterable[tuple[str, dict[str, bytes | ImageRef]]]) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """The samples with every ImageRef read back (one sample's images in memory at a time)."""
-    for key, members in samples:
-        yield key, {ext: m.load() if isinstance(m, ImageRef) else m for ext, m in members.items()}
-
-
-def shard_plan(split_sizes: tuple[str, Iterable[tuple[str, int]]], samples_per_shard: int,
-               max_shard_bytes: int | None) -> tuple[str, tuple[dict[str, int], Counter[int]]]:
-    """(split, (shard index of each key, samples planned per shard index))."""
-    split, sizes = split_sizes
-    assignment = layout.plan_shards(sizes, samples_per_shard, max_shard_bytes)
-    return split, (assignment, Counter(assignment.values()))
-
-
-class WriteShardFn(beam.DoFn):
-    """Writes one shard's samples, sorted by key, atomically under its final name, after checking that the
-    group holds exactly the samples its plan gave it (a runner that drops elements fails the job here)."""
-
-    def __init__(self, out: str) -> None:
-        self.out = out
-
-    def process(self, element: tuple[tuple[str, int], Iterable[tuple[str, dict]]], plan: dict) -> Iterator[dict]:
-        (split, index), samples = element
-        name = shard_name(split, index)
-        ordered = sorted(samples, key=lambda s: s[0])
-        planned, distinct = plan[split][1][index], len({key for key, _ in ordered})
-        if len(ordered) != planned or distinct != planned:
-            raise IncompleteRunError(
-                f"{name}: {len(ordered)} samples ({distinct} distinct) reached the shard, "
-                f"{planned} were planned: the runner lost or repeated elements; nothing was written under this "
-                "name and no manifest will be: run the job again")
-        info = write_shard(join(self.out, name), _loaded(ordered))
-        Metrics.counter(NAMESPACE, "shards_written").inc()
-        progress().add("shards_written")
-        yield dict(info, name=name)
-
-
-class WriteShards(beam.PTransform):
-    """Plans shards per split from the samples' keys and sizes, then writes them; yields shard infos."""
-
-    def __init__(self, cfg: BuildConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-
-    def expand(self, samples):
-        cfg = self.cfg
-        plans = (
-            samples
-            | "Sizes" >> beam.Map(_size)
-            | "BySplit" >> beam.GroupByKey()
-            | "Plan" >> beam.Map(shard_plan, cfg.samples_per_shard, cfg.max_shard_bytes)
-        )
-        return (
-            samples
-            | "ToShard" >> beam.Map(lambda s, plan: ((s[0], plan[s[0]][0][s[1]]), (s[1], s[2])),
-                                    plan=beam.pvalue.AsDict(plans))
-            | "GroupShards" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(WriteShardFn(cfg.out), plan=beam.pvalue.AsDict(plans))
-        )
+def loaded_members(members: dict[str, bytes | ImageRef]) -> dict[str, bytes]:
+    """A sample's members with every ImageRef read back."""
+    return {ext: m.load() if isinstance(m, ImageRef) else m for ext, m in members.items()}

@@ -57,6 +57,8 @@ RECORDS_FILE = "records-{index:05d}.parquet"  # of an ingest run
 
 SPLITS = ("train", "val")
 SHARD_PATTERN = "{split}/shard-{index:06d}.tar"
+# manifest 1.2: the train shards written by unit N of the job are shard-N-000.tar, shard-N-001.tar, ...
+UNIT_SHARD_PATTERN = "{split}/shard-{unit:06d}-{part:03d}.tar"
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 GLOB_CHARS = "*?["  # a path with one of these is a glob
 PATTERN_CHARS = "{" + GLOB_CHARS  # a shard spec with one of these names shards by a pattern (brace or glob)
@@ -72,6 +74,16 @@ INGEST_OUTPUTS = ("records-*.parquet", f"{REJECTS_DIR}/*.jsonl")
 def shard_name(split: str, index: int) -> str:
     """``train/shard-000003.tar``: a shard's name within its set."""
     return SHARD_PATTERN.format(split=split, index=index)
+
+
+def unit_shard_name(split: str, unit: int, part: int) -> str:
+    """``train/shard-000003-000.tar``: the first shard of unit 3 (manifest 1.2)."""
+    return UNIT_SHARD_PATTERN.format(split=split, unit=unit, part=part)
+
+
+def unit_shard_pattern(split: str, unit: int) -> str:
+    """``train/shard-000003-%03d.tar``: the names of unit 3's shards as a %-pattern of the part."""
+    return UNIT_SHARD_PATTERN.replace("{part:03d}", "%03d").format(split=split, unit=unit)
 
 
 def sizes_name(split: str) -> str:

@@ -11,8 +11,8 @@ import pyarrow as pa
 # Bump the minor version for additive changes, the major one for anything a reader of old shards would misread.
 SCHEMA_VERSION = "1.0"
 # manifest.json: 1.1 adds ``cuts`` (input files accepted cut, --allow-partial-inputs); readers take 1.0 and 1.1
-MANIFEST_SCHEMA_VERSION = "1.1"
-MANIFEST_SCHEMA_VERSIONS = ("1.0", MANIFEST_SCHEMA_VERSION)
+MANIFEST_SCHEMA_VERSION = "1.2"  # 1.1: cuts; 1.2: train shards per unit of work, joins
+MANIFEST_SCHEMA_VERSIONS = ("1.0", "1.1", MANIFEST_SCHEMA_VERSION)
 
 _BOX = [("x", pa.int32()), ("y", pa.int32()), ("w", pa.int32()), ("h", pa.int32())]
 

@@ -98,7 +98,7 @@ def check_output(out: Path, manifest: dict) -> dict[str, dict]:
 # processes load it at start. Driven by SGV_TEST_KILL_AT="<point>:<n>"; when the point is reached it writes the
 # point's name to SGV_TEST_KILL_MARK and SIGKILLs its own process group (the driver and all workers at once, as a
 # preempted machine). Points:
-#   ingest         after the GQA reader has yielded n images (nothing of this run written yet)
+#   ingest         after the readers of units have yielded n images (nothing of this run written yet)
 #   shard-bytes    once more than n bytes have gone into shard temps (a shard half written)
 #   shard          at the n-th shard publication of a process, before the rename (temp complete, not published)
 #   relations.json at the publication of relations.json (rejects written; relations.json and manifest not)
@@ -119,18 +119,20 @@ if _AT:
             f.write(where)
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
-    from sgverbalise import readers, shards, storage
+    from sgverbalise import shards, storage
+    from sgverbalise.readers import units
 
     if _POINT == "ingest":
-        _read_gqa = readers.READERS["gqa"]
+        _read_unit = units.read_unit
 
-        def _reading(url, **kwargs):
-            for i, item in enumerate(_read_gqa(url, **kwargs), start=1):
-                if i > _N:
+        def _reading(unit, *args, **kwargs):
+            for item in _read_unit(unit, *args, **kwargs):
+                _SEEN[0] += 1
+                if _SEEN[0] > _N:
                     _kill("ingest")
                 yield item
 
-        readers.READERS["gqa"] = _reading
+        units.read_unit = _reading
     elif _POINT == "shard-bytes":
         _write = shards._HashingWriter.write
 

@@ -69,7 +69,7 @@ def test_generated_corpus_with_images(tmp_path, corpus, monkeypatch):
     out = tmp_path / "out"
     manifest = run(job_args(corpus, out, "--max-image-side", "64"))
     assert prism_tries == []  # the default runs on DirectRunner's Python engine, whatever the network
-    assert during_run == [(0, False)]  # with the racy timed flush off and stage inputs dealt out by size
+    assert during_run == [(0, True)]  # with the racy timed flush off, Beam's own dealing of stage inputs
     assert (worker_handlers.DATA_BUFFER_TIME_LIMIT_MS, execution.ListBuffer.partition) == (beams_flush, beams_split)
     samples = check_output(out, manifest)
     assert manifest["rejects"]["image/image_missing"] == 1 and manifest["rejects"]["image/image_unreadable"] == 1
@@ -184,22 +184,46 @@ def _vg_job(vg: Path, out: Path, *extra: str) -> dict:
 
 
 def test_vg_split_files_are_joined_by_image_id_in_any_order(tmp_path):
-    # VG's objects/relationships/attributes/regions/image data files are read in parallel and joined in the job:
-    # files in other image orders give the same shards as aligned ones
+    # VG's files are planned from their image ids: aligned files are joined element by element; files whose ids
+    # do not line up fall back to a join by image id (a log line and the manifest's joins say so). With the first
+    # file (objects.json) in the aligned order, the output is byte for byte the aligned one; with it reordered,
+    # the same samples, relations.json, rejects and totals (the train shards follow objects.json's order)
     synthesize(str(tmp_path / "c"), 40, seed=5, gqa_fraction=0.0, layout="split")
     vg = tmp_path / "c" / "vg"
     aligned = _vg_job(vg, tmp_path / "aligned")
+    assert aligned["joins"] == [{"source": "vg", "join": "aligned", "images": 40}]
     limited = _vg_job(vg, tmp_path / "limited", "--limit", "6")  # the first 6 images of each (aligned) file
     assert limited["totals"]["images_read"] == 6 and limited["totals"]["samples"] == 6
-    for name, order in (("relationships.json", reversed), ("objects.json", lambda e: e[1::2] + e[::2])):
+
+    def reorder(name, order):
         entries = json.loads((vg / name).read_text())
         (vg / name).write_text(json.dumps(list(order(entries))))
+
+    reorder("relationships.json", reversed)
+    reorder("attributes.json", lambda e: e[1::2] + e[::2])
     shuffled = _vg_job(vg, tmp_path / "shuffled")
+    assert [(j["source"], j["join"]) for j in shuffled["joins"]] == [("vg", "by_id")]
     sha = {name: files_sha(tmp_path / name) for name in ("aligned", "shuffled")}
     for digests in sha.values():
         digests.pop("manifest.json")
     assert sha["aligned"] == sha["shuffled"]
     assert aligned["totals"] == shuffled["totals"] and aligned["totals"]["images_read"] == 40
+
+    reorder("objects.json", lambda e: e[1::2] + e[::2])
+    first_reordered = _vg_job(vg, tmp_path / "first")
+    assert first_reordered["totals"] == aligned["totals"]
+    assert samples_by_key(tmp_path / "first") == samples_by_key(tmp_path / "aligned")
+    for name in ("relations.json", *sorted(p.name for p in (tmp_path / "aligned" / "rejects").iterdir())):
+        folder = "" if name == "relations.json" else "rejects"
+        assert (tmp_path / "first" / folder / name).read_bytes() == (tmp_path / "aligned" / folder / name).read_bytes()
+
+
+def samples_by_key(root: Path) -> dict[str, tuple[str, dict[str, bytes]]]:
+    """Every sample of a shard set: its split and members, by key."""
+    from sgverbalise.shards import read_shard
+
+    return {key: (path.parent.name, members) for path in sorted(root.rglob("*.tar"))
+            for key, members in read_shard(str(path))}
 
 
 def test_vg_files_are_read_largest_first(tmp_path):
@@ -210,5 +234,67 @@ def test_vg_files_are_read_largest_first(tmp_path):
     for role, size in sizes.items():
         (tmp_path / f"{role}.json").write_bytes(b" " * size)
         files[role] = str(tmp_path / f"{role}.json")
-    order = [role for role, _ in largest_first(files)]
-    assert order == ["relationships", "attributes", "objects", "regions", "image_data"]  # ties by role
+    order = [role for role, _ in largest_first(files.items())]
+    assert order == ["relationships", "attributes", "objects", "regions", "image_data"]  # ties by URL
+
+
+def old_layout_copy(src: Path, dst: Path) -> None:
+    """The shard set at ``src`` (manifest 1.2, train shards per unit) rewritten as a 1.1 set: train shards planned
+    over the sorted keys (``train/shard-NNNNNN.tar``), no joins."""
+    import shutil
+
+    from sgverbalise import layout
+    from sgverbalise.schemas.layout import shard_name
+    from sgverbalise.shards import read_shard, sample_bytes, write_shard
+
+    shutil.copytree(src, dst)
+    manifest = json.loads((src / "manifest.json").read_text())
+    samples = {}
+    for path in sorted((dst / "train").glob("*.tar")):
+        samples.update(read_shard(str(path)))
+        path.unlink()
+    plan = layout.plan_shards(((k, sample_bytes(k, m)) for k, m in samples.items()), 7, None)
+    shards = []
+    for index in sorted(set(plan.values())):
+        keys = sorted(k for k, i in plan.items() if i == index)
+        name = shard_name("train", index)
+        shards.append(dict(write_shard(str(dst / name), ((k, samples[k]) for k in keys)), name=name))
+    manifest["splits"]["train"]["shards"] = shards
+    manifest["splits"]["train"]["bytes"] = sum(s["bytes"] for s in shards)
+    manifest["schema_version"] = "1.1"
+    del manifest["joins"]
+    (dst / "train" / "sizes.json").write_text(json.dumps({s["name"].split("/")[1]: s["samples"] for s in shards}))
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_tools_and_trainer_read_both_layouts(tmp_path):
+    # manifest 1.2 (train shards per unit: train/shard-UNIT-PART.tar) and 1.1 (train shards over sorted keys):
+    # sgv validate accepts both, the shard tools count the same samples, the trainer streams the same train keys
+    from sgverbalise.schemas.layout import resolve
+    from sgverbalise.tools.inspect import inspect_set
+    from sgverbalise.tools.validate import validate_set
+
+    synthesize(str(tmp_path / "c"), 30, seed=3, gqa_fraction=0.5, layout="split", with_images=True, image_size=48)
+    new = tmp_path / "new"
+    manifest = run(job_args(tmp_path / "c", new, "--images-per-unit", "6", samples_per_shard=4, val_fraction=0.2))
+    names = [s["name"] for s in manifest["splits"]["train"]["shards"]]
+    assert manifest["schema_version"] == "1.2" and names[0] == "train/shard-000000-000.tar" and len(names) > 4
+    assert {n.split("-")[1] for n in names} == {f"{u:06d}" for u in range(6)}  # 15 VG, 15 GQA: 3 + 3 units
+    old = tmp_path / "old"
+    old_layout_copy(new, old)
+    for root in (new, old):
+        assert validate_set(resolve(str(root))).ok, root
+        report = inspect_set(resolve(str(root)))
+        assert report["samples"] == manifest["totals"]["samples"], report
+    torch = pytest.importorskip("torch")
+    del torch
+    from sgverbalise.training.data import DataConfig, build_loader, load_tokenizer, train_tokenizer
+    from sgverbalise.training.data.tokenizer import shard_texts
+
+    train_tokenizer(shard_texts([str(new)]), tmp_path / "tok", vocab_size=200, min_frequency=1)
+    seen = []
+    for root in (new, old):
+        cfg = DataConfig(sources={"vsg": [str(root)]}, ratios={"vsg": 1}, batch_sizes={"vsg": 3}, image_size=32,
+                         num_workers=0, shuffle_buffer=4, resampled=False, keep_keys=True)
+        seen.append(sorted(k for batch in build_loader(cfg, load_tokenizer(tmp_path / "tok")) for k in batch["keys"]))
+    assert seen[0] == seen[1] and len(seen[0]) == manifest["splits"]["train"]["samples"]

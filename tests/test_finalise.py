@@ -8,8 +8,6 @@ import pytest
 
 from sgverbalise.pipelines.finalise import build_manifest, check_accounting
 from sgverbalise.pipelines.publish import IncompleteRunError
-from sgverbalise.pipelines.publish import IncompleteRunError as IncompleteShardError
-from sgverbalise.pipelines.transforms import WriteShardFn, shard_plan
 from sgverbalise.vocab import RelationVocab
 
 
@@ -24,23 +22,6 @@ def test_a_run_whose_counts_do_not_add_up_is_not_published():
     check_accounting(totals, {"vg_entries_read": 50, "vg_entries_joined": 50})
     with pytest.raises(IncompleteRunError, match="VG file entries read 50 != joined 49"):
         check_accounting(totals, {"vg_entries_read": 50, "vg_entries_joined": 49})
-
-
-def _samples(n: int) -> list[tuple[str, dict[str, bytes]]]:
-    return [(f"vg-{i}", {"json": b"{}", "txt": f"caption {i}".encode()}) for i in range(n)]
-
-
-def test_a_shard_missing_samples_of_its_plan_is_not_written(tmp_path):
-    samples = _samples(5)
-    plan = dict([shard_plan(("train", [(k, 100) for k, _ in samples]), 3, None)])
-    assert plan["train"][1] == Counter({0: 3, 1: 2})
-    write = WriteShardFn(str(tmp_path))
-    info = next(write.process((("train", 1), samples[3:]), plan))
-    assert info["samples"] == 2 and (tmp_path / info["name"]).is_file()
-    for group in (samples[:2], samples[:2] + samples[:1]):  # one sample lost; one repeated instead
-        with pytest.raises(IncompleteShardError, match="2 distinct.*3 were planned|2 samples.*3 were planned"):
-            next(write.process((("train", 0), group), plan))
-    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["shard-000001.tar"]
 
 
 def test_no_manifest_when_the_shards_hold_fewer_samples_than_were_made():

@@ -13,8 +13,8 @@ from helpers import check_output, files_sha
 
 from sgverbalise.errors import InputError
 from sgverbalise.pipelines.build_shards import run as build_shards
-from sgverbalise.pipelines.ingest import IncompleteIngestError, read_records
 from sgverbalise.pipelines.ingest import run as ingest
+from sgverbalise.pipelines.ingested import IncompleteIngestError, read_records
 from sgverbalise.schemas.records import SCENE_GRAPH_SCHEMA
 from sgverbalise.synth import synthesize
 
@@ -29,9 +29,11 @@ def _outputs(out: Path) -> dict[str, str]:
 
 def test_shards_from_records_are_the_shards_from_json(tmp_path):
     # the bad corpus has read rejects of every kind (cut files, malformed entries), images that fail, and good
-    # graphs: every one of them must come out the same through the Parquet records
+    # graphs: every one of them must come out the same through the Parquet records (ingest's files are the units
+    # of the same plan when --records-per-file is the job's --images-per-unit)
     corpus = write_bad_corpus(str(tmp_path / "corpus"), 4)
-    args = corpus.args(str(tmp_path / "direct")) + ["--samples-per-shard", "4", "--val-fraction", "0.3"]
+    args = corpus.args(str(tmp_path / "direct")) + ["--samples-per-shard", "4", "--val-fraction", "0.3",
+                                                    "--images-per-unit", "5"]
     direct = build_shards(args)
     sources = ["--vg", corpus.vg, "--gqa", corpus.gqa[0], "--gqa", corpus.gqa[1]]
     records = ingest([*sources, "--out", str(tmp_path / "records"), "--records-per-file", "5",
@@ -41,6 +43,7 @@ def test_shards_from_records_are_the_shards_from_json(tmp_path):
         records["stats"]["images_rejected"]
     assert records["rejects"] and all(f["rows"] <= 5 for f in records["files"])
     rest = [a for a in args if a not in sources[1::2] and a not in ("--vg", "--gqa", "--allow-partial-inputs")]
+    assert len({s["name"] for s in direct["splits"]["train"]["shards"]}) > 3  # several units, several shards
     rest[rest.index("--out") + 1] = str(tmp_path / "from_records")
     rebuilt = build_shards(["--records", str(tmp_path / "records"), *rest])
     check_output(tmp_path / "from_records", rebuilt)
@@ -58,7 +61,12 @@ def test_ingest_is_deterministic_and_its_files_are_the_canonical_schema(tmp_path
     one = ingest([*argv, "--out", str(tmp_path / "one"), "--direct_num_workers=1"])
     two = ingest([*argv, "--out", str(tmp_path / "two"), "--direct_num_workers=2"])
     assert files_sha(tmp_path / "one") == files_sha(tmp_path / "two")
-    assert one["files"] == two["files"] and len(one["files"]) == 4
+    from sgverbalise.readers import iter_gqa, iter_vg
+
+    in_order = {source: [f"{source}-{r['image_id']}" for r, _ in reader if r] for source, reader in (
+        ("vg", iter_vg(str(tmp_path / "c" / "vg"))), ("gqa", iter_gqa(argv[3])))}
+    units = sum(-(-len(keys) // 16) for keys in in_order.values())
+    assert one["files"] == two["files"] and len(one["files"]) == units
     keys = []
     for f in one["files"]:
         path = tmp_path / "one" / f["name"]
@@ -66,11 +74,11 @@ def test_ingest_is_deterministic_and_its_files_are_the_canonical_schema(tmp_path
         rows = read_records(path.read_bytes())
         assert len(rows) == f["rows"]
         keys += [f"{r['source']}-{r['image_id']}" for r in rows]
-    assert keys == sorted(keys) and len(set(keys)) == 50
-    # a rerun into the same folder with bigger files leaves only its own files
+    assert keys == in_order["vg"] + in_order["gqa"] and len(set(keys)) == 50  # units in order, records in input order
+    # a rerun into the same folder with bigger files leaves only its own files (one unit per input)
     again = ingest([*argv[:-1], "50", "--out", str(tmp_path / "one")])
     assert sorted(p.name for p in (tmp_path / "one").glob("*.parquet")) == [f["name"] for f in again["files"]] \
-        == ["records-00000.parquet"]
+        == ["records-00000.parquet", "records-00001.parquet"]
 
 
 def test_a_changed_records_file_fails_the_shard_job(tmp_path):

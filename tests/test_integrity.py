@@ -120,7 +120,7 @@ def test_allowed_cut_is_in_the_manifest_sizes_json_agrees_and_progress_is_logged
     logged = capfd.readouterr().err
     assert "progress: images read" in logged and "shards written" in logged
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["schema_version"] == "1.1"
+    assert manifest["schema_version"] == "1.2"
     assert manifest["cuts"] == [{"source": "gqa", "file": str(path), "elements_read": CUT_AT, "byte_offset": size,
                                  "error": "invalid JSON: parse error: premature EOF"}]
     assert manifest["totals"]["images_read"] == CUT_AT + 1  # the entries before the cut, and the cut's reject

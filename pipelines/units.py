@@ -1,0 +1,256 @@
+"""The shard job's unit of work: plan units from the inputs, count predicates, then let each unit read its part
+of the input and write its own train shard(s).
+
+Stream at each point (only small things cross the runner):
+  ScanFiles     -> one Scan per input file (element boundaries, VG image ids; ~16 bytes per element)
+  PlanUnits     -> unit descriptors (byte ranges of each group's elements), cuts, how VG was joined
+  Predicates    -> (source, predicate) counts per unit, summed: the vocabulary (a side input)
+  Units         -> per unit: the infos of the shards it wrote (train and val); rejects; counts
+With ``--records``, a unit is one Parquet file of ``sgv ingest`` (its read rejects and counts come from ingest).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from sgverbalise.errors import InputFileError
+from sgverbalise.normalise import NormaliseConfig, Normaliser
+from sgverbalise.pipelines.ingested import RecordsUnit, read_records_unit
+from sgverbalise.pipelines.options import BuildConfig
+from sgverbalise.pipelines.progress import progress
+from sgverbalise.pipelines.transforms import (
+    CUTS,
+    NAMESPACE,
+    REJECTS,
+    STATS,
+    MakeSampleFn,
+    RecordsCounter,
+    largest_first,
+    loaded_members,
+    sum_counters,
+    vocabulary_from_counts,
+)
+from sgverbalise.readers import vg
+from sgverbalise.readers.units import InputFiles, Unit, plan, read_unit, scan_file
+from sgverbalise.rejects import reject
+from sgverbalise.schemas.layout import SPLITS, unit_shard_pattern
+from sgverbalise.shards import ShardWriter
+from sgverbalise.storage import join
+
+JOINS = "joins"
+NO_BYTE_LIMIT = 1 << 62
+# VG's files whose entries decide an image's relations and whether it has a record (the vocabulary's pre-pass)
+PREDICATE_ROLES = ("scene_graphs", "objects", "relationships", "image_data")
+
+
+def job_inputs(cfg: BuildConfig) -> list[InputFiles]:
+    """The inputs of the config in unit order: VG (all its files), then each GQA file."""
+    inputs = []
+    if cfg.vg:
+        inputs.append(InputFiles("vg", tuple(vg.resolve_vg_files(cfg.vg).items())))
+    inputs += [InputFiles("gqa", (("gqa", url),)) for url in cfg.gqa]
+    return inputs
+
+
+class ScanFileFn(beam.DoFn):
+    def process(self, element: tuple[InputFiles, str, str]) -> Iterator:
+        inp, role, url = element
+        yield (inp.source, url), scan_file(inp, role, url)
+
+
+class PlanFn(beam.DoFn):
+    """The plan from all scans; a cut file fails the run unless partial inputs are allowed (then its cut, one
+    reject and its counts)."""
+
+    def __init__(self, cfg: BuildConfig, inputs: list[InputFiles]) -> None:
+        self.cfg, self.inputs = cfg, inputs
+
+    def process(self, _, scans) -> Iterator:
+        cfg = self.cfg
+        result = plan(self.inputs, dict(scans), cfg.images_per_unit, cfg.limit, cfg.allow_partial_inputs)
+        for source, cut in result.cuts:
+            Metrics.counter(NAMESPACE, "input_files_cut").inc()
+            yield beam.pvalue.TaggedOutput(CUTS, cut.cut(source))
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(source, None, "malformed_record",
+                                                           f"rest of the file unreadable: {cut}"))
+            yield beam.pvalue.TaggedOutput(STATS, ("images_read", 1))
+            yield beam.pvalue.TaggedOutput(STATS, ("images_rejected", 1))
+        for join_note in result.joins:
+            yield beam.pvalue.TaggedOutput(JOINS, join_note)
+        yield from dealing_order(result.units)
+
+
+def unit_bytes(unit: Unit) -> int:
+    """The input bytes a unit reads: what its work is roughly proportional to."""
+    return int(sum(int((t[:, 1] - t[:, 0])[t[:, 0] >= 0].sum()) for t in unit.spans.values()))
+
+
+def dealing_order(units: list[Unit], workers: int = 2) -> list[Unit]:
+    """The units largest first in rounds of ``workers``, every other round reversed (1 2, 4 3, 5 6, ...): a runner
+    that deals a stage's elements round-robin in arrival order (DirectRunner) then gives each worker a similar
+    share of the bytes. Only the speed depends on this order, never the output."""
+    ordered = sorted(units, key=lambda u: (-unit_bytes(u), u.index))
+    rounds = [ordered[i:i + workers] for i in range(0, len(ordered), workers)]
+    return [u for k, r in enumerate(rounds) for u in (r if k % 2 == 0 else r[::-1])]
+
+
+class PlanUnits(beam.PTransform):
+    """Scans every input file (in parallel, one element per file) and plans the units: returns the units
+    (spread over the workers), rejects, stats, cuts and the joins of VG's files."""
+
+    def __init__(self, cfg: BuildConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, pbegin):
+        inputs = job_inputs(self.cfg)
+        # largest first: a runner that deals elements round-robin (DirectRunner) spreads the long scans
+        files = [(inp, role, url) for (inp, role), url in
+                 largest_first(((inp, role), url) for inp in inputs for role, url in inp.files)]
+        scans = (pbegin | "Files" >> beam.Create(files) | "SpreadFiles" >> beam.Reshuffle()
+                 | "Scan" >> beam.ParDo(ScanFileFn()))
+        planned = (pbegin | "Once" >> beam.Create([None])
+                   | "Plan" >> beam.ParDo(PlanFn(self.cfg, inputs), scans=beam.pvalue.AsList(scans))
+                   .with_outputs(REJECTS, STATS, CUTS, JOINS, main="units"))
+        units = planned.units | "SpreadUnits" >> SpreadUnits()
+        return units, planned[REJECTS], planned[STATS], planned[CUTS], planned[JOINS]
+
+
+def _unit_items(unit: Unit, allow_partial: bool, cuts: list | None = None, roles=None) -> Iterator:
+    """``read_unit``; with ``allow_partial``, an element that is not JSON becomes one reject (and a cut in
+    ``cuts``) and the unit goes on with the next."""
+    on_error = (lambda exc: _element_error(unit, exc, cuts)) if allow_partial else None
+    yield from read_unit(unit, on_error=on_error, roles=roles)
+
+
+def _element_error(unit: Unit, exc: InputFileError, cuts: list | None) -> tuple[None, list[dict]]:
+    if cuts is not None:
+        cuts.append(exc.cut(unit.source))
+    return None, [reject(unit.source, None, "malformed_record", f"entry unreadable: {exc}")]
+
+
+def count_vg_entries(fn: RecordsCounter, unit: Unit) -> None:
+    """The entries of VG's files a unit read (with an image id) and joined into groups: equal by construction,
+    counted for the manifest's check that every entry read reached a group."""
+    if unit.source == "vg":
+        entries = sum(int((table[:, 0] >= 0).sum()) for table in unit.spans.values())
+        entries -= sum(1 for image_id in unit.ids if image_id is None)
+        fn.count("vg_entries_read", entries)
+        fn.count("vg_entries_joined", entries)
+
+
+def unit_records(fn: RecordsCounter, unit: Unit, allow_partial: bool) -> Iterator:
+    """The outputs of reading one unit, counted: its records (main), read rejects and cuts (tagged)."""
+    cuts: list[dict] = []
+    for item in _unit_items(unit, allow_partial, cuts):
+        yield from fn.emit(item)
+    for cut in cuts:
+        Metrics.counter(NAMESPACE, "input_files_cut").inc()
+        yield beam.pvalue.TaggedOutput(CUTS, cut)
+    count_vg_entries(fn, unit)
+
+
+class SpreadUnits(beam.PTransform):
+    """Units over the workers: a grouping by unit index (every key its own group, in arrival order), which
+    DirectRunner deals to its workers round-robin; other runners spread the groups as they do any grouping."""
+
+    def expand(self, units):
+        return (units | "ByIndex" >> beam.Map(lambda u: (u.index, u)) | "Group" >> beam.GroupByKey()
+                | "Units" >> beam.FlatMapTuple(lambda _, found: found))
+
+
+class PredicatesFn(beam.DoFn):
+    """The (source, normalised predicate) counts of one unit's records (the vocabulary's pre-pass). Raw
+    predicates are counted and each distinct one normalised once."""
+
+    def __init__(self, norm: NormaliseConfig, allow_partial: bool) -> None:
+        self.norm, self.allow_partial = norm, allow_partial
+
+    def setup(self) -> None:
+        self.normaliser = Normaliser(self.norm)
+
+    def process(self, unit) -> Iterator[Counter]:
+        raw: Counter[tuple[str, str]] = Counter()
+        if isinstance(unit, RecordsUnit):
+            records: Iterable = ((r, []) for r in read_records_unit(unit))
+        else:
+            roles = PREDICATE_ROLES if unit.source == "vg" else None
+            records = _unit_items(unit, self.allow_partial, roles=roles)
+        for record, _ in records:  # (attributes and regions hold no relations: not read here)
+            if record is not None:
+                raw.update((record["source"], rel.get("predicate_raw") or "") for rel in record["relations"])
+        counts: Counter[tuple[str, str]] = Counter()
+        for (source, predicate), n in raw.items():
+            if norm := self.normaliser.predicate(predicate):
+                counts[(source, norm)] += n
+        yield counts
+
+
+class Vocabulary(beam.PTransform):
+    """The relation vocabulary from the units' predicate counts (a one-element PCollection)."""
+
+    def __init__(self, cfg: BuildConfig, norm: NormaliseConfig) -> None:
+        super().__init__()
+        self.cfg, self.norm = cfg, norm
+
+    def expand(self, units):
+        return (units
+                | "CountPredicates" >> beam.ParDo(PredicatesFn(self.norm, self.cfg.allow_partial_inputs))
+                | "AllCounts" >> beam.CombineGlobally(sum_counters)
+                | "Vocabulary" >> beam.Map(vocabulary_from_counts, self.cfg))
+
+
+class UnitFn(RecordsCounter, MakeSampleFn):
+    """One unit: reads its records, normalises them, makes the samples (images included) and writes them, in input
+    order, to its own shards of each split (``{split}/shard-UNIT-PART.tar``); yields the shard infos, with rejects,
+    counts and cuts as tagged outputs. Nothing of a sample crosses the runner."""
+
+    def __init__(self, cfg: BuildConfig, norm: NormaliseConfig, exclude_coco: frozenset[str],
+                 exclude_ids: frozenset[str]) -> None:
+        MakeSampleFn.__init__(self, cfg, exclude_coco, exclude_ids)
+        self.norm, self.allow_partial = norm, cfg.allow_partial_inputs
+
+    def setup(self) -> None:
+        self.normaliser = Normaliser(self.norm)
+
+    def process(self, unit, vocab) -> Iterator:
+        cfg = self.cfg
+        writers = {split: ShardWriter(join(cfg.out.replace("%", "%%"), unit_shard_pattern(split, unit.index)),
+                                      cfg.samples_per_shard, cfg.max_shard_bytes or NO_BYTE_LIMIT,
+                                      relative_to=cfg.out) for split in SPLITS}
+        try:
+            if isinstance(unit, RecordsUnit):
+                for record in read_records_unit(unit):
+                    yield from self._write(self._make(record, vocab), writers)
+            else:
+                for output in unit_records(self, unit, self.allow_partial):
+                    if isinstance(output, beam.pvalue.TaggedOutput):
+                        yield output
+                    else:
+                        yield from self._write(self._make(output, vocab), writers)
+            yield from self._write(self._flush(), writers)
+            infos = [info for split in SPLITS for info in writers[split].close()]
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+        for info in infos:
+            Metrics.counter(NAMESPACE, "shards_written").inc()
+            progress().add("shards_written")
+            yield info
+
+    def _make(self, record: dict, vocab) -> Iterator:
+        return MakeSampleFn.process(self, self.normaliser.record(record), vocab)
+
+    def _write(self, outputs: Iterable, writers: dict[str, ShardWriter]) -> Iterator:
+        """The tagged outputs of making samples passed on; each sample written to its split's shard."""
+        for output in outputs:
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                yield output
+            else:
+                split, key, members = output
+                writers[split].write(key, loaded_members(members))

@@ -1,0 +1,188 @@
+"""The planner of the shard job's units: element boundaries of giant JSON files found without parsing them
+(checked against orjson on the whole file), VG image ids, the join plan of VG's files, and reading a unit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sgverbalise.errors import InputFileError
+from sgverbalise.readers import iter_gqa, iter_vg
+from sgverbalise.readers.ranges import PREMATURE_EOF, parse_element, read_range, scan
+from sgverbalise.readers.units import BY_ID, InputFiles, plan, read_unit, scan_file
+from sgverbalise.readers.vg import resolve_vg_files
+
+# strings that trip a framing scan: brackets, commas, quotes, backslashes (escaped or not), unicode, keys
+TRICKY = ["]", "[", "{", "}", ",", '"', "\\", '\\"', '"]', "\\\\", '\\\\"', "é", "\u2028", "💡", "\x00", ": ,",
+          '"image_id": 5', "id", "image_id"]
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
+                    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(TRICKY),
+                    st.text(max_size=8))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.one_of(st.sampled_from(TRICKY), st.text(max_size=4)), inner,
+                                                 max_size=4)), max_leaves=20)
+entries = st.one_of(values, st.fixed_dictionaries(
+    {"image_id": st.one_of(st.integers(0, 10**12), st.text(max_size=6), st.none(), values)},
+    optional={"id": st.one_of(st.integers(0, 99), st.text(max_size=4)), "objects": values, "x": values}))
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def elements(s, opener=b"["):
+    return [parse_element(read_range(s.url, int(a), int(b)), opener, s.url, k, int(a))
+            for k, (a, b) in enumerate(zip(s.starts, s.ends, strict=True))]
+
+
+def expected_id(entry) -> str | None:
+    from sgverbalise.readers.vg import image_key
+
+    return image_key(entry)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=st.lists(entries, max_size=12), block=st.sampled_from([1, 3, 16, 1 << 16]),
+       indent=st.sampled_from([None, 1]), ascii_only=st.booleans())
+def test_list_boundaries_and_ids_agree_with_orjson_on_the_whole(tmp_path, items, block, indent, ascii_only):
+    data = json.dumps(items, indent=indent, ensure_ascii=ascii_only).encode()
+    url = write(tmp_path, "a.json", data)
+    s = scan(url, ids=True, block=block)
+    assert s.cut is None and len(s) == len(items)
+    assert elements(s) == orjson.loads(data)
+    assert s.ids == [expected_id(e) for e in orjson.loads(data)]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(members=st.dictionaries(st.one_of(st.sampled_from(TRICKY), st.text(max_size=6)), values, max_size=10),
+       block=st.sampled_from([1, 5, 1 << 16]))
+def test_object_members_agree_with_orjson_on_the_whole(tmp_path, members, block):
+    data = json.dumps(members, ensure_ascii=False).encode()
+    url = write(tmp_path, "o.json", data)
+    s = scan(url, b"{", block=block)
+    assert dict(elements(s, b"{")) == orjson.loads(data) and len(s) == len(members)
+
+
+def test_ranges_cut_nothing_and_cover_the_file(tmp_path):
+    items = [{"image_id": i, "s": "a],[{" * (i % 3), "n": [[i], {"k": '"\\'}]} for i in range(500)]
+    data = b"\xef\xbb\xbf \n" + json.dumps(items, indent=2).encode() + b"\n "
+    url = write(tmp_path, "a.json", data)
+    s = scan(url, ids=True, block=1000)  # many blocks, elements across their edges
+    assert elements(s) == items and s.ids == [str(i) for i in range(500)]
+    # consecutive: the bytes between elements are exactly one comma (and whitespace)
+    gaps = [data[int(e):int(b)] for e, b in zip(s.ends[:-1], s.starts[1:], strict=True)]
+    assert all(g == b"," for g in gaps)
+    assert data[:int(s.starts[0])].strip(b"\xef\xbb\xbf \n") == b"[" and data[int(s.ends[-1]):].strip() == b"]"
+
+
+@pytest.mark.parametrize("text, count", [(b"[]", 0), (b" [ ] ", 0), (b"[1]", 1), (b"{}", None), (b'[[],{},""]', 3)])
+def test_empty_and_small(tmp_path, text, count):
+    url = write(tmp_path, "a.json", text)
+    if count is None:
+        with pytest.raises(InputFileError, match="not a list"):
+            scan(url)
+    else:
+        assert len(scan(url)) == count
+
+
+@pytest.mark.parametrize("text, message", [(b"", "empty file"), (b'{"a": 1}', "not a list"),
+                                           (b"[1, 2]]", "trailing garbage"), (b"[1, 2] x", "trailing garbage")])
+def test_broken_framing_raises(tmp_path, text, message):
+    with pytest.raises(InputFileError, match=message):
+        scan(write(tmp_path, "a.json", text))
+
+
+def test_a_cut_file_keeps_the_whole_elements_before_the_cut(tmp_path):
+    items = [{"image_id": i, "v": "x" * 30} for i in range(50)]
+    data = json.dumps(items).encode()
+    for cut_at in (len(data) // 2, data.index(b"}", 200) + 1, len(data) - 1):
+        url = write(tmp_path, "a.json", data[:cut_at])
+        s = scan(url, ids=True, block=64)
+        complete = sum(1 for k in range(len(items)) if len(json.dumps(items[:k + 1])) - 1 <= cut_at)
+        assert len(s) == complete and elements(s) == items[:complete]
+        assert (s.cut.elements, s.cut.offset, s.cut.detail) == (complete, cut_at, PREMATURE_EOF)
+        with pytest.raises(InputFileError):
+            scan(url, allow_cut=False)
+
+
+def test_an_element_that_is_not_json_names_its_file_element_and_offset(tmp_path):
+    url = write(tmp_path, "a.json", b'[{"image_id": 1}, {"image_id": 2 "x": 1}, {"image_id": 3}]')
+    s = scan(url, ids=True)
+    assert len(s) == 3 and s.ids == ["1", "2", "3"]
+    with pytest.raises(InputFileError, match=r"a\.json: invalid JSON.*after 1 complete entries \(parser at byte 17"):
+        elements(s)
+
+
+def test_integers_beyond_64_bits_and_lone_surrogates_parse_as_the_streaming_readers_do(tmp_path):
+    url = write(tmp_path, "a.json", b'[{"image_id": 123456789012345678901234567890}, {"s": "\\ud800"}]')
+    values = elements(scan(url, ids=True))
+    assert values == [{"image_id": 123456789012345678901234567890}, {"s": "\ud800"}]
+
+
+def vg_split(tmp_path: Path, images: list[int], order: dict[str, list[int]] | None = None) -> Path:
+    """A tiny VG folder in the split layout; ``order`` reorders a file's images."""
+    folder = tmp_path / "vg"
+    folder.mkdir(parents=True, exist_ok=True)
+    order = order or {}
+    files = {
+        "objects.json": lambda i: {"image_id": i, "objects": [
+            {"object_id": 10 * i, "names": ["man"], "x": 1, "y": 1, "w": 5, "h": 5},
+            {"object_id": 10 * i + 1, "names": ["horse"], "x": 2, "y": 3, "w": 5, "h": 5}]},
+        "relationships.json": lambda i: {"image_id": i, "relationships": [
+            {"relationship_id": i, "predicate": "rides" if i % 2 else "next to",
+             "subject_id": 10 * i, "object_id": 10 * i + 1}]},
+        "image_data.json": lambda i: {"image_id": i, "width": 50, "height": 40, "url": f"http://x/VG_100K/{i}.jpg"},
+    }
+    for name, make in files.items():
+        ids = order.get(name, images)
+        (folder / name).write_text(json.dumps([make(i) for i in ids]))
+    return folder
+
+
+def plan_vg(folder: Path, unit_size: int = 3, limit=None):
+    inp = InputFiles("vg", tuple(resolve_vg_files(str(folder)).items()))
+    scans = {("vg", url): scan_file(inp, role, url) for role, url in inp.files}
+    return plan([inp], scans, unit_size, limit, allow_partial=False)
+
+
+def unit_items(result):
+    return [item for unit in result.units for item in read_unit(unit)]
+
+
+def test_aligned_units_read_what_the_streaming_join_reads(tmp_path):
+    folder = vg_split(tmp_path, list(range(1, 11)))
+    result = plan_vg(folder)
+    assert [len(u) for u in result.units] == [3, 3, 3, 1] and [u.first for u in result.units] == [0, 3, 6, 9]
+    assert result.joins == [{"source": "vg", "join": "aligned", "images": 10}]
+    assert unit_items(result) == list(iter_vg(str(folder)))
+    assert [len(u) for u in plan_vg(folder, limit=4).units] == [3, 1]
+
+
+def test_misaligned_files_fall_back_to_the_join_by_id_with_the_same_records(tmp_path):
+    images = list(range(1, 11))
+    aligned = unit_items(plan_vg(vg_split(tmp_path / "a", images)))
+    order = {"relationships.json": images[::-1], "image_data.json": images[1::2] + images[::2]}
+    result = plan_vg(vg_split(tmp_path / "b", images, order))
+    assert [j["join"] for j in result.joins] == [BY_ID] and "do not line up" in result.joins[0]["detail"]
+    assert unit_items(result) == aligned
+    # an image missing from one file, another in one file only: one group each, as the streaming join has them
+    order = {"relationships.json": images[:-1] + [99]}
+    result = plan_vg(vg_split(tmp_path / "c", images, order))
+    got = {r["image_id"]: r for r, _ in unit_items(result) if r}
+    want = {r["image_id"]: r for r, _ in iter_vg(str(tmp_path / "c" / "vg")) if r}
+    assert got == want and set(got) == {str(i) for i in [*images, 99]}
+
+
+def test_gqa_units_read_what_the_streaming_reader_reads(tmp_path, gqa_sample):
+    url = str(gqa_sample / "train_sceneGraphs.json")
+    inp = InputFiles("gqa", (("gqa", url),))
+    result = plan([inp], {("gqa", url): scan_file(inp, "gqa", url)}, 7, None, allow_partial=False)
+    assert unit_items(result) == list(iter_gqa(url))
+    assert sum(len(u) for u in result.units) == len(orjson.loads(Path(url).read_bytes()))
