@@ -212,13 +212,13 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
     (run_dir / "sweep" / "sweep.md").write_text(sweep_markdown(result))
     for row in result.rows:
         row.update(itc_retrieval(run_dir / "sweep" / f"step-{row['step']}" / "results.json"))
-    itm = itm_check(OursScorer(result.rows[-1]["checkpoint"], device="cpu"), data["probes"])
+    last = OursScorer(result.rows[-1]["checkpoint"], device="cpu")
+    itm = itm_check(last, data["probes"])
     mrc = None
     if run_cfg.model.use_mrc:
         from sgverbalise.training.evaluate_mrc import evaluate_mrc
 
-        scorer = OursScorer(result.rows[-1]["checkpoint"], device="cpu")
-        found = evaluate_mrc(scorer.model, data["sg"], scorer.tokenizer, split="val")
+        found = evaluate_mrc(last.model, data["sg"], last.tokenizer, split="val")
         mrc = {k: found[k] for k in ("accuracy", "majority_rate", "triplets")}
     doc = {
         "model": model,

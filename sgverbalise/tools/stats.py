@@ -14,10 +14,9 @@ from typing import Any
 
 from sgverbalise.schemas.layout import ShardSet
 from sgverbalise.storage import redact
-from sgverbalise.tools.scan import SGV, detect_format, first_shards, parse_json, progress_bar, streams
+from sgverbalise.tools.scan import SGV, detect_format, ext_kind, first_shards, parse_json, progress_bar, streams
 
 PLOT_TOP = 30
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
 
 class PixelMoments:
@@ -102,7 +101,7 @@ def compute_stats(
             for sample in stream:
                 samples += 1
                 if moments.images < images:
-                    ext = next((e for e in IMAGE_EXTS if e in sample.members), None)
+                    ext = next((e for e in sample.members if ext_kind(e) == "image"), None)
                     failed = moments.add(sample.members[ext]) if ext else None
                     if failed:
                         problems.append(f"{sample.key}: image does not decode ({failed})")

@@ -55,34 +55,30 @@ def _at_step(doc: dict, step: int) -> dict:
     return next(r for r in doc["rows"] if r["step"] == step)
 
 
+def run_values(doc: dict, where: str = "last") -> dict[str, float]:
+    """skill -> value of one run at its last (or its ``selected``) checkpoint; at the last one also the MRC
+    accuracy and the ITM check's AUC. Empty for a run without checkpoints."""
+    if not doc["rows"]:
+        return {}
+    row = doc["rows"][-1] if where == "last" else _at_step(doc, doc["selected"]["step"])
+    values = {k: float(row[k]) for k in SKILLS if row.get(k) is not None}
+    if where == "last" and doc.get("mrc_val"):
+        values[MRC] = 100.0 * doc["mrc_val"]["accuracy"]
+    if where == "last" and doc.get(ITM_CHECK):
+        values["itm_auc"] = float(doc[ITM_CHECK]["auc"])
+    return values
+
+
 def aggregate(docs: list[dict], where: str = "last") -> dict[str, dict[str, dict]]:
     """Per model and skill, mean ± std over seeds of the last (or the ``selected``) checkpoint's values."""
     table: dict[str, dict[str, list[float]]] = {}
     for doc in docs:
-        if not doc["rows"]:
-            continue
-        row = doc["rows"][-1] if where == "last" else _at_step(doc, doc["selected"]["step"])
-        cells = table.setdefault(doc["model"], {})
-        for skill in SKILLS:
-            if skill != "itm_auc" and row.get(skill) is not None:
-                cells.setdefault(skill, []).append(float(row[skill]))
-        if where == "last" and doc.get("mrc_val"):
-            cells.setdefault(MRC, []).append(100.0 * doc["mrc_val"]["accuracy"])
-        if where == "last" and doc.get(ITM_CHECK):
-            cells.setdefault("itm_auc", []).append(float(doc[ITM_CHECK]["auc"]))
+        values = run_values(doc, where)
+        if values:
+            cells = table.setdefault(doc["model"], {})
+            for skill, value in values.items():
+                cells.setdefault(skill, []).append(value)
     return {m: {s: mean_std(v) for s, v in cells.items()} for m, cells in table.items()}
-
-
-def _last_values(docs: list[dict], model: str) -> dict[int, dict[str, float]]:
-    """seed -> skill -> value at the last checkpoint (and the ITM check) of ``model``'s runs."""
-    out = {}
-    for doc in docs:
-        if doc["model"] == model and doc["rows"]:
-            values = {k: float(v) for k, v in doc["rows"][-1].items() if k in SKILLS and v is not None}
-            if doc.get(ITM_CHECK):
-                values["itm_auc"] = float(doc[ITM_CHECK]["auc"])
-            out[doc["seed"]] = values
-    return out
 
 
 def differences(docs: list[dict]) -> dict[str, dict[str, dict]]:
@@ -90,7 +86,7 @@ def differences(docs: list[dict]) -> dict[str, dict[str, dict]]:
     the 95% t interval of the mean (none with one seed) and the per-seed differences."""
     out: dict[str, dict[str, dict]] = {}
     for model, base in PAIRS:
-        arm, ref = _last_values(docs, model), _last_values(docs, base)
+        arm, ref = ({d["seed"]: run_values(d) for d in docs if d["model"] == name} for name in (model, base))
         seeds = sorted(set(arm) & set(ref))
         if not seeds:
             continue
