@@ -37,9 +37,8 @@ looked up lower-cased with single spaces; the foil keeps the texts as given.
 A VSG caption (``vsg_foil``) gets one of its `` [SEP] ``-separated segments replaced by that segment's foil,
 read back with the sample's triplets (the segment is ``[attributes] subject predicate [attributes] object``,
 ``sgverbalise.verbalise.triplet_text``); a foil that a triplet of the sample or a segment of the caption states
-is not used. A web
-caption that states one relation (``caption_foil``) is split at the predicate it names. Every random choice is
-drawn from the ``random.Random`` given, so the same generator state gives the same foil.
+is not used. Every random choice is drawn from the ``random.Random`` given, so the same generator state gives
+the same foil.
 """
 
 from __future__ import annotations
@@ -192,23 +191,3 @@ def vsg_foil(
     foil = _pick(rng, options)
     assert foil is not None
     return separator.join([*segments[:index], statement(foil), *segments[index + 1:]])
-
-
-def caption_foil(
-    caption: str, rng: random.Random, predicates: Iterable[str] = (*OPPOSITE, *SYMMETRIC)
-) -> str | None:
-    """The foil of a caption that states one relation ("red circle left of blue square"): split at the
-    longest of ``predicates`` it names as whole words (as written), then ``foil_triplet``; None when it names
-    none, names more than one relation, or its relation has no foil."""
-    text = " ".join(caption.split())
-    known = sorted(set(predicates), key=lambda p: (-len(p), p))
-    for predicate in known:
-        splits = list(_splits(text, predicate))
-        if not splits:
-            continue
-        (left, right), *more = splits
-        if more or any(f" {p} " in f" {part} " for part in (left, right) for p in known):
-            return None
-        foil = foil_triplet(left.strip(), predicate, right.strip(), rng)
-        return None if foil is None else statement(foil)
-    return None

@@ -12,7 +12,6 @@ from sgverbalise import foils
 from sgverbalise.foils import (
     OPPOSITE,
     SYMMETRIC,
-    caption_foil,
     foil_options,
     foil_triplet,
     parse_segment,
@@ -169,20 +168,6 @@ def test_parse_segment_reads_names_that_contain_the_predicate():
     triplets = [_t("man on left", "on", "horse")]
     assert parse_segment("tall man on left on horse", triplets) == ("tall man on left", "on", "horse")
     assert parse_segment("horse on man", triplets) is None
-
-
-# --------------------------------------------------------------------------------------------- caption foils
-
-
-def test_caption_foil_of_one_relation_captions():
-    options = {caption_foil("red circle left of blue square", random.Random(s)) for s in range(30)}
-    assert options == {"blue square left of red circle", "red circle right of blue square"}
-    options = {caption_foil("red circle on top of blue square", random.Random(s)) for s in range(30)}
-    assert options == {"blue square on top of red circle", "red circle under blue square"}
-    assert caption_foil("an orange square", random.Random(0)) is None
-    assert caption_foil("photo of a red circle and a blue square", random.Random(0)) is None  # "and": no foil
-    assert caption_foil("cup on table next to plate", random.Random(0)) is None  # two relations
-    assert caption_foil("tree by house", random.Random(0)) is None
 
 
 # -------------------------------------------------------------------------------------------------- configs
