@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from sgverbalise.readers import iter_gqa, iter_list
 from sgverbalise.schemas import validator
 from sgverbalise.schemas.layout import resolve
 from sgverbalise.tools.validate import validate_set
+from sgverbalise.vocab import RelationVocab
 
 CUT_AT = 27  # complete GQA entries before the cut
 
@@ -72,6 +74,52 @@ def test_cut_gqa_file_fails_the_run_with_one_line_and_publishes_nothing(tmp_path
     assert line.startswith(f"sgv build-shards: error: {path}: invalid JSON") and \
         f"after {CUT_AT} complete entries (parser at byte {size})" in line and "published nothing" in line
     assert published(out) == []
+
+
+BROKEN_AT = 63  # the GQA entry made not JSON, in the middle of the file
+
+
+def broken_gqa(gqa_sample: Path, folder: Path) -> tuple[Path, int]:
+    """The real GQA excerpt with entry ``BROKEN_AT`` (0-based) made not JSON in its middle, its brackets, quotes
+    and commas untouched (the scan finds every entry; only parsing that one fails); returns the file and the byte
+    offset where that entry starts (after the comma before it)."""
+    data = (gqa_sample / "train_sceneGraphs.json").read_bytes()
+    keys = list(json.loads(data))
+    at = data.index(json.dumps(keys[BROKEN_AT]).encode() + b":")
+    colon = data.index(b'"width": ', at) + len(b'"width"')
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "train_sceneGraphs.json"
+    path.write_bytes(data[:colon] + b" =" + data[colon + 1:])  # "width" = 375
+    return path, data.rindex(b",", 0, at) + 1
+
+
+@pytest.mark.slow
+def test_entry_not_json_mid_file_fails_the_run_publishing_nothing_or_is_recorded_when_allowed(tmp_path, gqa_sample,
+                                                                                              capsys):
+    path, offset = broken_gqa(gqa_sample, tmp_path / "gqa")
+    vocab = tmp_path / "relations.json"
+    vocab.write_bytes(RelationVocab.from_counts(Counter({"on": 2, "near": 1})).dumps())
+    out = tmp_path / "out"
+    argv = ["build-shards", "--gqa", str(path), "--out", str(out), "--samples-per-shard", "4",
+            "--images-per-unit", "10"]
+    # found by the vocabulary's pre-pass, or, with a given vocabulary, by the unit that reads the entry while the
+    # other units write their shards: either way one line, exit 2, nothing under any name
+    for extra in ([], ["--relations", str(vocab)]):
+        assert main([*argv, *extra]) == 2, extra
+        line = error_line(capsys)
+        assert line.startswith(f"sgv build-shards: error: {path}: invalid JSON") and \
+            f"after {BROKEN_AT} complete entries (parser at byte {offset})" in line and "published nothing" in line
+        assert published(out) == [], extra
+
+    assert main([*argv, "--relations", str(vocab), "--allow-partial-inputs"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [{k: v for k, v in cut.items() if k != "error"} for cut in manifest["cuts"]] == [
+        {"source": "gqa", "file": str(path), "elements_read": BROKEN_AT, "byte_offset": offset}]
+    assert manifest["cuts"][0]["error"].startswith("invalid JSON")
+    assert manifest["totals"]["images_read"] == len(json.loads((gqa_sample / "train_sceneGraphs.json").read_text()))
+    check_output(out, manifest)  # the entries after the broken one are read too
+    rejected = (out / "rejects" / "image-malformed_record.jsonl").read_text().splitlines()
+    assert [json.loads(line)["detail"].startswith("entry unreadable") for line in rejected] == [True]
 
 
 @pytest.mark.slow
