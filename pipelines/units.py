@@ -143,6 +143,7 @@ def count_vg_entries(fn: RecordsCounter, unit: Unit) -> None:
         entries -= sum(1 for image_id in unit.ids if image_id is None)
         fn.count("vg_entries_read", entries)
         fn.count("vg_entries_joined", entries)
+        progress().add("vg_entries_read", entries)
 
 
 def unit_records(fn: RecordsCounter, unit: Unit, allow_partial: bool) -> Iterator:
@@ -183,6 +184,7 @@ class PredicatesFn(beam.DoFn):
             roles = PREDICATE_ROLES if unit.source == "vg" else None
             records = _unit_items(unit, self.allow_partial, roles=roles)
         for record, _ in records:  # (attributes and regions hold no relations: not read here)
+            progress().add("vocabulary_images_read")
             if record is not None:
                 raw.update((record["source"], rel.get("predicate_raw") or "") for rel in record["relations"])
         counts: Counter[tuple[str, str]] = Counter()
@@ -228,10 +230,12 @@ class UnitFn(RecordsCounter, MakeSampleFn):
         staging = Staging(cfg.out).root  # the shards wait there until the run's last step publishes them
         writers = {split: ShardWriter(join(staging.replace("%", "%%"), unit_shard_pattern(split, unit.index)),
                                       cfg.samples_per_shard, cfg.max_shard_bytes or NO_BYTE_LIMIT,
-                                      relative_to=staging) for split in SPLITS}
+                                      post=lambda _: progress().add("shards_written"), relative_to=staging)
+                   for split in SPLITS}
         try:
             if isinstance(unit, RecordsUnit):
                 for record in read_records_unit(unit):
+                    progress().add("records_read")
                     yield from self._write(self._make(record, vocab), writers)
             else:
                 for output in unit_records(self, unit, self.allow_partial):
@@ -247,7 +251,6 @@ class UnitFn(RecordsCounter, MakeSampleFn):
             raise
         for info in infos:
             Metrics.counter(NAMESPACE, "shards_written").inc()
-            progress().add("shards_written")
             yield info
 
     def _make(self, record: dict, vocab) -> Iterator:
