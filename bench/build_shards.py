@@ -94,10 +94,6 @@ def _id_list(url: str | None) -> frozenset[str]:
         return frozenset(line.split("#", 1)[0].strip() for line in f if line.split("#", 1)[0].strip())
 
 
-def _reject_order(r: dict) -> tuple:
-    return (r["source"], r["image_id"] or "", r["kind"], r["reason"], r["detail"])
-
-
 def run_loop(argv: list[str]) -> dict:
     """The job's work for ``argv`` in one process without Beam; returns counts and the shard infos."""
     from sgverbalise import layout
@@ -106,7 +102,8 @@ def run_loop(argv: list[str]) -> dict:
     from sgverbalise.pipelines.options import add_arguments, config_from_args
     from sgverbalise.pipelines.publish import dumps
     from sgverbalise.readers import READERS
-    from sgverbalise.rejects import reject
+    from sgverbalise.rejects import group as reject_group
+    from sgverbalise.rejects import reject, sorted_lines
     from sgverbalise.sample import build_sample, sample_json, sample_key
     from sgverbalise.schemas.layout import RELATIONS, rejects_name, sizes_name, unit_shard_pattern
     from sgverbalise.shards import ShardWriter
@@ -218,10 +215,9 @@ def run_loop(argv: list[str]) -> dict:
     atomic_write(join(cfg.out, RELATIONS), vocab.dumps())
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rejects:
-        groups[f"{r['kind']}/{r['reason']}"].append(r)
+        groups[reject_group(r)].append(r)
     for group, items in groups.items():
-        lines = [json.dumps(r, sort_keys=True, ensure_ascii=False) for r in sorted(items, key=_reject_order)]
-        atomic_write(join(cfg.out, rejects_name(group)), ("\n".join(lines) + "\n").encode())
+        atomic_write(join(cfg.out, rejects_name(group)), b"".join(line + b"\n" for line in sorted_lines(items)))
     stats["relation_rejects"] = sum(r["kind"] == "relation" for r in rejects)
     return {"totals": dict(sorted(stats.items())), "shards": len(shards)}
 

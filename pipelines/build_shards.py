@@ -19,8 +19,8 @@ from sgverbalise.pipelines import preflight
 from sgverbalise.pipelines.finalise import FinaliseFn, input_fingerprints, summarise
 from sgverbalise.pipelines.ingest import IngestedUnits
 from sgverbalise.pipelines.ingested import record_sources
-from sgverbalise.pipelines.publish import WriteRejects, run_job
-from sgverbalise.pipelines.transforms import CUTS, REJECTS, STATS, read_id_list
+from sgverbalise.pipelines.publish import MergeRejects, run_job
+from sgverbalise.pipelines.transforms import CUTS, REJECT_FILES, STATS, read_id_list
 from sgverbalise.pipelines.units import PlanUnits, UnitFn, Vocabulary
 from sgverbalise.schemas.layout import MANIFEST
 from sgverbalise.storage import redact
@@ -45,22 +45,24 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
     given_vocab = RelationVocab.load(cfg.vocab.relations) if cfg.vocab.relations else None
     norm_cfg = NormaliseConfig(lemmatize=cfg.lemmatize, relation_aliases=cfg.relation_aliases,
                                object_aliases=cfg.object_aliases)
-    if cfg.records:
-        units, read_rejects, read_stats, cuts = pipeline | "Read" >> IngestedUnits(cfg.records)
-        joins = pipeline | "NoJoins" >> beam.Create([])
+    nothing = pipeline | "Nothing" >> beam.Create([])
+    if cfg.records:  # ingest's read rejects are its sorted reject files
+        units, read_files, read_stats, cuts = pipeline | "Read" >> IngestedUnits(cfg.records)
+        read_rejects = joins = nothing
     else:
         units, read_rejects, read_stats, cuts, joins = pipeline | "Plan" >> PlanUnits(cfg)
+        read_files = nothing
     if given_vocab is not None:
         vocab = pipeline | "GivenVocabulary" >> beam.Create([given_vocab])
     else:
         vocab = units | "Vocabulary" >> Vocabulary(cfg, norm_cfg)
     unit_fn = UnitFn(cfg, norm_cfg, read_id_list(cfg.exclude_coco_ids), read_id_list(cfg.exclude_image_ids))
     made = units | "Units" >> beam.ParDo(unit_fn, vocab=beam.pvalue.AsSingleton(vocab)).with_outputs(
-        REJECTS, STATS, CUTS, main="shards")
+        REJECT_FILES, STATS, CUTS, main="shards")
     shards = made.shards
 
-    rejects = (read_rejects, made[REJECTS]) | "AllRejects" >> beam.Flatten()
-    reject_files = rejects | "Rejects" >> WriteRejects(cfg.out)
+    unit_files = (read_files, made[REJECT_FILES]) | "AllRejectFiles" >> beam.Flatten()
+    reject_files = (read_rejects, unit_files) | "Rejects" >> MergeRejects(cfg.out)
     stats = ((read_stats, made[STATS]) | "AllStats" >> beam.Flatten()
              | "SumStats" >> beam.CombinePerKey(sum))
     all_cuts = (cuts, made[CUTS]) | "AllCuts" >> beam.Flatten()

@@ -1,5 +1,6 @@
-"""The end of the shard job: relations.json, each split's sizes.json, the manifest (written last: it marks a
-complete run) and the removal of anything a killed or earlier run left that this run did not write."""
+"""The end of the shard job: the counts checked, the staged shards and rejects published, relations.json, each
+split's sizes.json, the manifest (written last: it marks a complete run) and the removal of anything a killed or
+earlier run left that this run did not write."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import apache_beam as beam
 
 from sgverbalise import __version__
 from sgverbalise.pipelines.options import BuildConfig
-from sgverbalise.pipelines.publish import IncompleteRunError, dumps, remove_stale, sort_cuts
+from sgverbalise.pipelines.publish import IncompleteRunError, Staging, dumps, remove_stale, sort_cuts
 from sgverbalise.schemas import MANIFEST_SCHEMA_VERSION, validator
 from sgverbalise.schemas.layout import (
     INGEST_MANIFEST,
@@ -81,16 +82,20 @@ def check_accounting(totals: dict[str, int], stats: dict[str, int] | None = None
 
 
 class FinaliseFn(beam.DoFn):
-    """Writes relations.json and the manifest, then removes stale shards, reject files and temp leftovers."""
+    """Checks the counts (``build_manifest``), moves the staged shards and reject files to their final names,
+    writes relations.json, sizes.json and the manifest, then removes stale shards, reject files, temp leftovers
+    and the staging area."""
 
     def __init__(self, out: str, config: dict, inputs: list[dict]) -> None:
         self.out, self.config, self.inputs = out, config, inputs
 
     def process(self, _, shards, stats, reject_files, vocab, cuts=(), joins=()) -> Iterator[dict]:
-        atomic_write(join(self.out, RELATIONS), vocab.dumps())
         counts = {group: count for group, count, _ in reject_files}
         manifest = build_manifest(self.config, self.inputs, list(shards), dict(stats), counts, vocab, list(cuts),
                                   list(joins))
+        staging = Staging(self.out)
+        staging.publish([s["name"] for s in shards] + [name for _, _, name in reject_files])
+        atomic_write(join(self.out, RELATIONS), vocab.dumps())
         sizes = {sizes_name(split): split_sizes(manifest, split) for split in SPLITS}
         sizes = {name: counts for name, counts in sizes.items() if counts}  # a split without shards has no folder
         for name, counts in sorted(sizes.items()):
@@ -100,6 +105,7 @@ class FinaliseFn(beam.DoFn):
         removed = remove_stale(self.out, keep, SHARD_SET_OUTPUTS)
         if removed:
             log.info("removed %d files an earlier run left: %s", len(removed), removed[:5])
+        staging.clear()
         yield manifest
 
 

@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import hashlib
 import io
-import json
 import logging
 from collections.abc import Iterator
 
@@ -31,14 +30,23 @@ from sgverbalise.pipelines import preflight
 from sgverbalise.pipelines.finalise import input_fingerprints
 from sgverbalise.pipelines.ingested import load_manifest, records_units
 from sgverbalise.pipelines.progress import progress
-from sgverbalise.pipelines.publish import IncompleteRunError, WriteRejects, dumps, remove_stale, run_job, sort_cuts
-from sgverbalise.pipelines.transforms import CUTS, REJECTS, STATS, RecordsCounter
+from sgverbalise.pipelines.publish import (
+    IncompleteRunError,
+    MergeRejects,
+    Staging,
+    dumps,
+    rejects_to_file,
+    remove_stale,
+    run_job,
+    sort_cuts,
+)
+from sgverbalise.pipelines.transforms import CUTS, REJECT_FILES, STATS, RecordsCounter
 from sgverbalise.pipelines.units import PlanUnits, SpreadUnits, unit_records
 from sgverbalise.sample import sample_key
 from sgverbalise.schemas import SCHEMA_VERSION
 from sgverbalise.schemas.layout import INGEST_MANIFEST, INGEST_OUTPUTS, RECORDS_FILE
 from sgverbalise.schemas.records import SCENE_GRAPH_SCHEMA
-from sgverbalise.storage import atomic_write, join, read_bytes, redact
+from sgverbalise.storage import atomic_write, join, redact
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +64,16 @@ def parquet_bytes(records: list[dict]) -> bytes:
 
 class IngestUnitFn(RecordsCounter):
     """Reads one unit of the inputs and writes its records, in input order, as ``records-{unit}.parquet``
-    (written even when empty, so that file k is unit k); yields the file's entry for ingest.json."""
+    (written even when empty, so that file k is unit k) and its read rejects to its own sorted file, both in the
+    staging area; yields the file's entry for ingest.json, and the reject file's name and counts (tagged)."""
 
     def __init__(self, out: str, allow_partial: bool) -> None:
         self.out, self.allow_partial = out, allow_partial
 
     def process(self, unit) -> Iterator:
+        yield from rejects_to_file(self._unit(unit), self.out, unit.index)
+
+    def _unit(self, unit) -> Iterator:
         records = []
         for output in unit_records(self, unit, self.allow_partial):
             if isinstance(output, beam.pvalue.TaggedOutput):
@@ -70,13 +82,14 @@ class IngestUnitFn(RecordsCounter):
                 records.append(output)
         data = parquet_bytes(records)
         name = RECORDS_FILE.format(index=unit.index)
-        atomic_write(join(self.out, name), data)
+        atomic_write(Staging(self.out).url(name), data)
         progress().add("records_written")
         yield {"name": name, "rows": len(records), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 class FinaliseIngestFn(beam.DoFn):
-    """Checks that every record read is in a file, writes ingest.json, removes files an earlier run left."""
+    """Checks that every record read is in a file, publishes the staged files, writes ingest.json, removes files
+    an earlier run left."""
 
     def __init__(self, out: str, config: dict, inputs: list[dict]) -> None:
         self.out, self.config, self.inputs = out, config, inputs
@@ -94,9 +107,12 @@ class FinaliseIngestFn(beam.DoFn):
                     "inputs": self.inputs, "files": files, "stats": stats, "cuts": sort_cuts(cuts),
                     "rejects": {group: {"count": count, "file": name}
                                 for group, count, name in sorted(reject_files)}}
-        atomic_write(join(self.out, INGEST_MANIFEST), dumps(manifest))
         keep = {f["name"] for f in files} | {name for _, _, name in reject_files}
+        staging = Staging(self.out)
+        staging.publish(keep)
+        atomic_write(join(self.out, INGEST_MANIFEST), dumps(manifest))
         remove_stale(self.out, keep, INGEST_OUTPUTS)
+        staging.clear()
         yield manifest
 
 
@@ -105,12 +121,11 @@ def build_ingest(pipeline: beam.Pipeline, cfg: opts.BuildConfig, per_file: int) 
     units, plan_rejects, plan_stats, plan_cuts, _ = pipeline | "Plan" >> PlanUnits(
         dataclasses.replace(cfg, images_per_unit=per_file))
     read = units | "Units" >> beam.ParDo(IngestUnitFn(cfg.out, cfg.allow_partial_inputs)).with_outputs(
-        REJECTS, STATS, CUTS, main="files")
+        REJECT_FILES, STATS, CUTS, main="files")
     files = read.files
-    rejects = (plan_rejects, read[REJECTS]) | "AllRejects" >> beam.Flatten()
     read_stats = (plan_stats, read[STATS]) | "AllStats" >> beam.Flatten()
     cuts = (plan_cuts, read[CUTS]) | "AllCuts" >> beam.Flatten()
-    reject_files = rejects | "Rejects" >> WriteRejects(cfg.out)
+    reject_files = (plan_rejects, read[REJECT_FILES]) | "Rejects" >> MergeRejects(cfg.out)
     stats = read_stats | "SumStats" >> beam.CombinePerKey(sum)
     config = {"vg": redact(cfg.vg) if cfg.vg else None, "gqa": [redact(u) for u in cfg.gqa], "limit": cfg.limit,
               "records_per_file": per_file, "allow_partial_inputs": cfg.allow_partial_inputs}
@@ -162,15 +177,10 @@ def run(argv: list[str] | None = None) -> dict:
 
 
 
-def _reject_lines(url: str) -> Iterator[dict]:
-    for line in read_bytes(url).decode("utf-8").splitlines():
-        if line.strip():
-            yield json.loads(line)
-
-
 class IngestedUnits(beam.PTransform):
     """The units of ``build-shards --records`` (one per Parquet file of the ingest run, spread over the workers),
-    with the read rejects, read counts and cuts that ingest recorded."""
+    with the read rejects (ingest's sorted reject files, as units' reject files are: name and counts), read counts
+    and cuts that ingest recorded."""
 
     def __init__(self, records: str) -> None:
         super().__init__()
@@ -178,10 +188,11 @@ class IngestedUnits(beam.PTransform):
 
     def expand(self, pbegin):
         manifest = load_manifest(self.records)
-        reject_files = sorted(join(self.records, r["file"]) for r in manifest["rejects"].values())
+        reject_files = [{"file": join(self.records, r["file"]), "counts": {group: r["count"]}}
+                        for group, r in sorted(manifest["rejects"].items())]
         units = (pbegin | "RecordFiles" >> beam.Create(records_units(self.records, manifest["files"]))
                  | "Spread" >> SpreadUnits())
-        rejects = pbegin | "RejectFiles" >> beam.Create(reject_files) | "ReadRejects" >> beam.FlatMap(_reject_lines)
+        rejects = pbegin | "RejectFiles" >> beam.Create(reject_files)
         stats = pbegin | "ReadCounts" >> beam.Create(sorted(manifest["stats"].items()))
         cuts = pbegin | "ReadCuts" >> beam.Create(manifest.get("cuts", []))  # none before ingest recorded them
         return units, rejects, stats, cuts

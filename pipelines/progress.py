@@ -1,5 +1,7 @@
 """Progress of a long run as it goes: a log line from each worker every few seconds with what that worker has
-done so far (images read, samples made, shards written, ...).
+done so far (images read by the vocabulary's pre-pass, VG file entries and images read by the units, samples
+made, shards written, ...). VG's file entries are counted when a unit has read all of its images; shards when
+each is written (to the staging area).
 
 The runner reports Beam's metric counters only when the run has ended (DirectRunner's ``pipeline.run()``
 returns then), so the driver cannot show them during the run; each worker process logs its own counts instead.
@@ -21,8 +23,10 @@ log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
 ENV = "SGV_PROGRESS_SECONDS"
 DEFAULT_SECONDS = 10.0
-ORDER = ("vg_entries_read", "images_read", "samples", "shards_written", "records_written")
-LABELS = {"vg_entries_read": "VG file entries read", "images_read": "images read", "samples": "samples",
+ORDER = ("vocabulary_images_read", "vg_entries_read", "images_read", "records_read", "samples", "shards_written",
+         "records_written")
+LABELS = {"vocabulary_images_read": "images read for the vocabulary", "vg_entries_read": "VG file entries read",
+          "images_read": "images read", "records_read": "records read (--records)", "samples": "samples",
           "shards_written": "shards written", "records_written": "record files written"}
 
 

@@ -37,6 +37,7 @@ from sgverbalise.vocab import RelationVocab, vocabulary_sources
 log = logging.getLogger(__name__)
 NAMESPACE = "sgverbalise"
 REJECTS = "rejects"
+REJECT_FILES = "reject_files"  # a unit's rejects as a staging file: {"file": URL, "counts": {kind/reason: n}}
 STATS = "stats"
 CUTS = "cuts"  # the input files that broke off, read as far as they go (--allow-partial-inputs)
 PROGRESS_EVERY = 10_000

@@ -5,7 +5,8 @@ Stream at each point (only small things cross the runner):
   ScanFiles     -> one Scan per input file (element boundaries, VG image ids; ~16 bytes per element)
   PlanUnits     -> unit descriptors (byte ranges of each group's elements), cuts, how VG was joined
   Predicates    -> (source, predicate) counts per unit, summed: the vocabulary (a side input)
-  Units         -> per unit: the infos of the shards it wrote (train and val); rejects; counts
+  Units         -> per unit: the infos of the shards it wrote (train and val); its reject file's name and counts
+                   (its rejects go to that file in the staging area); counts
 With ``--records``, a unit is one Parquet file of ``sgv ingest`` (its read rejects and counts come from ingest).
 """
 
@@ -22,6 +23,7 @@ from sgverbalise.normalise import NormaliseConfig, Normaliser
 from sgverbalise.pipelines.ingested import RecordsUnit, read_records_unit
 from sgverbalise.pipelines.options import BuildConfig
 from sgverbalise.pipelines.progress import progress
+from sgverbalise.pipelines.publish import Staging, rejects_to_file
 from sgverbalise.pipelines.transforms import (
     CUTS,
     NAMESPACE,
@@ -141,6 +143,7 @@ def count_vg_entries(fn: RecordsCounter, unit: Unit) -> None:
         entries -= sum(1 for image_id in unit.ids if image_id is None)
         fn.count("vg_entries_read", entries)
         fn.count("vg_entries_joined", entries)
+        progress().add("vg_entries_read", entries)
 
 
 def unit_records(fn: RecordsCounter, unit: Unit, allow_partial: bool) -> Iterator:
@@ -181,6 +184,7 @@ class PredicatesFn(beam.DoFn):
             roles = PREDICATE_ROLES if unit.source == "vg" else None
             records = _unit_items(unit, self.allow_partial, roles=roles)
         for record, _ in records:  # (attributes and regions hold no relations: not read here)
+            progress().add("vocabulary_images_read")
             if record is not None:
                 raw.update((record["source"], rel.get("predicate_raw") or "") for rel in record["relations"])
         counts: Counter[tuple[str, str]] = Counter()
@@ -206,8 +210,9 @@ class Vocabulary(beam.PTransform):
 
 class UnitFn(RecordsCounter, MakeSampleFn):
     """One unit: reads its records, normalises them, makes the samples (images included) and writes them, in input
-    order, to its own shards of each split (``{split}/shard-UNIT-PART.tar``); yields the shard infos, with rejects,
-    counts and cuts as tagged outputs. Nothing of a sample crosses the runner."""
+    order, to its own shards of each split (``{split}/shard-UNIT-PART.tar``, in the staging area) and its rejects
+    to its own sorted file there; yields the shard infos, with the reject file's name and counts, counts and cuts
+    as tagged outputs. Nothing of a sample, and no reject, crosses the runner."""
 
     def __init__(self, cfg: BuildConfig, norm: NormaliseConfig, exclude_coco: frozenset[str],
                  exclude_ids: frozenset[str]) -> None:
@@ -218,13 +223,19 @@ class UnitFn(RecordsCounter, MakeSampleFn):
         self.normaliser = Normaliser(self.norm)
 
     def process(self, unit, vocab) -> Iterator:
+        yield from rejects_to_file(self._unit(unit, vocab), self.cfg.out, unit.index)
+
+    def _unit(self, unit, vocab) -> Iterator:
         cfg = self.cfg
-        writers = {split: ShardWriter(join(cfg.out.replace("%", "%%"), unit_shard_pattern(split, unit.index)),
+        staging = Staging(cfg.out).root  # the shards wait there until the run's last step publishes them
+        writers = {split: ShardWriter(join(staging.replace("%", "%%"), unit_shard_pattern(split, unit.index)),
                                       cfg.samples_per_shard, cfg.max_shard_bytes or NO_BYTE_LIMIT,
-                                      relative_to=cfg.out) for split in SPLITS}
+                                      post=lambda _: progress().add("shards_written"), relative_to=staging)
+                   for split in SPLITS}
         try:
             if isinstance(unit, RecordsUnit):
                 for record in read_records_unit(unit):
+                    progress().add("records_read")
                     yield from self._write(self._make(record, vocab), writers)
             else:
                 for output in unit_records(self, unit, self.allow_partial):
@@ -240,7 +251,6 @@ class UnitFn(RecordsCounter, MakeSampleFn):
             raise
         for info in infos:
             Metrics.counter(NAMESPACE, "shards_written").inc()
-            progress().add("shards_written")
             yield info
 
     def _make(self, record: dict, vocab) -> Iterator:

@@ -8,6 +8,7 @@ A shard set (``sgv build-shards --out SET``), local or any fsspec URL::
     SET/{split}/shard-000000.tar       split in SPLITS; a shard's set is two levels above it
     SET/{split}/sizes.json             {shard file name: samples} of the split (open_clip's get_dataset_size)
     SET/rejects/{kind}-{reason}.jsonl  what did not make it (reject.schema.json)
+    SET/.staging/                      a run's files before their publication (gone when the run ends)
 
 An ingest run (``sgv ingest --out RECORDS``): ``RECORDS/ingest.json`` (written last), ``RECORDS/records-00000.parquet``
 and ``RECORDS/rejects/*.jsonl``. img2dataset's sets: ``{stem}.tar`` with ``{stem}_stats.json`` and
@@ -54,6 +55,12 @@ REJECTS_DIR = "rejects"
 STATS_SIDECAR = "_stats.json"  # img2dataset: {stem}_stats.json beside {stem}.tar
 PARQUET_SIDECAR = ".parquet"  # img2dataset: {stem}.parquet beside {stem}.tar
 RECORDS_FILE = "records-{index:05d}.parquet"  # of an ingest run
+# A run's staging area: what its units write (shards, records files, their rejects) waits in STAGING_DIR/{name}
+# until the run's last step has checked the counts and moves each file to its final name {name}; never read by
+# the tools (a run that fails removes it, the next run removes what a killed one left).
+STAGING_DIR = ".staging"
+UNIT_REJECTS = "parts/rejects-{unit:06d}.jsonl"  # in the staging area: one unit's rejects, sorted
+MERGED_REJECTS = "parts/rejects-merged-{round}-{index:06d}.jsonl"  # in the staging area: a merge's round
 
 SPLITS = ("train", "val")
 SHARD_PATTERN = "{split}/shard-{index:06d}.tar"

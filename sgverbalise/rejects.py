@@ -1,9 +1,19 @@
-"""Rejects: what did not make it into the output, and why. Nothing is dropped without one."""
+"""Rejects: what did not make it into the output, and why. Nothing is dropped without one.
+
+A reject file (``rejects/{kind}-{reason}.jsonl``) holds one group's rejects, one JSON line each
+(``reject_line``), in ``order``: by source, image id, detail, then the line itself, so that the order depends on
+nothing but the rejects. Sorted runs of lines (a unit's, a file's) become one sorted stream with ``merge_lines``,
+which holds one line of each run at a time.
+"""
 
 from __future__ import annotations
 
+import heapq
+import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+
+import orjson
 
 from sgverbalise.schemas import REJECT_REASONS
 
@@ -33,3 +43,38 @@ def count_by_reason(rejects: Iterable[dict]) -> dict[str, int]:
     """Counts keyed ``kind/reason``, sorted by key (the manifest's ``rejects`` field)."""
     counts = Counter(f"{r['kind']}/{r['reason']}" for r in rejects)
     return dict(sorted(counts.items()))
+
+
+def group(r: dict) -> str:
+    """``kind/reason``: the reject file a reject goes to (``schemas.layout.rejects_name``)."""
+    return f"{r['kind']}/{r['reason']}"
+
+
+def reject_line(r: dict) -> bytes:
+    """A reject as a line of its file (without the newline): JSON with sorted keys, UTF-8."""
+    return json.dumps(r, sort_keys=True, ensure_ascii=False).encode()
+
+
+def order(r: dict, line: bytes) -> tuple:
+    """Where the reject ``r`` (written as ``line``) goes among all rejects: its group, then source, image id and
+    detail, then its line (which settles ties: the order depends on the rejects only)."""
+    return (group(r), r["source"], r["image_id"] or "", r["detail"], line)
+
+
+def line_order(line: bytes) -> tuple:
+    """``order`` of a reject line."""
+    return order(orjson.loads(line), line)
+
+
+def sorted_lines(rejects: Iterable[dict]) -> list[bytes]:
+    """The lines of ``rejects`` in ``order`` (all groups: each group's lines are consecutive)."""
+    keyed = [(order(r, line), line) for r in rejects for line in (reject_line(r),)]
+    keyed.sort(key=lambda pair: pair[0])
+    return [line for _, line in keyed]
+
+
+def merge_lines(runs: Iterable[Iterable[bytes]]) -> Iterator[tuple[str, bytes]]:
+    """The lines of ``runs`` (each in ``order``) as one stream in ``order``, each with its group."""
+    keyed = [((line_order(line), line) for line in run) for run in runs]
+    for key, line in heapq.merge(*keyed):
+        yield key[0], line

@@ -144,6 +144,21 @@ class AtomicFile:
                 self.fs.rm(self.temp)
 
 
+def move(src: str, dst: str, **storage_options: Any) -> None:
+    """Move the complete file ``src`` to ``dst`` (both on one store), replacing what is there: ``dst`` appears
+    with all of its content or not at all. Local files: ``os.replace`` (a rename; the target's folder is made and
+    fsync'ed). Object stores: ``fs.mv`` (a server-side copy, atomic per object, then a delete of ``src``)."""
+    fs, src_path = url_fs(src, **storage_options)
+    _, dst_path = url_fs(dst, **storage_options)
+    if _is_local(fs):
+        folder = os.path.dirname(dst_path) or "."
+        os.makedirs(folder, exist_ok=True)
+        os.replace(src_path, dst_path)
+        _fsync_dir(folder)
+    else:
+        fs.mv(src_path, dst_path)
+
+
 def _fsync_dir(folder: str) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)

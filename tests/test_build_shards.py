@@ -16,6 +16,7 @@ from helpers import check_output, files_sha, job_args, read_tar
 from PIL import Image
 
 from sgverbalise.pipelines.build_shards import run
+from sgverbalise.rejects import line_order
 from sgverbalise.synth import synthesize
 
 pytestmark = pytest.mark.slow
@@ -138,6 +139,32 @@ def test_deterministic_across_worker_counts_and_portable_runner(tmp_path, corpus
     digests = {name: files_sha(path) for name, path in outs.items()}
     assert digests["one"] == digests["two"] == digests["portable"]
     assert any(name.endswith(".tar") for name in digests["one"])
+
+
+def test_rejects_are_every_reject_in_one_order_whatever_the_workers_and_units(tmp_path, corpus):
+    # each unit writes its rejects to its own file, merged at the end: with one worker and units of 4 images (many
+    # files to merge) as with two workers and one unit per input, the reject files are byte for byte those the
+    # domain functions give without Beam (bench's loop), each sorted by what it holds
+    from bench.build_shards import run_loop
+
+    run_loop(job_args(corpus, tmp_path / "loop"))
+    runs = {"many units": ("--direct_num_workers=1", "--images-per-unit", "4"), "two workers": ()}
+    outs = {name: tmp_path / name.replace(" ", "-") for name in runs}
+    manifests = {name: run(job_args(corpus, outs[name], *beam_args)) for name, beam_args in runs.items()}
+
+    def rejects(out: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted((out / "rejects").glob("*.jsonl"))}
+
+    reference = rejects(tmp_path / "loop")
+    assert len(reference) >= 3 and sum(data.count(b"\n") for data in reference.values()) > 100
+    for name, out in outs.items():
+        assert rejects(out) == reference, name
+        assert manifests[name]["rejects"] == {f"{k}/{r}": data.count(b"\n") for k_r, data in reference.items()
+                                              for k, r in [k_r.removesuffix(".jsonl").split("-", 1)]}
+        assert not (out / ".staging").exists()
+    for data in reference.values():
+        lines = data.splitlines()
+        assert lines == sorted(lines, key=line_order)
 
 
 def test_exclusion_lists_keep_evaluation_images_out(tmp_path, vg_sample):
