@@ -214,6 +214,27 @@ def test_auc_counts_ties_half():
     assert auc([0.9, 0.3], [0.5]) == 50.0
 
 
+class _TextPrior:
+    """An ITM that ignores the picture: p(match) 0.9 for the first word of each opposite pair, 0.1 otherwise."""
+
+    def itm(self, images, texts):
+        assert len(images) == len(texts)
+        return [0.9 if any(f" {w} " in t for w in ("below", "left of", "bigger than", "on", "inside")) else 0.1
+                for t in texts]
+
+
+def test_relation_check_shows_a_text_prior_per_predicate():
+    from sgverbalise.training.experiment.checks import relation_check
+
+    found = relation_check(_TextPrior(), n=150)
+    per = found["per_predicate"]
+    assert sum(p["n"] for p in per.values()) == 150
+    assert per["below"]["accuracy"] == 100.0 and per["above"]["accuracy"] == 0.0  # true below, foil above
+    assert per["left of"]["accuracy"] == 100.0 and per["right of"]["accuracy"] == 0.0
+    assert 0 < found["accuracy"] < 100
+    assert relation_check(_TextPrior(), n=150) == found  # the same scenes every time
+
+
 def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):
     from sgverbalise.cli.main import main
 
@@ -244,6 +265,14 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):
     assert summary["table"] == results["table"] and "runs" not in summary
     check = results["runs"][0]["itm_check"]
     assert 0 <= check["auc"] <= 100 and check["pairs"] > 0
+    relations = results["runs"][0]["relation_check"]
+    assert relations["n"] == 20 == sum(p["n"] for p in relations["per_predicate"].values())
+    assert "relation_pairs" in results["table"]["albef"]
+    run_json = out / "runs" / "albef-seed0" / "run.json"  # a run made before the check gets it on a rerun
+    older = {k: v for k, v in json.loads(run_json.read_text()).items() if k != "relation_check"}
+    run_json.write_text(json.dumps(older))
+    assert main(["experiment", "relations", "--out", str(out), "--smoke"]) == 0
+    assert json.loads(run_json.read_text())["relation_check"] == relations
     assert json.loads((out / "data" / "data.json").read_text())["pixels"]["images"] == 16
     assert (out / "skills.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "results.md").read_text()
