@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wall time {wall / 60:.1f} min (data {record['timing']['data_seconds']:.0f} s); "
           f"{record['train_seconds_sum']:.0f} s of training and "
           f"{record['eval_seconds_sum']:.0f} s of evaluation "
-          f"over {len(runs)} runs, {cfg.jobs} at a time")
+          f"over {len(runs)} runs, {cfg.jobs} at a time ({record['timing'].get('runs_reused', 0)} complete runs "
+          "reused: their seconds are from the run that made them)")
     print(f"results: {cfg.out}/results.md, {cfg.out}/skills.png; bench/out/experiment.json")
 
 

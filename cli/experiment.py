@@ -11,7 +11,8 @@ Steps (everything under ``out``):
    (same architecture, steps and batch size per batch type in every config), a checkpoint every
    ``ckpt_every`` steps, then ``sweep`` over the probes (``runs/.../sweep/``) and, for models with an MRC
    head, MRC accuracy on the scene-graph val split; ``run.json`` holds it all and marks the run complete
-   (a rerun skips complete runs and resumes interrupted ones).
+   (a rerun skips complete runs, adding checks they lack, and resumes interrupted ones; ``results.json``'s
+   timing counts the runs it reused, whose own seconds are in their run.json).
 3. ``results.json``, ``results.md`` and ``skills.png`` (``training.experiment.report``).
 
 Samples seen: the images in the batches of all optimizer steps (what the trainer counts). Every batch type
@@ -305,10 +306,12 @@ def run_experiment(cfg: ExperimentConfig, command: str | None = None) -> dict[st
     data = prepare_data(cfg)
     prepared = time.perf_counter()
     log.info("data ready in %.0f s: %s", prepared - started, data)
+    runs = Path(cfg.out) / "runs"
+    reused = sum((runs / f"{m}-seed{s}" / RUN_FILE).is_file() for m in cfg.models for s in cfg.seeds)
     docs = run_all(cfg, data)
     now = time.perf_counter()
     timing = {"data_seconds": round(prepared - started, 1), "runs_seconds": round(now - prepared, 1),
-              "wall_seconds": round(now - started, 1)}
+              "wall_seconds": round(now - started, 1), "runs_reused": reused}
     data_summary = json.loads((Path(cfg.out) / "data" / DATA_FILE).read_text())
     meta = {"command": command or command_line(cfg), "config": plain(asdict(cfg)), "timing": timing,
             "data": data_summary, "cpus": os.cpu_count()}

@@ -273,6 +273,8 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):
     run_json.write_text(json.dumps(older))
     assert main(["experiment", "relations", "--out", str(out), "--smoke"]) == 0
     assert json.loads(run_json.read_text())["relation_check"] == relations
+    timing = json.loads((out / "results.json").read_text())["meta"]["timing"]
+    assert results["meta"]["timing"]["runs_reused"] == 0 and timing["runs_reused"] == len(models)
     assert json.loads((out / "data" / "data.json").read_text())["pixels"]["images"] == 16
     assert (out / "skills.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "results.md").read_text()
