@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from helpers import check_output
 
@@ -127,6 +128,28 @@ def test_entry_not_json_mid_file_fails_the_run_publishing_nothing_or_is_recorded
     check_output(out, manifest)  # the entries after the broken one are read too
     rejected = (out / "rejects" / "image-malformed_record.jsonl").read_text().splitlines()
     assert [json.loads(line)["detail"].startswith("entry unreadable") for line in rejected] == [True]
+
+
+@pytest.mark.slow
+def test_entry_not_json_mid_file_fails_ingest_publishing_nothing_or_is_recorded_when_allowed(tmp_path, gqa_sample,
+                                                                                              capsys):
+    path, offset = broken_gqa(gqa_sample, tmp_path / "gqa")
+    out = tmp_path / "records"
+    argv = ["ingest", "--gqa", str(path), "--out", str(out), "--records-per-file", "10"]
+    assert main(argv) == 2  # the units before and after the broken entry write records files: none may remain
+    line = error_line(capsys)
+    assert line.startswith(f"sgv ingest: error: {path}: invalid JSON") and \
+        f"after {BROKEN_AT} complete entries (parser at byte {offset})" in line
+    assert published(out) == []
+
+    assert main([*argv, "--allow-partial-inputs"]) == 0
+    manifest = json.loads((out / "ingest.json").read_text())
+    assert [{k: v for k, v in cut.items() if k != "error"} for cut in manifest["cuts"]] == [
+        {"source": "gqa", "file": str(path), "elements_read": BROKEN_AT, "byte_offset": offset}]
+    files = list(out.rglob("*.parquet"))
+    assert len(files) > 2  # several units: some of them finished before the broken entry's unit failed
+    records = sum(pq.read_metadata(f).num_rows for f in files)
+    assert records == len(json.loads((gqa_sample / "train_sceneGraphs.json").read_text())) - 1
 
 
 @pytest.mark.slow
