@@ -41,7 +41,7 @@ def reject(source: str, image_id: str | None, reason: str, detail: str = "", kin
 
 def count_by_reason(rejects: Iterable[dict]) -> dict[str, int]:
     """Counts keyed ``kind/reason``, sorted by key (the manifest's ``rejects`` field)."""
-    counts = Counter(f"{r['kind']}/{r['reason']}" for r in rejects)
+    counts = Counter(group(r) for r in rejects)
     return dict(sorted(counts.items()))
 
 

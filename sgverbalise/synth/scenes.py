@@ -87,6 +87,11 @@ class Scene:
     objects: tuple[SceneObject, ...]
     relations: tuple[tuple[int, str, int], ...]
 
+    def statement(self, relation: tuple[int, str, int]) -> str:
+        """``subject predicate object`` with the objects' labels ("red circle left of blue square")."""
+        s, predicate, o = relation
+        return f"{self.objects[s].label} {predicate} {self.objects[o].label}"
+
 
 def shape_area(obj: SceneObject) -> float:
     """The filled area of the drawn shape (box area times the shape's fill fraction)."""

@@ -83,8 +83,7 @@ def alt_text(scene: Scene, rng: random.Random, relation_rate: float = 0.1, style
     """An alt-text-like caption: one to three objects named (all with ``style.name_all``), one relation only
     with ``relation_rate``."""
     if scene.relations and rng.random() < relation_rate:
-        s, predicate, o = rng.choice(scene.relations)
-        return f"{scene.objects[s].label} {predicate} {scene.objects[o].label}"
+        return scene.statement(rng.choice(scene.relations))
     if style.name_all:
         order = rng.sample(range(len(scene.objects)), len(scene.objects))
     else:
@@ -112,11 +111,7 @@ def relation_statement(scene: Scene, rng: random.Random) -> tuple[str, str]:
     relation = rng.choice(relations)
     foil = foils.foil_triplet(*relation, rng)
     assert foil is not None
-
-    def text(s: int, predicate: str, o: int) -> str:
-        return f"{scene.objects[s].label} {predicate} {scene.objects[o].label}"
-
-    return text(*relation), text(*foil)
+    return scene.statement(relation), scene.statement(foil)
 
 
 def _sidecars(out: str, index: int, rows: list[dict], style: WebStyle, **storage_options: Any) -> None:

@@ -103,7 +103,7 @@ def caption_example(sample: dict, ctx: Context, rng: random.Random) -> dict | No
     pixels, _, flipped = ctx.transform(open_image(sample), rng=rng)
     example = {
         "image": pixels,
-        "text": swap_left_right(text) if flipped else text,
+        "text": _mirrored(text, flipped),
         "image_id": image_id(ctx.source, sample["__key__"]),
         "key": sample["__key__"],
     }
@@ -121,6 +121,7 @@ def web_foil(sample: dict) -> str | None:
 
 
 def _mirrored(text: str | None, flipped: bool) -> str | None:
+    """The text of a mirrored image (left and right swapped) when ``flipped``; None stays None."""
     return swap_left_right(text) if flipped and text is not None else text
 
 
@@ -134,7 +135,7 @@ def vsg_example(sample: dict, ctx: Context, rng: random.Random) -> dict | None:
     pixels, _, flipped = ctx.transform(open_image(sample), rng=rng)
     example = {
         "image": pixels,
-        "text": swap_left_right(text) if flipped else text,
+        "text": _mirrored(text, flipped),
         "image_id": image_id("scene-graph", str(meta["image_id"])),
         "key": sample["__key__"],
     }

@@ -24,7 +24,6 @@ from PIL import Image
 from sgverbalise.synth import render_scene
 
 from .heldout import OPPOSITE, training_scene
-from .probes import statement
 
 RELATION_CHECK_SEED = "sgv-experiment-relation-check"
 
@@ -82,8 +81,8 @@ def relation_check(scorer: Any, n: int = 200, size: int = 128, seed: str = RELAT
             continue
         s, predicate, o = rng.choice(scene.relations)
         images.append(render_scene(scene, noise_seed=rng.getrandbits(32)))
-        true.append(statement(scene, (s, predicate, o)))
-        false.append(statement(scene, (s, OPPOSITE[predicate], o)))
+        true.append(scene.statement((s, predicate, o)))
+        false.append(scene.statement((s, OPPOSITE[predicate], o)))
         predicates.append(predicate)
     wins = [t > f for t, f in zip(scorer.itm(images, true), scorer.itm(images, false), strict=True)]
     per: dict[str, list[bool]] = {}

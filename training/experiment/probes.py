@@ -49,12 +49,6 @@ class ProbeSizes:
     retrieval_dev: int = 100
 
 
-def statement(scene: Scene, relation: tuple[int, str, int]) -> str:
-    """``subject predicate object`` with the objects' colour and shape."""
-    s, predicate, o = relation
-    return f"{scene.objects[s].label} {predicate} {scene.objects[o].label}"
-
-
 def _rng(seed: int, suite: str, index: int) -> random.Random:
     return random.Random(f"sgv-experiment-probe:{seed}:{suite}:{index}")
 
@@ -85,7 +79,7 @@ def vsr_rows(root: Path, split: str, n: int, seed: int, size: int) -> list[dict]
         pair = [(relation, 1), (false, 0)]
         rng.shuffle(pair)
         for (s, predicate, o), label in pair:
-            caption = statement(scene, (s, predicate, o))
+            caption = scene.statement((s, predicate, o))
             rows.append({"image": name, "image_link": f"https://images.invalid/vsr/{name}",
                          "caption": caption, "label": label, "relation": predicate,
                          "subj": scene.objects[s].label, "obj": scene.objects[o].label})
@@ -103,7 +97,7 @@ def valse_examples(root: Path, n: int, seed: int, size: int) -> dict[str, dict]:
         _save(scene, rng, root / "images" / "valse" / "relations" / name)
         out[str(i)] = {
             "dataset": "synthetic", "original_split": "test", "dataset_idx": str(i), "image_file": name,
-            "caption": statement(scene, relation), "foil": statement(scene, (s, OPPOSITE[predicate], o)),
+            "caption": scene.statement(relation), "foil": scene.statement((s, OPPOSITE[predicate], o)),
             "classes": predicate, "classes_foil": OPPOSITE[predicate], "foiling_method": "opposite relation",
             "mturk": {"foil": 0, "caption": 3, "other": 0},
         }

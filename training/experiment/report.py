@@ -59,16 +59,18 @@ def _at_step(doc: dict, step: int) -> dict:
 
 def run_values(doc: dict, where: str = "last") -> dict[str, float]:
     """skill -> value of one run at its last (or its ``selected``) checkpoint; at the last one also the MRC
-    accuracy and the ITM check's AUC. Empty for a run without checkpoints."""
+    accuracy and the ITM and relation checks. Empty for a run without checkpoints."""
     if not doc["rows"]:
         return {}
     row = doc["rows"][-1] if where == "last" else _at_step(doc, doc["selected"]["step"])
     values = {k: float(row[k]) for k in SKILLS if row.get(k) is not None}
-    if where == "last" and doc.get("mrc_val"):
-        values[MRC] = 100.0 * doc["mrc_val"]["accuracy"]
-    if where == "last" and doc.get(ITM_CHECK):
+    if where != "last":
+        return values
+    if doc.get(MRC):
+        values[MRC] = 100.0 * doc[MRC]["accuracy"]
+    if doc.get(ITM_CHECK):
         values["itm_auc"] = float(doc[ITM_CHECK]["auc"])
-    if where == "last" and doc.get(RELATION_CHECK):
+    if doc.get(RELATION_CHECK):
         values["relation_pairs"] = float(doc[RELATION_CHECK]["accuracy"])
     return values
 

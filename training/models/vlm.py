@@ -552,7 +552,7 @@ class RelationVLM(nn.Module):
         """Predicted boxes [E, 4] (normalised centre x, centre y, w, h) of each label in its whole image."""
         if self.box_head is None:
             raise ValueError(f"{self.config.name} has no box head (use_box is off)")
-        image_embeds = self.vision(self.normalise_images(image))[image_index]
+        image_embeds = self.encode_image(image)[image_index]
         fused = self.fuse(self.text(input_ids, attention_mask), attention_mask, image_embeds)
         return self.box_head(fused[:, 0]).sigmoid()
 
@@ -562,7 +562,7 @@ class RelationVLM(nn.Module):
     ) -> torch.Tensor:
         """Probability of "match" [B] of image i with text i (softmax of the ITM head; no gradients)."""
         return self.itm_score_encoded(
-            self.vision(self.normalise_images(image)), self.text(input_ids, attention_mask), attention_mask
+            self.encode_image(image), self.text(input_ids, attention_mask), attention_mask
         )
 
     @torch.no_grad()
@@ -581,7 +581,7 @@ class RelationVLM(nn.Module):
         attention_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """L2-normalised ITC embeddings (image [N, D] or None, text [B, D] or None); similarity = dot."""
-        image_feat = None if image is None else self._image_feat(self.vision(self.normalise_images(image)))
+        image_feat = None if image is None else self._image_feat(self.encode_image(image))
         text_feat = None
         if input_ids is not None:
             if attention_mask is None:
