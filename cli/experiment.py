@@ -81,7 +81,8 @@ class ExperimentConfig:
         """The settings that decide ``data/`` (its cache key)."""
         return {"sg_images": self.sg_images, "web_images": self.web_images, "image_size": self.image_size,
                 "probes": asdict(self.probes), "data_seed": self.data_seed,
-                "pixel_stats_images": self.pixel_stats_images, "statements": True}
+                "pixel_stats_images": self.pixel_stats_images, "statements": True,
+                "probe_predicates": "mutual"}
 
 
 def command_line(cfg: ExperimentConfig, smoke: bool = False) -> str:

@@ -23,6 +23,7 @@ from sgverbalise.training.experiment.corpus import WEB_STYLE, heldout_image_keys
 from sgverbalise.training.experiment.heldout import (  # noqa: E402
     HELDOUT_LABELS,
     HELDOUT_PAIRS,
+    MUTUAL,
     OPPOSITE,
     false_variant,
     is_heldout,
@@ -226,13 +227,27 @@ class _TextPrior:
 def test_relation_check_shows_a_text_prior_per_predicate():
     from sgverbalise.training.experiment.checks import relation_check
 
-    found = relation_check(_TextPrior(), n=150)
+    found = relation_check(_TextPrior(), n=160)
     per = found["per_predicate"]
-    assert sum(p["n"] for p in per.values()) == 150
+    assert set(per) == set(MUTUAL) and all(p["n"] == 20 for p in per.values())  # converse pairs, balanced
     assert per["below"]["accuracy"] == 100.0 and per["above"]["accuracy"] == 0.0  # true below, foil above
     assert per["left of"]["accuracy"] == 100.0 and per["right of"]["accuracy"] == 0.0
-    assert 0 < found["accuracy"] < 100
-    assert relation_check(_TextPrior(), n=150) == found  # the same scenes every time
+    assert found["accuracy"] == 50.0  # a text prior is at chance overall
+    assert relation_check(_TextPrior(), n=160) == found  # the same scenes every time
+
+
+def test_valse_items_are_balanced_so_a_text_prior_scores_half(tmp_path: Path):
+    from sgverbalise.training.experiment.probes import valse_examples
+
+    items = valse_examples(tmp_path, 32, seed=3, size=64)
+    assert [e["classes"] for e in items.values()] == [MUTUAL[i % 8] for i in range(32)]
+    assert all(e["classes_foil"] == OPPOSITE[e["classes"]] and OPPOSITE[e["classes_foil"]] == e["classes"]
+               for e in items.values())
+    prior = _TextPrior()
+    wins = [c > f for c, f in zip(prior.itm([None] * 32, [e["caption"] for e in items.values()]),
+                                  prior.itm([None] * 32, [e["foil"] for e in items.values()]), strict=True)]
+    assert sum(wins) == 16
+    assert MUTUAL == ("on", "under", "left of", "right of", "above", "below", "bigger than", "smaller than")
 
 
 def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):

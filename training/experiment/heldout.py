@@ -35,6 +35,11 @@ HELDOUT_PAIRS: frozenset[tuple[str, str]] = frozenset(
 )
 HELDOUT_LABELS: frozenset[str] = frozenset(f"{c} {s}" for c, s in HELDOUT_PAIRS)
 OPPOSITE: dict[str, str] = {p: foils.OPPOSITE[p] for p in PREDICATES}
+# The predicates whose opposite's opposite is themselves, in converse pairs ("on", "under", "left of", ...).
+# Items cycling through them, replacing each by its opposite, give a model that prefers one word of a pair
+# whatever the picture exactly half the pair's items (``inside`` -> ``on`` and ``next to`` -> ``above`` are not
+# reversible: a preference for ``inside`` and ``next to`` would score every one of their items).
+MUTUAL: tuple[str, ...] = tuple(p for p in PREDICATES if OPPOSITE[OPPOSITE[p]] == p)
 SYMMETRIC: frozenset[str] = foils.SYMMETRIC & frozenset(PREDICATES)
 
 
@@ -57,17 +62,31 @@ def training_scene(rng: random.Random, size: int, max_tries: int = 1000) -> Scen
     raise RuntimeError(f"no scene without a held-out pair in {max_tries} draws")
 
 
-def probe_relation(
-    rng: random.Random, size: int, max_tries: int = 1000
+def training_relation(
+    rng: random.Random, size: int, predicate: str, max_tries: int = 5000
 ) -> tuple[Scene, tuple[int, str, int]]:
-    """A random shape scene and one of its relations whose subject or object is a held-out pair."""
+    """A training-like scene (no held-out pair) and one of its relations with ``predicate``."""
+    for _ in range(max_tries):
+        scene = training_scene(rng, size)
+        candidates = [r for r in scene.relations if r[1] == predicate]
+        if candidates:
+            return scene, rng.choice(candidates)
+    raise RuntimeError(f"no training scene with a {predicate!r} relation in {max_tries} draws")
+
+
+def probe_relation(
+    rng: random.Random, size: int, predicate: str | None = None, max_tries: int = 5000
+) -> tuple[Scene, tuple[int, str, int]]:
+    """A random shape scene and one of its relations (with ``predicate`` when given) whose subject or object is
+    a held-out pair."""
     for _ in range(max_tries):
         scene = make_scene(rng, size)
         held = set(heldout_objects(scene))
-        candidates = [r for r in scene.relations if r[0] in held or r[2] in held]
+        candidates = [r for r in scene.relations
+                      if (r[0] in held or r[2] in held) and predicate in (None, r[1])]
         if candidates:
             return scene, rng.choice(candidates)
-    raise RuntimeError(f"no scene with a relation of a held-out pair in {max_tries} draws")
+    raise RuntimeError(f"no scene with a {predicate or 'any'} relation of a held-out pair in {max_tries} draws")
 
 
 def false_variant(rng: random.Random, relation: tuple[int, str, int]) -> tuple[int, str, int]:

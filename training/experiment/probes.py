@@ -15,8 +15,10 @@ the image nor the combination was ever trained on. Captions use the words of the
 
 * VSR-style: each image gets a true caption and a false one about the same two objects (the opposite
   predicate, or subject and object swapped): a model that only recognises objects scores 50%.
-* VALSE-style foils: the caption's predicate replaced by its opposite (``heldout.OPPOSITE``); every example
-  is valid (``mturk.caption`` = 3).
+* VALSE-style foils: the caption's predicate replaced by its opposite (``heldout.OPPOSITE``). Items cycle
+  through the predicates of ``heldout.MUTUAL`` (on/under, left of/right of, above/below, bigger/smaller than),
+  so each converse pair has as many items one way as the other and a model that prefers one word of a pair
+  whatever the picture scores 50%; every example is valid (``mturk.caption`` = 3).
 * Retrieval: two coarse captions per image that name objects, never relations ("a red triangle, a blue
   square and a green circle"; "photo of a red triangle and a green circle").
 """
@@ -32,7 +34,7 @@ import orjson
 from sgverbalise.synth import Scene, render_scene, save_jpeg
 from sgverbalise.synth.web import name_list
 
-from .heldout import HELDOUT_LABELS, OPPOSITE, false_variant, heldout_objects, probe_relation
+from .heldout import HELDOUT_LABELS, MUTUAL, OPPOSITE, false_variant, heldout_objects, probe_relation
 
 PROBE_FILES = ("vsr/random/dev.jsonl", "vsr/random/test.jsonl", "valse/relations.json",
                "coco/karpathy_test.json", "coco/karpathy_dev.json")
@@ -87,11 +89,12 @@ def vsr_rows(root: Path, split: str, n: int, seed: int, size: int) -> list[dict]
 
 
 def valse_examples(root: Path, n: int, seed: int, size: int) -> dict[str, dict]:
-    """VALSE's relations instrument: caption and a foil with the opposite predicate, keyed by index."""
+    """VALSE's relations instrument: caption and a foil with the opposite predicate, keyed by index; item ``i``
+    is about ``MUTUAL[i % 8]``."""
     out = {}
     for i in range(n):
         rng = _rng(seed, "valse", i)
-        scene, relation = probe_relation(rng, size)
+        scene, relation = probe_relation(rng, size, MUTUAL[i % len(MUTUAL)])
         s, predicate, o = relation
         name = f"relations-{i:06d}.jpg"
         _save(scene, rng, root / "images" / "valse" / "relations" / name)
