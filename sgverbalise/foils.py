@@ -80,6 +80,10 @@ OPPOSITE: dict[str, str] = {
     "near": "far from",
     "far from": "near",
 }
+# Predicates whose opposite's opposite is themselves (converse pairs: "left of" / "right of", "on" / "under").
+# ``inside`` -> ``on`` and ``next to`` -> ``above`` are one-way: in a set of statements and opposite-predicate
+# foils, "on" and "above" would then be false more often than true, a preference a model learns from the words.
+REVERSIBLE: frozenset[str] = frozenset(p for p, q in OPPOSITE.items() if OPPOSITE.get(q) == p)
 SYMMETRIC: frozenset[str] = frozenset(
     {"next to", "beside", "near", "far from", "by", "close to", "adjacent to", "touching", "with", "and"}
 )
@@ -124,10 +128,17 @@ def _pick(rng: random.Random, options: Sequence[tuple[T, str, T]]) -> tuple[T, s
     return options[0] if rng.random() < 0.5 else options[1]
 
 
-def foil_triplet(subject: T, predicate: str, obj: T, rng: random.Random) -> tuple[T, str, T] | None:
+def foil_triplet(
+    subject: T, predicate: str, obj: T, rng: random.Random, balanced: bool = False
+) -> tuple[T, str, T] | None:
     """A false statement about the same two objects: with both kinds available, the swap with probability
-    1/2 (one ``rng.random()`` draw), else the opposite predicate; None when the triplet has no foil."""
-    return _pick(rng, foil_options(subject, predicate, obj))
+    1/2 (one ``rng.random()`` draw), else the opposite predicate; None when the triplet has no foil. With
+    ``balanced``, an opposite only from a converse pair (``REVERSIBLE``), so that no predicate is false more
+    often than true across a set of statements whose converses are equally common."""
+    options = foil_options(subject, predicate, obj)
+    if balanced:
+        options = [f for f in options if f[1] == predicate or canonical(predicate) in REVERSIBLE]
+    return _pick(rng, options)
 
 
 def statement(triplet: Triplet) -> str:

@@ -87,22 +87,38 @@ def test_captions_name_objects_with_articles_and_rarely_a_relation():
     assert len(orders) > 1  # in random order
 
 
+def _predicate(statement: str) -> str:
+    from sgverbalise.synth import PREDICATES
+
+    return max((p for p in PREDICATES if f" {p} " in statement), key=len)
+
+
 def test_statement_captions_are_true_relations_with_a_false_foil(tmp_path: Path):
+    from sgverbalise.foils import OPPOSITE, REVERSIBLE
     from sgverbalise.synth import relation_between
     from sgverbalise.synth.web import relation_statement
 
     rng = random.Random(4)
+    pairs = []
     for _ in range(200):
         scene = make_scene(rng, 64)
-        if not scene.relations:
+        if not [r for r in scene.relations if r[1] != "next to"]:
+            with pytest.raises(ValueError, match="no relation with a foil"):
+                relation_statement(scene, rng)
             continue
         caption, foil = relation_statement(scene, rng)
+        pairs.append((_predicate(caption), _predicate(foil)))
         by_label = {o.label: o for o in scene.objects}
         truths = {f"{a.label} {relation_between(a, b, 64)} {b.label}" for a in scene.objects for b in scene.objects
                   if a is not b and relation_between(a, b, 64)}
         assert caption in truths and foil not in truths and foil != caption
         assert sorted(label for label in by_label if label in caption) == sorted(
             label for label in by_label if label in foil)  # the same two objects
+    # balanced: a foil swaps the objects or takes the converse of a converse pair, never a one-way opposite
+    # (inside -> on, next to -> above would make "on" and "above" false more often than true)
+    assert all(q == p or (p in REVERSIBLE and q == OPPOSITE[p]) for p, q in pairs)
+    assert {p for p, _ in pairs} >= {"inside", "left of", "above", "bigger than"} and "next to" not in dict(pairs)
+    assert {q for p, q in pairs if q != p} >= {"right of", "below", "smaller than"}
     write_web_shards(tmp_path / "s", 24, seed=1, style=WebStyle(captions="statements"), **ARGS)
     write_web_shards(tmp_path / "t", 24, seed=1, style=WebStyle(captions="statements", name_all=True), **ARGS)
     assert _files(tmp_path / "s") == _files(tmp_path / "t")  # name_all is about alt-text captions only

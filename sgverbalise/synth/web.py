@@ -9,7 +9,8 @@ Captions read like alt-text: they name one to three of the objects ("a red circl
 only with ``relation_rate``, one of their relations ("red circle left of blue square"). With
 ``captions="statements"`` every caption is one true relation of the scene, ``subject predicate object`` (as
 the experiment's probes write them), and the ``.json`` also carries ``"foil"``: a false statement about the
-same two objects (``sgverbalise.foils.foil_triplet``), for the trainer's ``data.foils``. A ``WebStyle`` holds
+same two objects (``sgverbalise.foils.foil_triplet``, balanced: no word is false more often than true), for
+the trainer's ``data.foils``. A ``WebStyle`` holds
 what else differs between web sets: ``IMG2DATASET`` (the demo's, the tests' and the benchmarks') and the
 experiment's (``training.experiment.corpus.WEB_STYLE``: scenes without held-out pairs). Same arguments, same
 bytes.
@@ -97,19 +98,25 @@ def _draw_scene(style: WebStyle, rng: random.Random, size: int, max_tries: int =
     """A scene of the style; for statements, drawn until one has a relation with a foil."""
     for _ in range(max_tries):
         scene = style.scenes(rng, size)
-        if style.captions != "statements" or any(foils.foil_options(*r) for r in scene.relations):
+        if style.captions != "statements" or any(_statement_foil(r, None) for r in scene.relations):
             return scene
     raise RuntimeError(f"no scene with a relation in {max_tries} draws")
 
 
+def _statement_foil(relation: tuple[int, str, int], rng: random.Random | None) -> tuple[int, str, int] | None:
+    """The balanced foil of a relation (``foils.foil_triplet(balanced=True)``); without ``rng``, whether it has
+    one (a ``next to`` has none: it is symmetric and its opposite is one-way)."""
+    return foils.foil_triplet(*relation, rng or random.Random(0), balanced=True)
+
+
 def relation_statement(scene: Scene, rng: random.Random) -> tuple[str, str]:
-    """One of the scene's relations with a foil, drawn at random, as ``subject predicate object``, and its
-    foil (``foils.foil_triplet``): a false statement about the same two objects."""
-    relations = [r for r in scene.relations if foils.foil_options(*r)]
+    """One of the scene's relations with a balanced foil, drawn at random, as ``subject predicate object``, and
+    its foil: a false statement about the same two objects."""
+    relations = [r for r in scene.relations if _statement_foil(r, None)]
     if not relations:
         raise ValueError("the scene has no relation with a foil")
     relation = rng.choice(relations)
-    foil = foils.foil_triplet(*relation, rng)
+    foil = _statement_foil(relation, rng)
     assert foil is not None
     return scene.statement(relation), scene.statement(foil)
 

@@ -35,11 +35,11 @@ HELDOUT_PAIRS: frozenset[tuple[str, str]] = frozenset(
 )
 HELDOUT_LABELS: frozenset[str] = frozenset(f"{c} {s}" for c, s in HELDOUT_PAIRS)
 OPPOSITE: dict[str, str] = {p: foils.OPPOSITE[p] for p in PREDICATES}
-# The predicates whose opposite's opposite is themselves, in converse pairs ("on", "under", "left of", ...).
-# Items cycling through them, replacing each by its opposite, give a model that prefers one word of a pair
-# whatever the picture exactly half the pair's items (``inside`` -> ``on`` and ``next to`` -> ``above`` are not
-# reversible: a preference for ``inside`` and ``next to`` would score every one of their items).
-MUTUAL: tuple[str, ...] = tuple(p for p in PREDICATES if OPPOSITE[OPPOSITE[p]] == p)
+# The shape predicates of a converse pair (``foils.REVERSIBLE``: "on", "under", "left of", ...). Items cycling
+# through them, each against its opposite, give a model that prefers one word of a pair whatever the picture
+# exactly half the pair's items (``inside`` -> ``on`` and ``next to`` -> ``above`` are one-way: a preference for
+# ``inside`` and ``next to`` would score every one of their items).
+MUTUAL: tuple[str, ...] = tuple(p for p in PREDICATES if p in foils.REVERSIBLE)
 SYMMETRIC: frozenset[str] = foils.SYMMETRIC & frozenset(PREDICATES)
 
 
