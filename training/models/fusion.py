@@ -12,6 +12,8 @@ them directly.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from transformers import BertConfig
@@ -51,16 +53,38 @@ class FusionLayer(nn.Module):
         return self.output(self.intermediate(hidden), hidden)
 
 
+def grid_position_code(tokens: int, width: int) -> torch.Tensor:
+    """A fixed 2D sine/cosine code [tokens, width] of each patch's place in its square grid, for image tokens
+    laid out as [CLS] + grid x grid patches (row by row): a quarter of the channels are sines of the column at
+    ``width / 4`` frequencies (one period across the grid down to ~1/100 of a period), a quarter their cosines,
+    the other half the same of the row; the [CLS] row is zero."""
+    grid = math.isqrt(tokens - 1)
+    if grid * grid != tokens - 1 or width % 4:
+        raise ValueError(f"a grid code needs 1 + a square number of tokens and a width divisible by 4, "
+                         f"not {tokens} tokens of width {width}")
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    quarter = width // 4
+    frequency = torch.exp(-math.log(100.0) * torch.arange(quarter) / quarter) * (2 * math.pi / grid)
+    parts = []
+    for place in (cols.flatten(), rows.flatten()):
+        angle = place[:, None].float() * frequency[None]
+        parts += [angle.sin(), angle.cos()]
+    return torch.cat([torch.zeros(1, width), torch.cat(parts, 1)], 0)
+
+
 class FusionEncoder(nn.Module):
-    """Stack of ``FusionLayer`` s; image tokens are projected to the text width when the widths differ."""
+    """Stack of ``FusionLayer`` s; image tokens are projected to the text width when the widths differ and, with
+    ``position_code`` > 0, get ``position_code`` x ``grid_position_code`` added as they enter."""
 
     def __init__(
-        self, config: BertConfig, num_layers: int, vision_width: int, cross_attention_scale: float = 1.0
+        self, config: BertConfig, num_layers: int, vision_width: int, cross_attention_scale: float = 1.0,
+        position_code: float = 0.0,
     ) -> None:
         super().__init__()
         if config.is_decoder:
             raise ValueError("the fusion encoder is bidirectional: pass a BertConfig with is_decoder=False")
         self.layers = nn.ModuleList(FusionLayer(config, i, cross_attention_scale) for i in range(num_layers))
+        self.position_code = position_code
         same = vision_width == config.hidden_size
         self.image_proj: nn.Module = nn.Identity() if same else nn.Linear(vision_width, config.hidden_size)
 
@@ -83,6 +107,9 @@ class FusionEncoder(nn.Module):
     ) -> torch.Tensor:
         """Fused states [B, L, H] from text states [B, L, H], image tokens [B, K, Hv] and keep-masks."""
         image = self.image_proj(image_embeds)
+        if self.position_code:
+            code = grid_position_code(image.shape[1], image.shape[2]).to(image)
+            image = image + self.position_code * code
         text_bias = additive_key_mask(text_mask, text_hidden.dtype)
         image_bias = additive_key_mask(image_mask, text_hidden.dtype)
         hidden = text_hidden

@@ -130,7 +130,8 @@ class RelationVLM(nn.Module):
         self.text = TextEncoder(cfg.text, spare_layers=cfg.fusion.num_layers)
         fusion_cfg = bert_config(cfg.text, cfg.fusion.num_layers)
         self.fusion = FusionEncoder(
-            fusion_cfg, cfg.fusion.num_layers, cfg.vision.hidden_size, cfg.fusion.cross_attention_scale
+            fusion_cfg, cfg.fusion.num_layers, cfg.vision.hidden_size, cfg.fusion.cross_attention_scale,
+            cfg.fusion.position_code,
         )
         self.fusion_layers_from_text_init = self.fusion.init_from_bert_layers(self.text.spare)
         self.text.spare = []
