@@ -190,6 +190,10 @@ def test_text_checkpoint_gives_the_vocabulary_size(data, tmp_path):
     small = load_config(TINY, overrides(data, tmp_path / "run", f"model.text.init_path={tmp_path / 'small'}"))
     with pytest.raises(ConfigError, match="small"):
         align_model_config(small, tokenizer)
+    (tmp_path / "empty").mkdir()
+    empty = load_config(TINY, overrides(data, tmp_path / "run", f"model.text.init_path={tmp_path / 'empty'}"))
+    with pytest.raises(ConfigError, match="empty gives no vocab_size"):
+        align_model_config(empty, tokenizer)
 
 
 def test_cli_print_config(capsys):

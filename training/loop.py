@@ -180,12 +180,14 @@ def source_relations_url(source: SourceConfig) -> str:
 
 
 def checkpoint_vocab_size(folder: str) -> int:
-    """``vocab_size`` of a local Hugging Face model folder's config.json; ConfigError when it has none."""
-    path = Path(folder) / "config.json"
+    """``vocab_size`` of a local Hugging Face model folder (``AutoConfig``, never a download); ConfigError when
+    the folder has no readable config with one."""
+    from transformers import AutoConfig
+
     try:
-        return int(json.loads(path.read_text(encoding="utf-8"))["vocab_size"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"model.text.init_path: {path} gives no vocab_size ({exc})") from exc
+        return int(AutoConfig.from_pretrained(folder, local_files_only=True).vocab_size)
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"model.text.init_path: {folder} gives no vocab_size ({exc})") from exc
 
 
 def align_model_config(cfg: RunConfig, tokenizer: Any) -> RunConfig:
