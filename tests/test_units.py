@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sgverbalise.errors import InputFileError
-from sgverbalise.readers import iter_gqa, iter_vg
+from sgverbalise.readers import gqa, iter_gqa, iter_vg, vg
 from sgverbalise.readers.ranges import PREMATURE_EOF, parse_element, read_range, scan
 from sgverbalise.readers.units import BY_ID, InputFiles, plan, read_unit, scan_file
 from sgverbalise.readers.vg import resolve_vg_files
@@ -186,3 +186,51 @@ def test_gqa_units_read_what_the_streaming_reader_reads(tmp_path, gqa_sample):
     result = plan([inp], {("gqa", url): scan_file(inp, "gqa", url)}, 7, None, allow_partial=False)
     assert unit_items(result) == list(iter_gqa(url))
     assert sum(len(u) for u in result.units) == len(orjson.loads(Path(url).read_bytes()))
+
+
+# -- the vocabulary's pre-pass: the predicates of the records, without assembling them ----------
+
+IDS = st.one_of(st.integers(-3, 99), st.sampled_from(["7", "", " ", "\ud800", "x"]), values)
+PREDICATE = st.one_of(st.sampled_from(["on", " On ", "", "\ud800", "next to"]), values)
+
+
+def maybe(strategy):
+    """A field's plausible value or anything at all (to trip the checks)."""
+    return st.one_of(strategy, values)
+
+
+vg_ends = maybe(st.fixed_dictionaries({}, optional={"object_id": IDS, "id": IDS, "name": st.just("cup")}))
+vg_relations = maybe(st.fixed_dictionaries({}, optional={
+    "relationship_id": IDS, "id": IDS, "predicate": PREDICATE, "subject_id": IDS, "object_id": IDS,
+    "subject": vg_ends, "object": vg_ends}))
+vg_entries = st.fixed_dictionaries({}, optional={  # an entry with an image id is a JSON object
+    "image_id": IDS, "width": maybe(st.integers(0, 2**40)), "height": st.integers(0, 99),
+    "url": maybe(st.just("http://x/VG_100K/1.jpg")), "image_url": values, "coco_id": maybe(st.integers(0, 2**70)),
+    "flickr_id": values, "objects": maybe(st.lists(vg_ends, max_size=3)),
+    "relationships": maybe(st.lists(vg_relations, max_size=4))})
+gqa_relations = maybe(st.fixed_dictionaries({}, optional={"name": PREDICATE, "object": IDS}))
+gqa_objects = maybe(st.fixed_dictionaries({}, optional={
+    "name": st.just("cup"), "x": st.integers(0, 9), "relations": maybe(st.lists(gqa_relations, max_size=3))}))
+gqa_entries = maybe(st.fixed_dictionaries({}, optional={
+    "width": maybe(st.integers(0, 99)), "location": maybe(st.just("indoors")),
+    "objects": maybe(st.dictionaries(st.sampled_from(["1", "2", "", " ", "\ud800"]), gqa_objects, max_size=3))}))
+
+
+def record_predicates(item) -> list[str] | None:
+    """The raw predicates of a reader item's record (None: no record)."""
+    record, _ = item
+    return None if record is None else [r["predicate_raw"] for r in record["relations"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(image_id=st.sampled_from(["1", "abc"]), group=st.dictionaries(st.sampled_from(vg.PREDICATE_ROLES),
+                                                                     vg_entries, min_size=1))
+def test_vg_relation_predicates_are_those_of_the_assembled_record(image_id, group):
+    assert vg.relation_predicates(image_id, group) == record_predicates(vg.assemble_vg(image_id, group))
+    assert vg.relation_predicates(None, group) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=IDS, entry=gqa_entries)
+def test_gqa_relation_predicates_are_those_of_the_assembled_record(key, entry):
+    assert gqa.relation_predicates(key, entry) == record_predicates(gqa.assemble_gqa(key, entry))
