@@ -8,13 +8,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from badinputs import write_bad_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sgverbalise.errors import InputFileError
 from sgverbalise.readers import gqa, iter_gqa, iter_vg, vg
 from sgverbalise.readers.ranges import PREMATURE_EOF, parse_element, read_range, scan
-from sgverbalise.readers.units import BY_ID, InputFiles, plan, read_unit, scan_file
+from sgverbalise.readers.units import BY_ID, InputFiles, plan, read_predicates, read_unit, scan_file
 from sgverbalise.readers.vg import resolve_vg_files
 
 # strings that trip a framing scan: brackets, commas, quotes, backslashes (escaped or not), unicode, keys
@@ -234,3 +235,25 @@ def test_vg_relation_predicates_are_those_of_the_assembled_record(image_id, grou
 @given(key=IDS, entry=gqa_entries)
 def test_gqa_relation_predicates_are_those_of_the_assembled_record(key, entry):
     assert gqa.relation_predicates(key, entry) == record_predicates(gqa.assemble_gqa(key, entry))
+
+
+def test_read_predicates_of_broken_inputs_are_those_of_read_unit(tmp_path):
+    # every kind of bad element, GQA's cut file and an element that is not JSON (with on_error, as the job's
+    # --allow-partial-inputs): the pre-pass counts what the units' records hold, nothing of what they reject
+    corpus = write_bad_corpus(str(tmp_path / "bad"), 5)
+    broken = Path(corpus.vg) / "scene_graphs.json"
+    data = broken.read_bytes()
+    broken.write_bytes(data.replace(b'"relationships"', b'"relationships" :: ', 1))
+    inputs = [InputFiles("vg", tuple(resolve_vg_files(corpus.vg).items())),
+              *(InputFiles("gqa", (("gqa", url),)) for url in corpus.gqa)]
+    scans = {(inp.source, url): scan_file(inp, role, url) for inp in inputs for role, url in inp.files}
+    units = plan(inputs, scans, 4, None, allow_partial=True).units
+    errors = []
+    for unit in units:
+        found = list(read_predicates(unit, errors.append))
+        assert found == [None if item is None else record_predicates(item)
+                         for item in read_unit(unit, on_error=lambda _: None)]
+    assert len(errors) == 1 and "invalid JSON" in str(errors[0])
+    assert sum(p is None for u in units for p in read_predicates(u, lambda _: None)) > 5
+    with pytest.raises(InputFileError):
+        [p for u in units for p in read_predicates(u)]
