@@ -61,6 +61,14 @@ def test_list_boundaries_and_ids_agree_with_orjson_on_the_whole(tmp_path, items,
     assert s.ids == [expected_id(e) for e in orjson.loads(data)]
 
 
+@pytest.mark.parametrize("number", [2**64 + 1, -(10**30), 10**18, 1234567890123456789, 2**63 - 1])
+def test_integers_of_19_digits_and_more_are_read_exactly(tmp_path, number):
+    # orjson would read an integer beyond 64 bits as a float: such elements and ids go to the standard library
+    data = json.dumps([{"image_id": number, "x": [number, 1.5, f"n{number}"]}, {"id": 7}]).encode()
+    s = scan(write(tmp_path, "a.json", data), ids=True)
+    assert elements(s) == json.loads(data) and s.ids == [str(number), "7"]
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(members=st.dictionaries(st.one_of(st.sampled_from(TRICKY), st.text(max_size=6)), values, max_size=10),
        block=st.sampled_from([1, 5, 1 << 16]))
