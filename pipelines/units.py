@@ -37,7 +37,7 @@ from sgverbalise.pipelines.transforms import (
     vocabulary_from_counts,
 )
 from sgverbalise.readers import vg
-from sgverbalise.readers.units import InputFiles, Unit, plan, read_unit, scan_file
+from sgverbalise.readers.units import InputFiles, Unit, plan, read_predicates, read_unit, scan_file
 from sgverbalise.rejects import reject
 from sgverbalise.schemas.layout import SPLITS, unit_shard_pattern
 from sgverbalise.shards import ShardWriter
@@ -45,8 +45,6 @@ from sgverbalise.storage import join
 
 JOINS = "joins"
 NO_BYTE_LIMIT = 1 << 62
-# VG's files whose entries decide an image's relations and whether it has a record (the vocabulary's pre-pass)
-PREDICATE_ROLES = ("scene_graphs", "objects", "relationships", "image_data")
 
 
 def job_inputs(cfg: BuildConfig) -> list[InputFiles]:
@@ -122,11 +120,11 @@ class PlanUnits(beam.PTransform):
         return units, planned[REJECTS], planned[STATS], planned[CUTS], planned[JOINS]
 
 
-def _unit_items(unit: Unit, allow_partial: bool, cuts: list | None = None, roles=None) -> Iterator:
+def _unit_items(unit: Unit, allow_partial: bool, cuts: list | None = None) -> Iterator:
     """``read_unit``; with ``allow_partial``, an element that is not JSON becomes one reject (and a cut in
     ``cuts``) and the unit goes on with the next."""
     on_error = (lambda exc: _element_error(unit, exc, cuts)) if allow_partial else None
-    yield from read_unit(unit, on_error=on_error, roles=roles)
+    yield from read_unit(unit, on_error=on_error)
 
 
 def _element_error(unit: Unit, exc: InputFileError, cuts: list | None) -> tuple[None, list[dict]]:
@@ -167,8 +165,9 @@ class SpreadUnits(beam.PTransform):
 
 
 class PredicatesFn(beam.DoFn):
-    """The (source, normalised predicate) counts of one unit's records (the vocabulary's pre-pass). Raw
-    predicates are counted and each distinct one normalised once."""
+    """The (source, normalised predicate) counts of one unit (the vocabulary's pre-pass): the raw predicates of
+    its records (``read_predicates``: each element parsed, the records not assembled) are counted and each
+    distinct one normalised once."""
 
     def __init__(self, norm: NormaliseConfig, allow_partial: bool) -> None:
         self.norm, self.allow_partial = norm, allow_partial
@@ -179,14 +178,15 @@ class PredicatesFn(beam.DoFn):
     def process(self, unit) -> Iterator[Counter]:
         raw: Counter[tuple[str, str]] = Counter()
         if isinstance(unit, RecordsUnit):
-            records: Iterable = ((r, []) for r in read_records_unit(unit))
-        else:
-            roles = PREDICATE_ROLES if unit.source == "vg" else None
-            records = _unit_items(unit, self.allow_partial, roles=roles)
-        for record, _ in records:  # (attributes and regions hold no relations: not read here)
+            found: Iterable = ((r["source"], [rel.get("predicate_raw") or "" for rel in r["relations"]])
+                               for r in read_records_unit(unit))
+        else:  # with partial inputs, an element that is not JSON counts nothing (the unit's pass rejects it)
+            on_error = (lambda _: None) if self.allow_partial else None
+            found = ((unit.source, predicates) for predicates in read_predicates(unit, on_error))
+        for source, predicates in found:
             progress().add("vocabulary_images_read")
-            if record is not None:
-                raw.update((record["source"], rel.get("predicate_raw") or "") for rel in record["relations"])
+            if predicates is not None:
+                raw.update((source, predicate) for predicate in predicates)
         counts: Counter[tuple[str, str]] = Counter()
         for (source, predicate), n in raw.items():
             if norm := self.normaliser.predicate(predicate):

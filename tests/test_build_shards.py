@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from badinputs import write_bad_corpus
 from helpers import check_output, files_sha, job_args, read_tar
 from PIL import Image
 
@@ -325,3 +326,66 @@ def test_tools_and_trainer_read_both_layouts(tmp_path):
                          num_workers=0, shuffle_buffer=4, resampled=False, keep_keys=True)
         seen.append(sorted(k for batch in build_loader(cfg, load_tokenizer(tmp_path / "tok")) for k in batch["keys"]))
     assert seen[0] == seen[1] and len(seen[0]) == manifest["splits"]["train"]["samples"]
+
+
+def assembled_vocabulary(argv: list[str]) -> bytes:
+    """relations.json as the pre-pass made it before it only counted predicates: every unit's records read and
+    assembled in full, normalised, and their predicates counted (an element that is not JSON: no record)."""
+    from sgverbalise.normalise import NormaliseConfig, Normaliser
+    from sgverbalise.pipelines import options, transforms, units
+    from sgverbalise.pipelines.build_shards import build_parser
+    from sgverbalise.readers.units import plan, read_unit, scan_file
+
+    cfg = options.config_from_args(build_parser().parse_known_args(argv)[0])
+    inputs = units.job_inputs(cfg)
+    scans = {(inp.source, url): scan_file(inp, role, url) for inp in inputs for role, url in inp.files}
+    normaliser = Normaliser(NormaliseConfig(lemmatize=cfg.lemmatize, relation_aliases=cfg.relation_aliases))
+    records = [normaliser.record(record)
+               for unit in plan(inputs, scans, cfg.images_per_unit, cfg.limit, cfg.allow_partial_inputs).units
+               for record, _ in read_unit(unit, on_error=lambda _: (None, [])) if record is not None]
+    return transforms.vocabulary_from_counts(transforms.sum_counters(map(transforms.predicate_counts, records)),
+                                             cfg).dumps()
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory) -> Path:
+    """A generated corpus without images (both VG layouts: the split files are read), and id lists."""
+    root = tmp_path_factory.mktemp("graphs")
+    synthesize(str(root), 90, seed=11)
+    (root / "ids.txt").write_text("# evaluation images\n1\n2\ngqa-2500003\n")
+    (root / "coco.txt").write_text("1\n2\n3\n")
+    return root
+
+
+VOCAB_CASES = {
+    "vg": ["--vg", "{c}/vg"],
+    "gqa-aliases": ["--gqa", "{c}/gqa/train_sceneGraphs.json", "--relation-aliases", "{c}/vg/relationship_alias.txt"],
+    "both-auto": ["--vg", "{c}/vg", "--gqa", "{c}/gqa/train_sceneGraphs.json"],
+    "both-all-aliases-top-k": ["--vg", "{c}/vg", "--gqa", "{c}/gqa/train_sceneGraphs.json", "--vocab-sources", "all",
+                               "--relation-aliases", "{c}/vg/relationship_alias.txt", "--vocab-mode", "top_k",
+                               "--vocab-top-k", "6"],
+    "both-vg-limit-ids-min-count": ["--vg", "{c}/vg", "--gqa", "{c}/gqa/train_sceneGraphs.json", "--vocab-sources",
+                                    "vg", "--limit", "40", "--images-per-unit", "7", "--exclude-image-ids",
+                                    "{c}/ids.txt", "--exclude-coco-ids", "{c}/coco.txt", "--vocab-mode", "min_count",
+                                    "--vocab-min-count", "3"],
+}
+
+
+@pytest.mark.parametrize("case", list(VOCAB_CASES))
+def test_vocabulary_is_that_of_the_assembled_records(tmp_path, graphs, case):
+    # the pre-pass reads only the predicates: relations.json is byte for byte what counting the records gave
+    argv = [a.format(c=graphs) for a in VOCAB_CASES[case]] + ["--out", str(tmp_path / "out")]
+    run(argv)
+    found = (tmp_path / "out" / "relations.json").read_bytes()
+    assert found == assembled_vocabulary(argv) and len(json.loads(found)["relations"]) > 2
+
+
+def test_vocabulary_of_broken_inputs_is_that_of_the_assembled_records(tmp_path):
+    # bad elements and relations of every kind, a cut file, an element that is not JSON (partial inputs allowed)
+    corpus = write_bad_corpus(str(tmp_path / "bad"), 6)
+    path = Path(corpus.vg) / "scene_graphs.json"
+    path.write_bytes(path.read_bytes().replace(b'"relationships"', b'"relationships" :: ', 1))
+    argv = [*corpus.args(str(tmp_path / "out")), "--vocab-sources", "all", "--images-per-unit", "5"]
+    run(argv)
+    found = (tmp_path / "out" / "relations.json").read_bytes()
+    assert found == assembled_vocabulary(argv) and len(json.loads(found)["relations"]) >= 3

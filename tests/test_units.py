@@ -8,13 +8,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from badinputs import write_bad_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sgverbalise.errors import InputFileError
-from sgverbalise.readers import iter_gqa, iter_vg
+from sgverbalise.readers import gqa, iter_gqa, iter_vg, vg
 from sgverbalise.readers.ranges import PREMATURE_EOF, parse_element, read_range, scan
-from sgverbalise.readers.units import BY_ID, InputFiles, plan, read_unit, scan_file
+from sgverbalise.readers.units import BY_ID, InputFiles, plan, read_predicates, read_unit, scan_file
 from sgverbalise.readers.vg import resolve_vg_files
 
 # strings that trip a framing scan: brackets, commas, quotes, backslashes (escaped or not), unicode, keys
@@ -58,6 +59,14 @@ def test_list_boundaries_and_ids_agree_with_orjson_on_the_whole(tmp_path, items,
     assert s.cut is None and len(s) == len(items)
     assert elements(s) == orjson.loads(data)
     assert s.ids == [expected_id(e) for e in orjson.loads(data)]
+
+
+@pytest.mark.parametrize("number", [2**64 + 1, -(10**30), 10**18, 1234567890123456789, 2**63 - 1])
+def test_integers_of_19_digits_and_more_are_read_exactly(tmp_path, number):
+    # orjson would read an integer beyond 64 bits as a float: such elements and ids go to the standard library
+    data = json.dumps([{"image_id": number, "x": [number, 1.5, f"n{number}"]}, {"id": 7}]).encode()
+    s = scan(write(tmp_path, "a.json", data), ids=True)
+    assert elements(s) == json.loads(data) and s.ids == [str(number), "7"]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -186,3 +195,73 @@ def test_gqa_units_read_what_the_streaming_reader_reads(tmp_path, gqa_sample):
     result = plan([inp], {("gqa", url): scan_file(inp, "gqa", url)}, 7, None, allow_partial=False)
     assert unit_items(result) == list(iter_gqa(url))
     assert sum(len(u) for u in result.units) == len(orjson.loads(Path(url).read_bytes()))
+
+
+# -- the vocabulary's pre-pass: the predicates of the records, without assembling them ----------
+
+IDS = st.one_of(st.integers(-3, 99), st.sampled_from(["7", "", " ", "\ud800", "x"]), values)
+PREDICATE = st.one_of(st.sampled_from(["on", " On ", "", "\ud800", "next to"]), values)
+
+
+def maybe(strategy):
+    """A field's plausible value or anything at all (to trip the checks)."""
+    return st.one_of(strategy, values)
+
+
+vg_ends = maybe(st.fixed_dictionaries({}, optional={"object_id": IDS, "id": IDS, "name": st.just("cup")}))
+vg_relations = maybe(st.fixed_dictionaries({}, optional={
+    "relationship_id": IDS, "id": IDS, "predicate": PREDICATE, "subject_id": IDS, "object_id": IDS,
+    "subject": vg_ends, "object": vg_ends}))
+vg_entries = st.fixed_dictionaries({}, optional={  # an entry with an image id is a JSON object
+    "image_id": IDS, "width": maybe(st.integers(0, 2**40)), "height": st.integers(0, 99),
+    "url": maybe(st.just("http://x/VG_100K/1.jpg")), "image_url": values, "coco_id": maybe(st.integers(0, 2**70)),
+    "flickr_id": values, "objects": maybe(st.lists(vg_ends, max_size=3)),
+    "relationships": maybe(st.lists(vg_relations, max_size=4))})
+gqa_relations = maybe(st.fixed_dictionaries({}, optional={"name": PREDICATE, "object": IDS}))
+gqa_objects = maybe(st.fixed_dictionaries({}, optional={
+    "name": st.just("cup"), "x": st.integers(0, 9), "relations": maybe(st.lists(gqa_relations, max_size=3))}))
+gqa_entries = maybe(st.fixed_dictionaries({}, optional={
+    "width": maybe(st.integers(0, 99)), "location": maybe(st.just("indoors")),
+    "objects": maybe(st.dictionaries(st.sampled_from(["1", "2", "", " ", "\ud800"]), gqa_objects, max_size=3))}))
+
+
+def record_predicates(item) -> list[str] | None:
+    """The raw predicates of a reader item's record (None: no record)."""
+    record, _ = item
+    return None if record is None else [r["predicate_raw"] for r in record["relations"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(image_id=st.sampled_from(["1", "abc"]), group=st.dictionaries(st.sampled_from(vg.PREDICATE_ROLES),
+                                                                     vg_entries, min_size=1))
+def test_vg_relation_predicates_are_those_of_the_assembled_record(image_id, group):
+    assert vg.relation_predicates(image_id, group) == record_predicates(vg.assemble_vg(image_id, group))
+    assert vg.relation_predicates(None, group) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=IDS, entry=gqa_entries)
+def test_gqa_relation_predicates_are_those_of_the_assembled_record(key, entry):
+    assert gqa.relation_predicates(key, entry) == record_predicates(gqa.assemble_gqa(key, entry))
+
+
+def test_read_predicates_of_broken_inputs_are_those_of_read_unit(tmp_path):
+    # every kind of bad element, GQA's cut file and an element that is not JSON (with on_error, as the job's
+    # --allow-partial-inputs): the pre-pass counts what the units' records hold, nothing of what they reject
+    corpus = write_bad_corpus(str(tmp_path / "bad"), 5)
+    broken = Path(corpus.vg) / "scene_graphs.json"
+    data = broken.read_bytes()
+    broken.write_bytes(data.replace(b'"relationships"', b'"relationships" :: ', 1))
+    inputs = [InputFiles("vg", tuple(resolve_vg_files(corpus.vg).items())),
+              *(InputFiles("gqa", (("gqa", url),)) for url in corpus.gqa)]
+    scans = {(inp.source, url): scan_file(inp, role, url) for inp in inputs for role, url in inp.files}
+    units = plan(inputs, scans, 4, None, allow_partial=True).units
+    errors = []
+    for unit in units:
+        found = list(read_predicates(unit, errors.append))
+        assert found == [None if item is None else record_predicates(item)
+                         for item in read_unit(unit, on_error=lambda _: None)]
+    assert len(errors) == 1 and "invalid JSON" in str(errors[0])
+    assert sum(p is None for u in units for p in read_predicates(u, lambda _: None)) > 5
+    with pytest.raises(InputFileError):
+        [p for u in units for p in read_predicates(u)]

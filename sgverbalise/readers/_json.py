@@ -219,6 +219,10 @@ def join_by_image(
 # Value checks: each returns the value in record shape or raises Malformed.
 
 
+def ignore(*_: Any) -> None:
+    """A callback for malformed values that records nothing (a reader's ``bad`` when only counting)."""
+
+
 def short(value: Any, limit: int = 80) -> str:
     """A short repr of ``value`` for a reject's detail."""
     text = repr(value)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sgverbalise.readers._json import (
     Malformed,
     box,
     ident,
+    ignore,
     iter_dict,
     list_field,
     names_of,
@@ -76,8 +77,8 @@ def parse_relation(subject_id: str, entry: Any) -> dict:
     }
 
 
-def assemble_gqa(image_id: Any, entry: Any) -> Item:
-    """The record and rejects of one GQA image entry (``image_id`` is its key in the file)."""
+def _image(image_id: Any, entry: Any) -> tuple[dict | None, list[dict]]:
+    """The image fields of an image entry, or None and the reject of an entry that cannot be a record."""
     try:
         image_id = ident(image_id, "image_id")
     except Malformed as err:
@@ -86,7 +87,7 @@ def assemble_gqa(image_id: Any, entry: Any) -> Item:
         detail = f"image entry is not a JSON object: {short(entry)}"
         return None, [reject(SOURCE, image_id, "malformed_record", detail, kind="image")]
     try:
-        image = {
+        return {
             "source": SOURCE,
             "image_id": image_id,
             "width": opt_int(entry.get("width"), "width"),
@@ -96,40 +97,64 @@ def assemble_gqa(image_id: Any, entry: Any) -> Item:
             "flickr_id": None,
             "location": opt_str(entry.get("location"), "location"),
             "weather": opt_str(entry.get("weather"), "weather"),
-        }
+        }, []
     except Malformed as err:
         return None, [reject(SOURCE, image_id, "malformed_record", f"image fields: {err}", kind="image")]
 
-    rejects: list[dict] = []
 
-    def bad(kind: str, detail: str) -> None:
-        rejects.append(reject(SOURCE, image_id, "malformed_record", detail, kind=kind))
-
+def _objects(entry: dict, bad: Callable[[str, str], None]) -> dict:
+    """An image entry's ``objects`` (empty when missing, or, told to ``bad``, when not a JSON object)."""
     raw_objects = entry.get("objects")
     if raw_objects is None:
-        raw_objects = {}
-    elif not isinstance(raw_objects, dict):
+        return {}
+    if not isinstance(raw_objects, dict):
         bad("object", f"'objects' is not a JSON object: {short(raw_objects, 40)}")
-        raw_objects = {}
+        return {}
+    return raw_objects
+
+
+def _object_relations(key: Any, raw: Any, bad: Callable[[str, str], None]) -> Iterator[dict]:
+    """The relations of the object ``raw`` (keyed ``key``) that parse, in order; ``bad`` is told of the others."""
+    if not isinstance(raw, dict):
+        return
+    try:
+        subject_id = ident(key, "object_id")
+        listed = list_field(raw, "relations")
+    except Malformed as err:
+        if raw.get("relations") not in (None, []):
+            bad("relation", f"relations of object {short(key, 30)}: {err}")
+        return
+    for item in listed:
+        try:
+            yield parse_relation(subject_id, item)
+        except Malformed as err:
+            bad("relation", f"relation of object {short(key, 30)}: {err}")
+
+
+def relation_predicates(image_id: Any, entry: Any) -> list[str] | None:
+    """The raw predicates of the relations ``assemble_gqa`` gives the image's record, in order, without assembling
+    it (no objects); None when the entry has no record."""
+    if _image(image_id, entry)[0] is None:
+        return None
+    return [relation["predicate_raw"] for key, raw in _objects(entry, ignore).items()
+            for relation in _object_relations(key, raw, ignore)]
+
+
+def assemble_gqa(image_id: Any, entry: Any) -> Item:
+    """The record and rejects of one GQA image entry (``image_id`` is its key in the file)."""
+    image, rejects = _image(image_id, entry)
+    if image is None:
+        return None, rejects
+
+    def bad(kind: str, detail: str) -> None:
+        rejects.append(reject(SOURCE, image["image_id"], "malformed_record", detail, kind=kind))
+
     objects: list[dict] = []
     relations: list[dict] = []
-    for key, raw in raw_objects.items():
+    for key, raw in _objects(entry, bad).items():
         try:
             objects.append(parse_object(key, raw))
         except Malformed as err:
             bad("object", f"object {short(key, 30)}: {err}")
-        if not isinstance(raw, dict):
-            continue
-        try:
-            subject_id = ident(key, "object_id")
-            listed = list_field(raw, "relations")
-        except Malformed as err:
-            if raw.get("relations") not in (None, []):
-                bad("relation", f"relations of object {short(key, 30)}: {err}")
-            continue
-        for item in listed:
-            try:
-                relations.append(parse_relation(subject_id, item))
-            except Malformed as err:
-                bad("relation", f"relation of object {short(key, 30)}: {err}")
+        relations.extend(_object_relations(key, raw, bad))
     return {**image, "objects": objects, "relations": relations, "regions": []}, rejects

@@ -42,8 +42,11 @@ _DELTA[list(b"]}")] = -1
 _ID_KEY = re.compile(rb'"(image_id|id)"[ \t\r\n]*:[ \t\r\n]*'
                      rb'(-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|"(?:[^"\\]|\\.)*"|null|true|false)?')
 _MISSING = object()
-# orjson reads an integer beyond 64 bits as a float; JSON (and the streaming readers) keep it an integer
-_LONG_NUMBER = re.compile(rb"[0-9]{19,}")
+# orjson reads an integer beyond 64 bits as a float; JSON (and the streaming readers) keep it an integer: text
+# with a run of 19 digits or more goes to the standard library. Found as a run of 19 zeros once every digit is a
+# zero (two passes in C): the regex [0-9]{19,} took about 10x longer, as long as orjson, on elements full of numbers
+_DIGITS_AS_ZEROS = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_RUN = b"0" * 19
 PREMATURE_EOF = "invalid JSON: parse error: premature EOF"
 
 
@@ -79,12 +82,17 @@ def _quote_mask(block: np.ndarray) -> np.ndarray:
     return mask
 
 
+def _has_long_number(text: bytes) -> bool:
+    """Whether ``text`` holds a run of 19 digits or more (a number orjson may not read as JSON says)."""
+    return _LONG_RUN in text.translate(_DIGITS_AS_ZEROS)
+
+
 def _id_value(token: bytes | None) -> Any:
     """The JSON value of a matched scalar token; a container (no token) is a present, unusable value."""
     if token is None:
         return ["container"]
     try:
-        return json.loads(token) if _LONG_NUMBER.search(token) else orjson.loads(token)
+        return json.loads(token) if _has_long_number(token) else orjson.loads(token)
     except orjson.JSONDecodeError:
         return ["unparsed"]
 
@@ -261,7 +269,7 @@ def parse_element(data: bytes | memoryview, opener: bytes, url: str, index: int,
     and its offset when it is not JSON."""
     text = bytes(data) if opener == b"[" else b"{" + bytes(data) + b"}"
     try:
-        if _LONG_NUMBER.search(text):
+        if _has_long_number(text):
             raise orjson.JSONDecodeError("a long number: the standard library keeps it exact", "", 0)
         value = orjson.loads(text)
     except orjson.JSONDecodeError:

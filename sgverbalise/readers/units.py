@@ -24,6 +24,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 ALIGNED, BY_ID = "aligned", "by_id"
 MAX_GAP = 1 << 20
 Item = tuple[dict | None, list[dict]]  # unread bytes between two wanted ranges of a file that one read still spans
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -175,11 +177,11 @@ def _entries(unit: Unit, role: str) -> list[tuple[int, bytes] | None]:
 
 
 
-def read_unit(unit: Unit, on_error: Callable[[InputFileError], Item] | None = None,
-              roles: Iterable[str] | None = None) -> Iterator[Item]:
-    """The reader items ``(record | None, rejects)`` of a unit's groups, in order (as ``iter_vg``/``iter_gqa``
-    give them for the same images). An element that is not JSON raises InputFileError naming it, or with
-    ``on_error`` becomes the item it returns. ``roles``: read only these of VG's files."""
+def _each_group(unit: Unit, make: Callable[[str | None, dict[str, Any]], T],
+                on_error: Callable[[InputFileError], T] | None, roles: Iterable[str] | None) -> Iterator[T]:
+    """``make(image id, group)`` of each of a unit's groups that has an element of ``roles`` (all: None), in
+    order; a group is role -> parsed element (GQA's: ``(key, value)``). An element that is not JSON raises
+    InputFileError naming it, or with ``on_error`` gives what it returns."""
     opener = b"{" if unit.source == "gqa" else b"["
     wanted = unit.spans if roles is None else [role for role in unit.spans if role in roles]
     entries = {role: _entries(unit, role) for role in wanted}
@@ -195,13 +197,28 @@ def read_unit(unit: Unit, on_error: Callable[[InputFileError], Item] | None = No
                 raise
             yield on_error(exc)
             continue
-        if not group:
-            continue
-        if unit.source == "gqa":
-            ((_, (key, value)),) = group.items()
-            yield gqa.assemble_gqa(key, value)
-        else:
-            yield vg.assemble_vg(image_id, group, unit.files)
+        if group:
+            yield make(image_id, group)
+
+
+def read_unit(unit: Unit, on_error: Callable[[InputFileError], Item] | None = None) -> Iterator[Item]:
+    """The reader items ``(record | None, rejects)`` of a unit's groups, in order (as ``iter_vg``/``iter_gqa``
+    give them for the same images). An element that is not JSON raises InputFileError naming it, or with
+    ``on_error`` becomes the item it returns."""
+    if unit.source == "gqa":
+        return _each_group(unit, lambda _, group: gqa.assemble_gqa(*group["gqa"]), on_error, None)
+    return _each_group(unit, lambda image_id, group: vg.assemble_vg(image_id, group, unit.files), on_error, None)
+
+
+def read_predicates(unit: Unit, on_error: Callable[[InputFileError], None] | None = None) \
+        -> Iterator[list[str] | None]:
+    """Per group of a unit, in order, the raw predicates of the relations of its record as ``read_unit`` gives
+    it, or None when it has none (no record, or an element that is not JSON, with ``on_error``, which is
+    called with its InputFileError): the vocabulary's counts without assembling the records. Reads only VG's
+    files that decide them (``vg.PREDICATE_ROLES``)."""
+    if unit.source == "gqa":
+        return _each_group(unit, lambda _, group: gqa.relation_predicates(*group["gqa"]), on_error, None)
+    return _each_group(unit, vg.relation_predicates, on_error, vg.PREDICATE_ROLES)
 
 
 def describe(unit: Unit) -> str:

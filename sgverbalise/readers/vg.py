@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +14,7 @@ from sgverbalise.readers._json import (
     first_present,
     id_list,
     ident,
+    ignore,
     iter_list,
     join_by_image,
     list_field,
@@ -44,6 +45,9 @@ _ORDER = ("scene_graphs", "objects", "relationships", "attributes", "regions", "
 # Files that carry image fields; a later one overrides an earlier one (image_data.json wins).
 _IMAGE_ROLES = ("scene_graphs", "objects", "image_data")
 _IMAGE_FIELDS = ("width", "height", "url", "image_url", "coco_id", "flickr_id")
+# The files whose entries decide an image's relations and whether it has a record: all ``relation_predicates``
+# reads.
+PREDICATE_ROLES = ("scene_graphs", "objects", "relationships", "image_data")
 
 Item = tuple[dict | None, list[dict]]
 
@@ -226,6 +230,71 @@ def _oid_hint(entry: Any) -> str:
     return ""
 
 
+def _image(image_id: str, group: dict[str, Any]) -> dict:
+    """The image fields of a record from its joined entries (a later role's field wins); Malformed when one is
+    wrongly typed."""
+    fields: dict[str, Any] = {}
+    for role in _IMAGE_ROLES:
+        entry = group.get(role)
+        if entry is not None:
+            fields.update({k: entry[k] for k in _IMAGE_FIELDS if entry.get(k) is not None})
+    url = opt_str(first_present(fields, "url", "image_url"), "url")
+    return {
+        "source": SOURCE,
+        "image_id": image_id,
+        "width": opt_int(fields.get("width"), "width"),
+        "height": opt_int(fields.get("height"), "height"),
+        "image_path": image_path_from_url(url, image_id),
+        "coco_id": opt_int(fields.get("coco_id"), "coco_id", wide=True),
+        "flickr_id": opt_int(fields.get("flickr_id"), "flickr_id", wide=True),
+        "location": None,
+        "weather": None,
+    }
+
+
+def _listed(group: dict[str, Any], roles: tuple[str, ...], key: str, kind: str, bad: Callable) \
+        -> Iterator[tuple[str, Any]]:
+    """(role, item) of each item of the ``key`` lists of an image's entries of ``roles``, in order; ``bad`` is
+    told of a ``key`` that is not a list."""
+    for role in roles:
+        entry = group.get(role)
+        if entry is None:
+            continue
+        try:
+            listed = list_field(entry, key)
+        except Malformed as err:
+            bad(kind, role, None, err)
+            continue
+        for raw in listed:
+            yield role, raw
+
+
+def _relations(group: dict[str, Any], bad: Callable[[str, str, Any, Exception], None]) \
+        -> Iterator[tuple[str, dict, list[tuple[str, Any]]]]:
+    """(role, relation, embedded ends) of each relationship of an image's entries that parses, in order; ``bad``
+    is told of each one that does not."""
+    for role, raw in _listed(group, ("scene_graphs", "relationships"), "relationships", "relation", bad):
+        try:
+            relation, embedded = parse_relation(raw)
+        except Malformed as err:
+            bad("relation", role, raw, err)
+            continue
+        yield role, relation, embedded
+
+
+def relation_predicates(image_id: str | None, group: dict[str, Any]) -> list[str] | None:
+    """The raw predicates of the relations ``assemble_vg`` gives the image's record, in order, without assembling
+    it (no objects, attributes or regions); None when the image has no record. Reads only the entries of
+    ``PREDICATE_ROLES``."""
+    if image_id is None:
+        return None
+    try:
+        _image(image_id, group)
+    except Malformed:
+        return None
+    return [relation["predicate_raw"] for _, relation, _ in _relations(group, ignore)]
+
+
 def assemble_vg(image_id: str | None, group: dict[str, Any], files: dict[str, str] | None = None) -> Item:
     """The record and rejects of one image from its joined entries (role -> entry of that role's file)."""
     files = files or {}
@@ -240,73 +309,34 @@ def assemble_vg(image_id: str | None, group: dict[str, Any], files: dict[str, st
         detail = f"{_file_name(files, role)}: {what}{_oid_hint(entry)}: {err}"
         rejects.append(reject(SOURCE, image_id, "malformed_record", detail, kind=kind))
 
-    fields: dict[str, Any] = {}
-    for role in _IMAGE_ROLES:
-        entry = group.get(role)
-        if entry is not None:
-            fields.update({k: entry[k] for k in _IMAGE_FIELDS if entry.get(k) is not None})
     try:
-        url = opt_str(first_present(fields, "url", "image_url"), "url")
-        image = {
-            "source": SOURCE,
-            "image_id": image_id,
-            "width": opt_int(fields.get("width"), "width"),
-            "height": opt_int(fields.get("height"), "height"),
-            "image_path": image_path_from_url(url, image_id),
-            "coco_id": opt_int(fields.get("coco_id"), "coco_id", wide=True),
-            "flickr_id": opt_int(fields.get("flickr_id"), "flickr_id", wide=True),
-            "location": None,
-            "weather": None,
-        }
+        image = _image(image_id, group)
     except Malformed as err:
         return None, [reject(SOURCE, image_id, "malformed_record", f"image fields: {err}", kind="image")]
 
     objects: dict[str, dict] = {}
-    for role in ("scene_graphs", "objects"):
-        entry = group.get(role)
-        if entry is None:
-            continue
+    for role, raw in _listed(group, ("scene_graphs", "objects"), "objects", "object", bad):
         try:
-            listed = list_field(entry, "objects")
+            obj = parse_object(raw)
         except Malformed as err:
-            bad("object", role, None, err)
+            bad("object", role, raw, err)
             continue
-        for raw in listed:
-            try:
-                obj = parse_object(raw)
-            except Malformed as err:
-                bad("object", role, raw, err)
-                continue
-            if obj["object_id"] in objects:
-                bad("object", role, raw, Malformed("duplicate object id"))
-                continue
-            objects[obj["object_id"]] = obj
+        if obj["object_id"] in objects:
+            bad("object", role, raw, Malformed("duplicate object id"))
+            continue
+        objects[obj["object_id"]] = obj
 
     relations: list[dict] = []
     unparsed_ends: dict[str, tuple[str, Any, Malformed]] = {}
-    for role in ("scene_graphs", "relationships"):
-        entry = group.get(role)
-        if entry is None:
-            continue
-        try:
-            listed = list_field(entry, "relationships")
-        except Malformed as err:
-            bad("relation", role, None, err)
-            continue
-        for raw in listed:
-            try:
-                relation, embedded = parse_relation(raw)
-            except Malformed as err:
-                bad("relation", role, raw, err)
+    for role, relation, embedded in _relations(group, bad):
+        relations.append(relation)
+        for object_id, end in embedded:
+            if object_id in objects:
                 continue
-            relations.append(relation)
-            for object_id, end in embedded:
-                if object_id in objects:
-                    continue
-                try:
-                    objects[object_id] = parse_object(end)
-                except Malformed as err:
-                    unparsed_ends.setdefault(object_id, (role, end, err))
+            try:
+                objects[object_id] = parse_object(end)
+            except Malformed as err:
+                unparsed_ends.setdefault(object_id, (role, end, err))
     for object_id, (role, end, err) in unparsed_ends.items():
         if object_id not in objects:
             bad("object", role, end, err)
@@ -330,18 +360,11 @@ def assemble_vg(image_id: str | None, group: dict[str, Any], files: dict[str, st
                 bad("object", "attributes", raw, Malformed(f"attributes not applied: {err}"))
 
     record_regions: list[dict] = []
-    entry = group.get("regions")
-    if entry is not None:
+    for role, raw in _listed(group, ("regions",), "regions", "region", bad):
         try:
-            listed = list_field(entry, "regions")
+            record_regions.append(parse_region(raw))
         except Malformed as err:
-            bad("region", "regions", None, err)
-            listed = []
-        for raw in listed:
-            try:
-                record_regions.append(parse_region(raw))
-            except Malformed as err:
-                bad("region", "regions", raw, err)
+            bad("region", role, raw, err)
 
     record = {**image, "objects": list(objects.values()), "relations": relations, "regions": record_regions}
     return record, rejects
