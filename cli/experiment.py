@@ -67,6 +67,7 @@ class ExperimentConfig:
     jobs: int = 2
     k_test: int = 16  # ITC candidates re-ranked by ITM in retrieval
     relation_scenes: int = 200  # fresh training-like scenes of the relation check (checks.relation_check)
+    position_scenes: int = 600  # fresh scenes of the position check (checks.position_check), a third held out
     configs: str = str(CONFIG_DIR)
     overrides: tuple[str, ...] = ()  # more --set overrides for every run
 
@@ -75,7 +76,7 @@ class ExperimentConfig:
         return replace(self, seeds=self.seeds[:1], steps=4, ckpt_every=2, sg_images=60, web_images=64,
                        pixel_stats_images=16,
                        probes=ProbeSizes(vsr_dev=6, vsr_test=6, valse=6, retrieval_test=6, retrieval_dev=6),
-                       k_test=4, jobs=1, relation_scenes=20)
+                       k_test=4, jobs=1, relation_scenes=20, position_scenes=30)
 
     def data_settings(self) -> dict[str, Any]:
         """The settings that decide ``data/`` (its cache key)."""
@@ -191,7 +192,7 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
     from sgverbalise.training.eval.ours import OursScorer
     from sgverbalise.training.eval.runner import EvalConfig
     from sgverbalise.training.eval.sweep import sweep, sweep_markdown
-    from sgverbalise.training.experiment.checks import itc_retrieval, itm_check, relation_check
+    from sgverbalise.training.experiment.checks import itc_retrieval, itm_check
     from sgverbalise.training.loop import train
 
     run_dir = Path(cfg.out) / "runs" / f"{model}-seed{seed}"
@@ -199,7 +200,7 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
     if done.is_file():
         previous = json.loads(done.read_text())
         if previous.get("steps") == cfg.steps and previous.get("ckpt_every") == cfg.ckpt_every:
-            return _add_missing_checks(previous, run_dir, done, cfg.relation_scenes)
+            return _add_missing_checks(cfg, previous, run_dir, done)
         shutil.rmtree(run_dir)  # made with other settings: its checkpoints cannot be resumed
     torch.set_num_threads(1)
     run_cfg = run_settings(cfg, data, model, seed, run_dir)
@@ -217,7 +218,6 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
         row.update(itc_retrieval(run_dir / "sweep" / f"step-{row['step']}" / "results.json"))
     last = OursScorer(result.rows[-1]["checkpoint"], device="cpu")
     itm = itm_check(last, data["probes"])
-    relations = relation_check(last, cfg.relation_scenes)
     mrc = None
     if run_cfg.model.use_mrc:
         from sgverbalise.training.evaluate_mrc import evaluate_mrc
@@ -237,25 +237,35 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
         "selected": result.selected,
         "mrc_val": mrc,
         "itm_check": itm,
-        "relation_check": relations,
+        **{name: check(last) for name, check in _last_checks(cfg).items()},
     }
     done.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return doc
 
 
-def _add_missing_checks(doc: dict[str, Any], run_dir: Path, done: Path, scenes: int) -> dict[str, Any]:
-    """A complete run from before ``relation_check`` existed gets it from its last checkpoint (run.json
+def _last_checks(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The checks of a run's last checkpoint that need only its scorer, by their run.json key."""
+    from sgverbalise.training.experiment.checks import position_check, relation_check
+
+    return {"relation_check": lambda scorer: relation_check(scorer, cfg.relation_scenes),
+            "position_check": lambda scorer: position_check(scorer, cfg.position_scenes,
+                                                            test=cfg.position_scenes // 3)}
+
+
+def _add_missing_checks(cfg: ExperimentConfig, doc: dict[str, Any], run_dir: Path, done: Path) -> dict[str, Any]:
+    """A complete run from before one of ``_last_checks`` existed gets it from its last checkpoint (run.json
     rewritten); other runs come back as they are."""
-    if "relation_check" in doc or not doc["rows"]:
+    missing = {name: check for name, check in _last_checks(cfg).items() if name not in doc}
+    if not missing or not doc["rows"]:
         return doc
     from sgverbalise.training.checkpoint import step_name
     from sgverbalise.training.eval.ours import OursScorer
-    from sgverbalise.training.experiment.checks import relation_check
 
     last = run_dir / step_name(doc["rows"][-1]["step"])
     if not last.is_dir():
         return doc
-    doc = {**doc, "relation_check": relation_check(OursScorer(str(last), device="cpu"), scenes)}
+    scorer = OursScorer(str(last), device="cpu")
+    doc = {**doc, **{name: check(scorer) for name, check in missing.items()}}
     done.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return doc
 

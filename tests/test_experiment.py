@@ -236,6 +236,45 @@ def test_relation_check_shows_a_text_prior_per_predicate():
     assert relation_check(_TextPrior(), n=160) == found  # the same scenes every time
 
 
+class _Seeing:
+    """Fused [CLS] stand-ins: the centroid of the pixels of the named object's colour (a model that knows where
+    the object is), or, ``blind``, a code of the name alone."""
+
+    def __init__(self, blind: bool = False):
+        self.blind = blind
+
+    def fused_cls(self, images, texts):
+        import numpy as np
+        import torch
+
+        from sgverbalise.synth import COLOURS
+
+        rows = []
+        for image, text in zip(images, texts, strict=True):
+            colour = text.split()[0]
+            if self.blind:
+                rows.append([float(sorted(COLOURS).index(colour)), float(len(text)), 1.0])
+                continue
+            pixels = np.asarray(image, dtype=np.int32)
+            near = np.abs(pixels - np.array(COLOURS[colour])).sum(2) < 60
+            ys, xs = np.nonzero(near)
+            rows.append([xs.mean() / pixels.shape[1], ys.mean() / pixels.shape[0], 1.0])
+        return torch.tensor(rows)
+
+
+def test_position_check_tells_a_model_that_sees_where_from_one_that_does_not():
+    from sgverbalise.training.experiment.checks import position_check
+
+    seeing = position_check(_Seeing(), n=150, test=50)
+    assert seeing["x_r2"] > 0.8 and seeing["y_r2"] > 0.8 and seeing["side_accuracy"] > 90
+    blind = position_check(_Seeing(blind=True), n=150, test=50)
+    assert blind["x_r2"] < 0.1 and blind["y_r2"] < 0.1 and blind["side_accuracy"] < 70
+    assert abs(blind["side_accuracy"] - blind["majority"]) < 15
+    assert position_check(_Seeing(), n=150, test=50) == seeing  # the same scenes every time
+    with pytest.raises(ValueError, match="test"):
+        position_check(_Seeing(), n=10, test=10)
+
+
 def test_valse_items_are_balanced_so_a_text_prior_scores_half(tmp_path: Path):
     from sgverbalise.training.experiment.probes import valse_examples
 
@@ -282,12 +321,16 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):
     assert 0 <= check["auc"] <= 100 and check["pairs"] > 0
     relations = results["runs"][0]["relation_check"]
     assert relations["n"] == 20 == sum(p["n"] for p in relations["per_predicate"].values())
-    assert "relation_pairs" in results["table"]["albef"]
+    assert "relation_pairs" in results["table"]["albef"] and "position_side" in results["table"]["albef"]
+    positions = results["runs"][0]["position_check"]
+    assert positions["n"] == 30 and positions["test"] == 10 and 0 <= positions["side_accuracy"] <= 100
     run_json = out / "runs" / "albef-seed0" / "run.json"  # a run made before the check gets it on a rerun
-    older = {k: v for k, v in json.loads(run_json.read_text()).items() if k != "relation_check"}
+    older = {k: v for k, v in json.loads(run_json.read_text()).items()
+             if k not in ("relation_check", "position_check")}
     run_json.write_text(json.dumps(older))
     assert main(["experiment", "relations", "--out", str(out), "--smoke"]) == 0
-    assert json.loads(run_json.read_text())["relation_check"] == relations
+    backfilled = json.loads(run_json.read_text())
+    assert backfilled["relation_check"] == relations and backfilled["position_check"] == positions
     timing = json.loads((out / "results.json").read_text())["meta"]["timing"]
     assert results["meta"]["timing"]["runs_reused"] == 0 and timing["runs_reused"] == len(models)
     assert json.loads((out / "data" / "data.json").read_text())["pixels"]["images"] == 16

@@ -64,16 +64,24 @@ class OursScorer(ItmFromLogits):
 
     rerank_rule = "replace"  # ALBEF's retrieval protocol: the ITM logit replaces the ITC score of the top k
 
-    def _itm_logits(self, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:
-        """ITM head logits [N, 2] on the fused [CLS]; each distinct image is encoded once."""
+    def _fused_cls(self, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:
+        """The fusion's [CLS] states [N, H] of each (image, text) pair; each distinct image is encoded once."""
         distinct, index = unique_images(images)
         image_embeds = self.model.encode_image(self._pixels(distinct))[
             torch.tensor(index, device=self.device)
         ]
         input_ids, attention_mask = self._tokens(texts)
         text_hidden = self.model.encode_text(input_ids, attention_mask)
-        fused = self.model.fuse(text_hidden, attention_mask, image_embeds)
-        return self.model.itm_head(fused[:, 0]).float()
+        return self.model.fuse(text_hidden, attention_mask, image_embeds)[:, 0]
+
+    def _itm_logits(self, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:
+        """ITM head logits [N, 2] on the fused [CLS]."""
+        return self.model.itm_head(self._fused_cls(images, texts)).float()
+
+    @torch.inference_mode()
+    def fused_cls(self, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:
+        """The fusion's [CLS] states [N, H] of each (image, text) pair (what the ITM head reads)."""
+        return self._fused_cls(images, texts).float()
 
     @torch.inference_mode()
     def itc_image(self, images: Sequence[Image.Image]) -> torch.Tensor:

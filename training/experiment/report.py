@@ -26,6 +26,7 @@ SKILLS: dict[str, str] = {
     "coco_ir1": "retrieval IR@1 (ITM re-rank)",
     "itm_auc": "ITM AUC true vs shuffled",
     "relation_pairs": "relation vs its opposite (training-like scenes)",
+    "position_side": "which side is the named object on (fused [CLS])",
 }
 PLOTTED: tuple[str, ...] = ("vsr_dev", "vsr_test", "valse", "coco_itc_tr1", "coco_tr1", "coco_dev_tr1")
 NAMES: dict[str, str] = {"albef": "ALBEF", "realbef": "REALBEF", "xvlm": "X-VLM", "rexvlm": "REX-VLM",
@@ -37,6 +38,7 @@ PAIRS: tuple[tuple[str, str], ...] = (("realbef", "albef"), ("rexvlm", "xvlm"), 
 MRC = "mrc_val"
 ITM_CHECK = "itm_check"
 RELATION_CHECK = "relation_check"
+POSITION_CHECK = "position_check"
 # two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (then the normal's 1.96)
 T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
@@ -72,6 +74,8 @@ def run_values(doc: dict, where: str = "last") -> dict[str, float]:
         values["itm_auc"] = float(doc[ITM_CHECK]["auc"])
     if doc.get(RELATION_CHECK):
         values["relation_pairs"] = float(doc[RELATION_CHECK]["accuracy"])
+    if doc.get(POSITION_CHECK):
+        values["position_side"] = float(doc[POSITION_CHECK]["side_accuracy"])
     return values
 
 
@@ -130,7 +134,8 @@ def curves(docs: list[dict]) -> dict[str, dict[str, list[dict]]]:
 def chance(meta: dict) -> dict[str, float]:
     """Accuracy of guessing: 50% for the true/false and foil probes, one in the gallery size for R@1."""
     images = meta.get("data", {}).get("probes", {}).get("retrieval_test_images") or 0
-    out = {"vsr_dev": 50.0, "vsr_test": 50.0, "valse": 50.0, "itm_auc": 50.0, "relation_pairs": 50.0}
+    out = {"vsr_dev": 50.0, "vsr_test": 50.0, "valse": 50.0, "itm_auc": 50.0, "relation_pairs": 50.0,
+           "position_side": 50.0}
     if images:
         out |= {"coco_itc_tr1": 100.0 / images, "coco_tr1": 100.0 / images, "coco_ir1": 100.0 / images}
     return out
