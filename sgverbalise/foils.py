@@ -107,14 +107,15 @@ def is_symmetric(predicate: str) -> bool:
     return canonical(predicate) in SYMMETRIC
 
 
-def foil_options(subject: T, predicate: str, obj: T) -> list[tuple[T, str, T]]:
+def foil_options(subject: T, predicate: str, obj: T, balanced: bool = False) -> list[tuple[T, str, T]]:
     """The foils of a triplet, swap first, then the opposite predicate (none, one or two). Subject and
-    object are texts, or anything that names the two objects (indices of a scene's objects)."""
+    object are texts, or anything that names the two objects (indices of a scene's objects). With
+    ``balanced``, an opposite only from a converse pair (``REVERSIBLE``)."""
     options: list[tuple[T, str, T]] = []
     if not is_symmetric(predicate) and subject != obj:
         options.append((obj, predicate, subject))
     other = opposite(predicate)
-    if other is not None:
+    if other is not None and (not balanced or canonical(predicate) in REVERSIBLE):
         options.append((subject, other, obj))
     return options
 
@@ -135,10 +136,7 @@ def foil_triplet(
     1/2 (one ``rng.random()`` draw), else the opposite predicate; None when the triplet has no foil. With
     ``balanced``, an opposite only from a converse pair (``REVERSIBLE``), so that no predicate is false more
     often than true across a set of statements whose converses are equally common."""
-    options = foil_options(subject, predicate, obj)
-    if balanced:
-        options = [f for f in options if f[1] == predicate or canonical(predicate) in REVERSIBLE]
-    return _pick(rng, options)
+    return _pick(rng, foil_options(subject, predicate, obj, balanced))
 
 
 def statement(triplet: Triplet) -> str:

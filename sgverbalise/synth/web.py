@@ -98,25 +98,19 @@ def _draw_scene(style: WebStyle, rng: random.Random, size: int, max_tries: int =
     """A scene of the style; for statements, drawn until one has a relation with a foil."""
     for _ in range(max_tries):
         scene = style.scenes(rng, size)
-        if style.captions != "statements" or any(_statement_foil(r, None) for r in scene.relations):
+        if style.captions != "statements" or any(foils.foil_options(*r, balanced=True) for r in scene.relations):
             return scene
     raise RuntimeError(f"no scene with a relation in {max_tries} draws")
-
-
-def _statement_foil(relation: tuple[int, str, int], rng: random.Random | None) -> tuple[int, str, int] | None:
-    """The balanced foil of a relation (``foils.foil_triplet(balanced=True)``); without ``rng``, whether it has
-    one (a ``next to`` has none: it is symmetric and its opposite is one-way)."""
-    return foils.foil_triplet(*relation, rng or random.Random(0), balanced=True)
 
 
 def relation_statement(scene: Scene, rng: random.Random) -> tuple[str, str]:
     """One of the scene's relations with a balanced foil, drawn at random, as ``subject predicate object``, and
     its foil: a false statement about the same two objects."""
-    relations = [r for r in scene.relations if _statement_foil(r, None)]
+    relations = [r for r in scene.relations if foils.foil_options(*r, balanced=True)]
     if not relations:
         raise ValueError("the scene has no relation with a foil")
     relation = rng.choice(relations)
-    foil = _statement_foil(relation, rng)
+    foil = foils.foil_triplet(*relation, rng, balanced=True)
     assert foil is not None
     return scene.statement(relation), scene.statement(foil)
 
