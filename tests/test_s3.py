@@ -13,7 +13,14 @@ from s3 import s3_server  # noqa: F401  (the fixture)
 from sgverbalise.cli.main import main as sgv_main
 from sgverbalise.pipelines.build_shards import run
 from sgverbalise.shards import read_shard
-from sgverbalise.storage import AtomicFile, atomic_open, atomic_write, list_leftovers
+from sgverbalise.storage import (
+    AtomicFile,
+    atomic_open,
+    atomic_write,
+    incomplete_uploads,
+    list_leftovers,
+    remove_leftovers,
+)
 from sgverbalise.synth import synthesize
 
 
@@ -120,7 +127,13 @@ def test_kill_while_writing_to_s3_then_rerun(s3_server, s3_inputs, s3_run, tmp_p
     assert files_sha(copy) == reference
 
 
-def test_atomic_publication_on_s3(s3_server):  # noqa: F811
+def test_atomic_publication_on_s3(s3_server, monkeypatch):  # noqa: F811
+    def no_copy(*args, **kwargs):
+        raise AssertionError("publishing on S3 copied an object")
+
+    # the final key is written as a multipart upload that commit completes: no temp key, no server-side copy
+    monkeypatch.setattr(type(s3_server.fs), "mv", no_copy)
+    monkeypatch.setattr(type(s3_server.fs), "_copy", no_copy)
     prefix = s3_server.prefix("atomic")
     url = f"{prefix}/train/shard-000000.tar"
     path = url.removeprefix("s3://")
@@ -136,4 +149,20 @@ def test_atomic_publication_on_s3(s3_server):  # noqa: F811
     assert not s3_server.fs.exists(f"{prefix.removeprefix('s3://')}/val/shard-000000.tar")  # not yet committed
     handle.commit()
     assert s3_server.fs.cat_file(f"{prefix.removeprefix('s3://')}/val/shard-000000.tar") == b"complete"
-    assert list_leftovers(prefix) == []
+    assert list_leftovers(prefix) == [] and incomplete_uploads(prefix) == []
+
+
+def test_writer_killed_before_commit_on_s3_leaves_an_upload_that_leftovers_abort(s3_server):  # noqa: F811
+    prefix = s3_server.prefix("killed-writer")
+    other = s3_server.prefix("other-job")
+    for root in (prefix, other):
+        handle = AtomicFile(f"{root}/train/shard-000001.tar")
+        handle.write(b"x" * 1000)
+        handle.file.close()  # every part uploaded, then the process dies before commit
+    s3_server.fs.invalidate_cache()
+    key = f"{prefix}/train/shard-000001.tar"
+    assert not s3_server.fs.exists(key.removeprefix("s3://"))  # readers see nothing
+    assert [url for url, _ in incomplete_uploads(prefix)] == [key]
+    assert remove_leftovers(prefix) == [f"{key} (incomplete upload)"]
+    assert incomplete_uploads(prefix) == []
+    assert len(incomplete_uploads(other)) == 1  # another prefix's upload is not touched
