@@ -1,6 +1,6 @@
 """Progress of a long run as it goes: a log line from each worker every few seconds with what that worker has
-done so far (images read by the vocabulary's pre-pass, VG file entries and images read by the units, samples
-made, shards written, ...). VG's file entries are counted when a unit has read all of its images; shards when
+done so far (input files scanned, images read by the vocabulary's pre-pass, VG file entries and images read by
+the units, samples made, shards written, then the last step's reject lines merged and files published, ...). VG's file entries are counted when a unit has read all of its images; shards when
 each is written (to the staging area).
 
 The runner reports Beam's metric counters only when the run has ended (DirectRunner's ``pipeline.run()``
@@ -23,11 +23,13 @@ log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
 ENV = "SGV_PROGRESS_SECONDS"
 DEFAULT_SECONDS = 10.0
-ORDER = ("vocabulary_images_read", "vg_entries_read", "images_read", "records_read", "samples", "shards_written",
-         "records_written")
-LABELS = {"vocabulary_images_read": "images read for the vocabulary", "vg_entries_read": "VG file entries read",
-          "images_read": "images read", "records_read": "records read (--records)", "samples": "samples",
-          "shards_written": "shards written", "records_written": "record files written"}
+ORDER = ("files_scanned", "vocabulary_images_read", "vg_entries_read", "images_read", "records_read", "samples",
+         "shards_written", "records_written", "rejects_merged", "files_published")
+LABELS = {"files_scanned": "input files scanned", "vocabulary_images_read": "images read for the vocabulary",
+          "vg_entries_read": "VG file entries read", "images_read": "images read",
+          "records_read": "records read (--records)", "samples": "samples", "shards_written": "shards written",
+          "records_written": "record files written", "rejects_merged": "reject lines merged",
+          "files_published": "files published"}
 
 
 def interval() -> float:

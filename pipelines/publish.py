@@ -15,6 +15,7 @@ import apache_beam as beam
 
 from sgverbalise.errors import InputError, InputFileError
 from sgverbalise.pipelines.local_runner import local_runner_patches, new_pipeline
+from sgverbalise.pipelines.progress import progress
 from sgverbalise.pipelines.transforms import REJECT_FILES, REJECTS
 from sgverbalise.rejects import group, merge_lines, sorted_lines
 from sgverbalise.schemas.layout import MERGED_REJECTS, STAGING_DIR, UNIT_REJECTS, rejects_name
@@ -55,6 +56,7 @@ class Staging:
         for name in sorted(names):
             try:
                 move(self.url(name), join(self.out, name))
+                progress().add("files_published")
             except FileNotFoundError:
                 if not fs.exists(url_fs(join(self.out, name))[1]):
                     raise IncompleteRunError(f"{name}: neither staged nor published; run the job again") from None
@@ -146,6 +148,7 @@ def write_groups(staging: Staging, lines: Iterable[tuple[str, bytes]]) -> Counte
                 current = (g, AtomicFile(staging.url(rejects_name(g))))
             current[1].write(line + b"\n")
             written[g] += 1
+            progress().add("rejects_merged")
         if current is not None:
             current[1].commit()
     except BaseException:

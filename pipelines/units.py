@@ -59,7 +59,9 @@ def job_inputs(cfg: BuildConfig) -> list[InputFiles]:
 class ScanFileFn(beam.DoFn):
     def process(self, element: tuple[InputFiles, str, str]) -> Iterator:
         inp, role, url = element
-        yield (inp.source, url), scan_file(inp, role, url)
+        found = scan_file(inp, role, url)
+        progress().add("files_scanned")
+        yield (inp.source, url), found
 
 
 class PlanFn(beam.DoFn):

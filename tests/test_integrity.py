@@ -248,6 +248,6 @@ def test_a_run_logs_its_progress_on_stderr(tmp_path, vg_sample, capfd, monkeypat
     assert main(["build-shards", "--vg", str(vg_sample), "--out", str(out), "--samples-per-shard", "10",
                  "--images-per-unit", "30"]) == 0
     lines = [line for line in capfd.readouterr().err.splitlines() if "progress: " in line]
-    for label in ("images read for the vocabulary", "VG file entries read", "images read", "samples",
-                  "shards written"):
+    for label in ("input files scanned", "images read for the vocabulary", "VG file entries read", "images read",
+                  "samples", "shards written", "reject lines merged", "files published"):
         assert any(f" {label} " in line for line in lines), label
