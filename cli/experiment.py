@@ -169,8 +169,6 @@ def run_settings(
 ) -> RunConfig:
     """One run's config: ``{model}.yaml`` with the user's ``--set`` overrides, then this run's data paths,
     steps, seed, checkpoints and quiet bookkeeping (the experiment's own settings win)."""
-    sg, web = data["sg"], data["web-statements" if model == "upper" else "web"]
-    sources = {"caption": web, "vsg": sg, "mrc": sg, "entity": sg}
     pixels = json.loads((Path(cfg.out) / "data" / DATA_FILE).read_text())["pixels"]
     normalise = [f"model.vision.image_mean={json.dumps(pixels['mean'])}",
                  f"model.vision.image_std={json.dumps(pixels['std'])}"]
@@ -180,9 +178,19 @@ def run_settings(
         milestone_every=cfg.ckpt_every, keep_last=1, resume=any(run_dir.glob("step-*")), progress=False,
         tensorboard=False, threads=1,
     )
-    data_cfg = replace(base.data, sources={kind: [sources[kind]] for kind in base.data.active_types()},
-                       tokenizer=data["tokenizer"], seed=seed)
+    # each source the config names under out/experiment/data (web, web-statements, sg) becomes this run's copy
+    sources = {kind: [data[_data_set(source.urls, model)] for source in base.data.sources[kind]]
+               for kind in base.data.active_types()}
+    data_cfg = replace(base.data, sources=sources, tokenizer=data["tokenizer"], seed=seed)
     return replace(base, train=train, data=data_cfg)
+
+
+def _data_set(urls: str | list[str], model: str) -> str:
+    name = Path(urls).name if isinstance(urls, str) else ""
+    if name not in ("sg", "web", "web-statements"):
+        raise ValueError(f"{model}.yaml: data source {urls!r} is not one of the experiment's data sets "
+                         "(out/experiment/data/sg, web or web-statements)")
+    return name
 
 
 def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) -> dict[str, Any]:

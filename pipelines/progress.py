@@ -1,7 +1,8 @@
 """Progress of a long run as it goes: a log line from each worker every few seconds with what that worker has
 done so far (input files scanned, images read by the vocabulary's pre-pass, VG file entries and images read by
-the units, samples made, shards written, then the last step's reject lines merged and files published, ...). VG's file entries are counted when a unit has read all of its images; shards when
-each is written (to the staging area).
+the units, samples made, shards written, then the last step's reject lines merged and files published, ...).
+VG's file entries are counted when a unit has read all of its images; shards when each is written (to the
+staging area).
 
 The runner reports Beam's metric counters only when the run has ended (DirectRunner's ``pipeline.run()``
 returns then), so the driver cannot show them during the run; each worker process logs its own counts instead.

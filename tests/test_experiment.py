@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,36 @@ def test_experiment_configs_share_architecture_steps_and_images_per_step():
     assert cfgs["albef"].data.active_types() == ["caption"]
     assert cfgs["realbef"].data.active_types() == ["caption", "mrc", "vsg"]
     assert cfgs["rexvlm"].data.ratios == {"caption": 2.0, "entity": 1.5, "mrc": 1.0, "vsg": 1.0}
+
+
+def test_upper_bounds_are_their_baselines_trained_on_statements_with_foils():
+    load = lambda m: load_config(ROOT / "configs" / "experiment" / f"{m}.yaml")  # noqa: E731
+    for upper, base in (("upper", "albef"), ("upper-xvlm", "xvlm")):
+        u, b = load(upper), load(base)
+        assert u.model == b.model and replace(u.train, out="") == replace(b.train, out="")
+        assert u.data.foils and [s.urls for s in u.data.sources["caption"]] == ["out/experiment/data/web-statements"]
+        assert replace(u.data, sources=b.data.sources, foils=False) == b.data  # all else the baseline's
+
+
+def test_each_run_reads_the_data_sets_its_config_names(tmp_path: Path):
+    from sgverbalise.cli.experiment import DATA_FILE, ExperimentConfig, run_settings
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / DATA_FILE).write_text(json.dumps({"pixels": {"mean": [0.5] * 3, "std": [0.2] * 3}}))
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    xvlm = yaml.safe_load((ROOT / "configs" / "experiment" / "xvlm.yaml").read_text())
+    xvlm["data"]["sources"]["caption"] = ["out/experiment/data/web", "out/experiment/data/web-statements"]
+    (configs / "mixed.yaml").write_text(yaml.safe_dump(xvlm))
+    xvlm["data"]["sources"]["caption"] = ["/somewhere/else/captions"]
+    (configs / "elsewhere.yaml").write_text(yaml.safe_dump(xvlm))
+    data = {name: str(tmp_path / "data" / name) for name in ("sg", "web", "web-statements", "tokenizer")}
+    cfg = ExperimentConfig(out=str(tmp_path), configs=str(configs))
+    run = run_settings(cfg, data, "mixed", 0, tmp_path / "runs" / "mixed-seed0")
+    assert [s.urls for s in run.data.sources["caption"]] == [data["web"], data["web-statements"]]
+    assert [s.urls for s in run.data.sources["entity"]] == [data["sg"]]
+    with pytest.raises(ValueError, match="elsewhere.yaml: data source '/somewhere/else/captions'"):
+        run_settings(cfg, data, "elsewhere", 0, tmp_path / "runs" / "elsewhere-seed0")
 
 
 def test_replication_configs_have_the_paper_batches_on_eight_gpus():
