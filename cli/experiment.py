@@ -200,7 +200,7 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
     from sgverbalise.training.eval.ours import OursScorer
     from sgverbalise.training.eval.runner import EvalConfig
     from sgverbalise.training.eval.sweep import sweep, sweep_markdown
-    from sgverbalise.training.experiment.checks import itc_retrieval, itm_check
+    from sgverbalise.training.experiment.checks import itc_retrieval, itm_check, vsr_auc
     from sgverbalise.training.loop import train
 
     run_dir = Path(cfg.out) / "runs" / f"{model}-seed{seed}"
@@ -224,6 +224,7 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
     (run_dir / "sweep" / "sweep.md").write_text(sweep_markdown(result))
     for row in result.rows:
         row.update(itc_retrieval(run_dir / "sweep" / f"step-{row['step']}" / "results.json"))
+        row.update(vsr_auc(run_dir / "sweep" / f"step-{row['step']}"))
     last = OursScorer(result.rows[-1]["checkpoint"], device="cpu")
     itm = itm_check(last, data["probes"])
     mrc = None
@@ -261,19 +262,26 @@ def _last_checks(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def _add_missing_checks(cfg: ExperimentConfig, doc: dict[str, Any], run_dir: Path, done: Path) -> dict[str, Any]:
-    """A complete run from before one of ``_last_checks`` existed gets it from its last checkpoint (run.json
-    rewritten); other runs come back as they are."""
-    missing = {name: check for name, check in _last_checks(cfg).items() if name not in doc}
-    if not missing or not doc["rows"]:
-        return doc
-    from sgverbalise.training.checkpoint import step_name
-    from sgverbalise.training.eval.ours import OursScorer
+    """A complete run from before one of ``_last_checks`` or the VSR-style AUC existed gets it, from its last
+    checkpoint or its sweep's score files (run.json rewritten); other runs come back as they are."""
+    from sgverbalise.training.experiment.checks import vsr_auc
 
-    last = run_dir / step_name(doc["rows"][-1]["step"])
-    if not last.is_dir():
+    missing = {name: check for name, check in _last_checks(cfg).items() if name not in doc}
+    old_rows = [row for row in doc["rows"] if "vsr_test_auc" not in row
+                and (run_dir / "sweep" / f"step-{row['step']}" / "scores" / "vsr.jsonl").is_file()]
+    if not (missing or old_rows) or not doc["rows"]:
         return doc
-    scorer = OursScorer(str(last), device="cpu")
-    doc = {**doc, **{name: check(scorer) for name, check in missing.items()}}
+    rows = [{**row, **vsr_auc(run_dir / "sweep" / f"step-{row['step']}")} if row in old_rows else row
+            for row in doc["rows"]]
+    doc = {**doc, "rows": rows}
+    if missing:
+        from sgverbalise.training.checkpoint import step_name
+        from sgverbalise.training.eval.ours import OursScorer
+
+        last = run_dir / step_name(doc["rows"][-1]["step"])
+        if last.is_dir():
+            scorer = OursScorer(str(last), device="cpu")
+            doc = {**doc, **{name: check(scorer) for name, check in missing.items()}}
     done.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return doc
 

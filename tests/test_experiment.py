@@ -246,6 +246,19 @@ def test_auc_counts_ties_half():
     assert auc([0.9, 0.3], [0.5]) == 50.0
 
 
+def test_vsr_auc_ranks_true_above_false_whatever_the_threshold(tmp_path: Path):
+    from sgverbalise.training.experiment.checks import vsr_auc
+
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    rows = [{"split": "test", "label": 1, "score": 0.30}, {"split": "test", "label": 0, "score": 0.20},
+            {"split": "test", "label": 1, "score": 0.25}, {"split": "test", "label": 0, "score": 0.28},
+            {"split": "dev", "label": 1, "score": 0.10}, {"split": "dev", "label": 0, "score": 0.40}]
+    (scores / "vsr.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # every p(match) under 0.5: the published rule says "false" to all (accuracy 50); the ranking still shows
+    assert vsr_auc(tmp_path) == {"vsr_dev_auc": 0.0, "vsr_test_auc": 75.0}
+
+
 class _TextPrior:
     """An ITM that ignores the picture: p(match) 0.9 for the first word of each opposite pair, 0.1 otherwise."""
 
@@ -358,10 +371,13 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):
     run_json = out / "runs" / "albef-seed0" / "run.json"  # a run made before the check gets it on a rerun
     older = {k: v for k, v in json.loads(run_json.read_text()).items()
              if k not in ("relation_check", "position_check")}
+    aucs = [row.pop("vsr_test_auc") for row in older["rows"]]
+    assert all(0 <= a <= 100 for a in aucs) and "vsr_test_auc" in results["table"]["albef"]
     run_json.write_text(json.dumps(older))
     assert main(["experiment", "relations", "--out", str(out), "--smoke"]) == 0
     backfilled = json.loads(run_json.read_text())
     assert backfilled["relation_check"] == relations and backfilled["position_check"] == positions
+    assert [row["vsr_test_auc"] for row in backfilled["rows"]] == aucs
     timing = json.loads((out / "results.json").read_text())["meta"]["timing"]
     assert results["meta"]["timing"]["runs_reused"] == 0 and timing["runs_reused"] == len(models)
     assert json.loads((out / "data" / "data.json").read_text())["pixels"]["images"] == 16

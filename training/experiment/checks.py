@@ -75,6 +75,21 @@ def itc_retrieval(step_results: str | Path, suite: str = "coco") -> dict[str, fl
     return {f"{suite}_itc_tr1": figures["itc_tr_r1"], f"{suite}_itc_ir1": figures["itc_ir_r1"]}
 
 
+def vsr_auc(step_sweep: str | Path) -> dict[str, float]:
+    """AUC of the VSR-style p(match) of true against false captions, per split, from a checkpoint's
+    per-example scores (``scores/vsr.jsonl`` of its sweep folder): whether the scores rank true above false
+    whatever their level. The published accuracy counts p(match) > 0.5 as "true"; an ITM trained with one
+    positive to two or three negatives rarely says more than 0.5 about a statement, and then that accuracy is
+    50 whatever the ranking."""
+    by_split: dict[str, tuple[list[float], list[float]]] = {}
+    with open(Path(step_sweep) / "scores" / "vsr.jsonl", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            true, false = by_split.setdefault(row["split"], ([], []))
+            (true if row["label"] == 1 else false).append(row["score"])
+    return {f"vsr_{split}_auc": auc(true, false) for split, (true, false) in sorted(by_split.items())}
+
+
 def relation_check(scorer: Any, n: int = 200, size: int = 128, seed: str = RELATION_CHECK_SEED) -> dict[str, Any]:
     """% of ``n`` fresh training-like scenes (no held-out pair) whose true statement of one of their relations gets
     a higher p(match) than the same statement with the opposite predicate; overall and per predicate. Scene

@@ -20,6 +20,7 @@ from typing import Any
 SKILLS: dict[str, str] = {
     "vsr_dev": "VSR-style dev",
     "vsr_test": "VSR-style test",
+    "vsr_test_auc": "VSR-style test AUC, true vs false (no threshold)",
     "valse": "VALSE-style foils",
     "coco_itc_tr1": "retrieval TR@1 (ITC)",
     "coco_tr1": "retrieval TR@1 (ITM re-rank)",
