@@ -384,6 +384,7 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys):
     assert (out / "skills.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "results.md").read_text()
     assert "| model | VSR-style dev |" in table and "sgv experiment relations" in table
+    assert f"reusing {len(models)} complete runs" in table  # the rerun's wall time is not the runs' time
     # held out: no training text or training image names a held-out pair; every probe caption does
     data = out / "data"
     excluded = (data / "exclude_image_ids.txt").read_text().split()
