@@ -306,12 +306,12 @@ def str_list(value: Any, what: str) -> list[str]:
         return []
     if not isinstance(value, list):
         raise Malformed(f"{what}: expected a list of strings, got {short(value, 40)}")
-    return [req_str(v, what) for v in value]
+    return [v if type(v) is str and v.isascii() else req_str(v, what) for v in value]
 
 
 def id_list(value: Any, what: str) -> list[str]:
     """A list of ids as strings; missing (None) is the empty list."""
-    if value is None:
+    if value is None or type(value) is list and not value:
         return []
     if not isinstance(value, list):
         raise Malformed(f"{what}: expected a list of ids, got {short(value, 40)}")
@@ -333,12 +333,11 @@ def names_of(entry: dict) -> list[str]:
 
 def box(entry: dict, w_keys: tuple[str, ...] = ("w",), h_keys: tuple[str, ...] = ("h",)) -> dict[str, int]:
     """The x, y, w, h of ``entry`` as integers (w and h from the first of ``w_keys``/``h_keys`` present)."""
-    return {
-        "x": req_int(entry.get("x"), "x"),
-        "y": req_int(entry.get("y"), "y"),
-        "w": req_int(first_present(entry, *w_keys), w_keys[0]),
-        "h": req_int(first_present(entry, *h_keys), h_keys[0]),
-    }
+    x, y, w, h = entry.get("x"), entry.get("y"), first_present(entry, *w_keys), first_present(entry, *h_keys)
+    if type(x) is int and type(y) is int and type(w) is int and type(h) is int and _INT32_MIN <= x <= _INT32_MAX \
+            and _INT32_MIN <= y <= _INT32_MAX and _INT32_MIN <= w <= _INT32_MAX and _INT32_MIN <= h <= _INT32_MAX:
+        return {"x": x, "y": y, "w": w, "h": h}
+    return {"x": req_int(x, "x"), "y": req_int(y, "y"), "w": req_int(w, w_keys[0]), "h": req_int(h, h_keys[0])}
 
 
 def list_field(entry: dict, key: str) -> list:
