@@ -12,6 +12,7 @@ With ``--records``, a unit is one Parquet file of ``sgv ingest`` (its read rejec
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
@@ -45,6 +46,17 @@ from sgverbalise.storage import join
 
 JOINS = "joins"
 NO_BYTE_LIMIT = 1 << 62
+YOUNG_COLLECTION_EVERY = 20_000  # net container allocations between young collections (Python's default: 700)
+
+
+def fewer_collections() -> None:
+    """Tunes the worker process's garbage collector for the units' work (called by the DoFns' setup, so once the
+    runner's and our modules are imported): what exists now is frozen (left out of every later collection), and
+    young collections come every ``YOUNG_COLLECTION_EVERY`` allocations. A unit makes and drops millions of small
+    dicts and lists, none in a cycle: with the defaults, collections took about 13% of its CPU (3.8 of 29 s on
+    the 20k-image bench corpus, two thirds of it in full collections walking the imported modules' objects)."""
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
 
 
 def job_inputs(cfg: BuildConfig) -> list[InputFiles]:
@@ -173,6 +185,7 @@ class PredicatesFn(beam.DoFn):
         self.norm, self.allow_partial = norm, allow_partial
 
     def setup(self) -> None:
+        fewer_collections()
         self.normaliser = Normaliser(self.norm)
 
     def process(self, unit) -> Iterator[Counter]:
@@ -220,6 +233,7 @@ class UnitFn(RecordsCounter, MakeSampleFn):
         self.norm, self.allow_partial = norm, cfg.allow_partial_inputs
 
     def setup(self) -> None:
+        fewer_collections()
         self.normaliser = Normaliser(self.norm)
 
     def process(self, unit, vocab) -> Iterator:
