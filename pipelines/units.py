@@ -12,6 +12,8 @@ With ``--records``, a unit is one Parquet file of ``sgv ingest`` (its read rejec
 
 from __future__ import annotations
 
+import gc
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
@@ -45,6 +47,36 @@ from sgverbalise.storage import join
 
 JOINS = "joins"
 NO_BYTE_LIMIT = 1 << 62
+YOUNG_COLLECTION_EVERY = 20_000  # net container allocations between young collections (Python's default: 700)
+
+
+class _FewerCollections:
+    """A context in which the process's garbage collector runs young collections every ``YOUNG_COLLECTION_EVERY``
+    allocations; the thresholds before are back once the last context open (in any thread) has ended. A unit makes
+    and drops millions of small dicts and lists, none in a cycle: with the defaults, collections took about 13% of
+    its CPU (3.8 of 29 s on the 20k-image bench corpus, most in full collections walking every object of the
+    imported modules), with this threshold 0.1 s."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open = 0
+        self.saved: tuple[int, ...] = ()
+
+    def __enter__(self) -> None:
+        with self.lock:
+            if not self.open:
+                self.saved = gc.get_threshold()
+                gc.set_threshold(YOUNG_COLLECTION_EVERY, *self.saved[1:])
+            self.open += 1
+
+    def __exit__(self, *_) -> None:
+        with self.lock:
+            self.open -= 1
+            if not self.open:
+                gc.set_threshold(*self.saved)
+
+
+fewer_collections = _FewerCollections()
 
 
 def job_inputs(cfg: BuildConfig) -> list[InputFiles]:
@@ -178,6 +210,11 @@ class PredicatesFn(beam.DoFn):
         self.normaliser = Normaliser(self.norm)
 
     def process(self, unit) -> Iterator[Counter]:
+        with fewer_collections:
+            counts = self._counts(unit)
+        yield counts
+
+    def _counts(self, unit) -> Counter:
         raw: Counter[tuple[str, str]] = Counter()
         if isinstance(unit, RecordsUnit):
             found: Iterable = ((r["source"], [rel.get("predicate_raw") or "" for rel in r["relations"]])
@@ -193,7 +230,7 @@ class PredicatesFn(beam.DoFn):
         for (source, predicate), n in raw.items():
             if norm := self.normaliser.predicate(predicate):
                 counts[(source, norm)] += n
-        yield counts
+        return counts
 
 
 class Vocabulary(beam.PTransform):
@@ -225,7 +262,8 @@ class UnitFn(RecordsCounter, MakeSampleFn):
         self.normaliser = Normaliser(self.norm)
 
     def process(self, unit, vocab) -> Iterator:
-        yield from rejects_to_file(self._unit(unit, vocab), self.cfg.out, unit.index)
+        with fewer_collections:
+            yield from rejects_to_file(self._unit(unit, vocab), self.cfg.out, unit.index)
 
     def _unit(self, unit, vocab) -> Iterator:
         cfg = self.cfg

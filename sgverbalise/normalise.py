@@ -148,7 +148,11 @@ class Normaliser:
     def _reset(self) -> None:
         self._nlp = None
         self._alias_maps: dict[str, dict[str, str]] = {}
-        self._phrase = functools.lru_cache(maxsize=_LEMMA_CACHE_SIZE)(self._phrase_uncached)
+        cached = functools.lru_cache(maxsize=_LEMMA_CACHE_SIZE)
+        self._phrase = cached(self._phrase_uncached)
+        # names and predicates repeat massively: each normalised once, aliases included (a C cache hit per use)
+        self._name = cached(self._name_uncached)
+        self._predicate = cached(self._predicate_uncached)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"config": self.config, "alias_lines": self._alias_lines}
@@ -217,10 +221,17 @@ class Normaliser:
 
     # -- public ----------
 
-    def name(self, s: str) -> str:
-        """A normalised object name (object aliases applied)."""
+    def _name_uncached(self, s: str) -> str:
         out = self.phrase(s)
         return self._alias_map("object").get(out, out) if "object" in self._alias_lines else out
+
+    def _predicate_uncached(self, s: str) -> str:
+        out = self.phrase(s)
+        return self._alias_map("relation").get(out, out) if "relation" in self._alias_lines else out
+
+    def name(self, s: str) -> str:
+        """A normalised object name (object aliases applied)."""
+        return self._name(s)
 
     def attribute(self, s: str) -> str:
         """A normalised attribute (no aliases: VG's alias files cover names and predicates)."""
@@ -228,14 +239,13 @@ class Normaliser:
 
     def predicate(self, s: str) -> str:
         """A normalised predicate (relation aliases applied)."""
-        out = self.phrase(s)
-        return self._alias_map("relation").get(out, out) if "relation" in self._alias_lines else out
+        return self._predicate(s)
 
     def attributes(self, values: Iterable[str]) -> list[str]:
         """Normalised attributes, empty ones dropped, duplicates dropped keeping the first."""
         out: dict[str, None] = {}
         for value in values:
-            norm = self.attribute(value)
+            norm = self._phrase(value)  # self.attribute(value)
             if norm:
                 out.setdefault(norm, None)
         return list(out)
@@ -243,9 +253,13 @@ class Normaliser:
     def record(self, rec: dict) -> dict:
         """A new record with ``name``, ``attributes_norm`` and every relation's ``predicate`` filled in."""
         objects = []
+        name_of, predicate_of = self._name, self._predicate
         for obj in rec.get("objects") or []:
             names = list(obj.get("names") or [])
-            name = next((n for n in map(self.name, names) if n), "")
+            name = ""
+            for raw in names:  # the first name that is not empty once normalised
+                if name := name_of(raw):
+                    break
             attributes = list(obj.get("attributes") or [])
             objects.append(
                 {
@@ -258,7 +272,7 @@ class Normaliser:
                 }
             )
         relations = [
-            {**rel, "predicate": self.predicate(rel.get("predicate_raw") or "")}
+            {**rel, "predicate": predicate_of(rel.get("predicate_raw") or "")}
             for rel in rec.get("relations") or []
         ]
         regions = [dict(region) for region in rec.get("regions") or []]

@@ -27,10 +27,16 @@ def _scaled(box: Sequence[float], scale: float) -> list[float]:
 
 
 def _normalised(box: Sequence[float], width: int, height: int) -> list[float]:
+    """The box in [0, 1] image coordinates, each value ``_rounded`` to 1e-6: x0 = min(max(x / width, 0), 1), w0 =
+    min(w / width, 1 - x0), likewise y0 and h0. Written out with comparisons (the same values, NaN included, as
+    min and max give) rather than calls: this runs for every distinct box of every sample."""
     x, y, w, h = box
-    x0, y0 = min(max(x / width, 0.0), 1.0), min(max(y / height, 0.0), 1.0)
-    return [_rounded(x0, 1e6), _rounded(y0, 1e6), _rounded(min(w / width, 1.0 - x0), 1e6),
-            _rounded(min(h / height, 1.0 - y0), 1e6)]
+    x0, y0, w0, h0 = x / width, y / height, w / width, h / height
+    x0 = 0.0 if x0 < 0.0 else 1.0 if x0 > 1.0 else x0
+    y0 = 0.0 if y0 < 0.0 else 1.0 if y0 > 1.0 else y0
+    w0 = 1.0 - x0 if 1.0 - x0 < w0 else w0
+    h0 = 1.0 - y0 if 1.0 - y0 < h0 else h0
+    return [round(x0 * 1e6) / 1e6, round(y0 * 1e6) / 1e6, round(w0 * 1e6) / 1e6, round(h0 * 1e6) / 1e6]
 
 
 def build_sample(
@@ -44,11 +50,11 @@ def build_sample(
     def boxes(box: Sequence[float]) -> tuple[list[float], list[float]]:
         # an object's box recurs in each of its triplets and as an entity: round it once (round() is the cost)
         key = tuple(box)
-        if key not in done:
+        found = done.get(key)
+        if found is None:
             pixels = _scaled(box, scale)
-            done[key] = pixels, _normalised(pixels, width, height)
-        pixels, norm = done[key]
-        return list(pixels), list(norm)
+            found = done[key] = pixels, _normalised(pixels, width, height)
+        return list(found[0]), list(found[1])
 
     triplets = []
     for t in extraction.mrc:

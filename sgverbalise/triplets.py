@@ -49,11 +49,36 @@ class Extraction:
         return bool(self.triplets or self.entities)
 
 
-def _box(item: dict, width: int | None, height: int | None) -> tuple[list[float] | None, str | None]:
-    """The box clipped to the image as [x, y, w, h], or None and the reject reason."""
+_EXACT = 1 << 52  # integers of smaller magnitude are exact as floats, and so are their sums
+
+
+def _exact_size(width: int | None, height: int | None) -> bool:
+    """Whether the image size allows ``_box``'s integer arithmetic (None or an integer of exact magnitude each)."""
+    return all(v is None or type(v) is int and -_EXACT < v < _EXACT for v in (width, height))
+
+
+def _box(item: dict, width: int | None, height: int | None, exact_size: bool = False) \
+        -> tuple[list[float] | None, str | None]:
+    """The box clipped to the image as [x, y, w, h], or None and the reject reason. With ``exact_size``
+    (``_exact_size`` of the image's size), integer coordinates of exact magnitude (what the readers give) are
+    clipped in integer arithmetic: the same box as through floats, several times faster."""
     try:
-        x, y, w, h = (float(item[k]) for k in ("x", "y", "w", "h"))
-    except (KeyError, TypeError, ValueError):
+        x, y, w, h = item["x"], item["y"], item["w"], item["h"]
+    except (KeyError, TypeError):
+        return None, "bad_box"
+    if exact_size and type(x) is int and type(y) is int and type(w) is int and type(h) is int \
+            and -_EXACT < x < _EXACT and -_EXACT < y < _EXACT and -_EXACT < w < _EXACT and -_EXACT < h < _EXACT:
+        if w <= 0 or h <= 0:
+            return None, "bad_box"
+        x0, y0, x1, y1 = x, y, x + w, y + h
+        if width and height:
+            x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+            if x1 <= x0 or y1 <= y0:
+                return None, "box_outside_image"
+        return [x0, y0, x1 - x0, y1 - y0], None
+    try:
+        x, y, w, h = float(x), float(y), float(w), float(h)
+    except (TypeError, ValueError):
         return None, "bad_box"
     if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
         return None, "bad_box"
@@ -70,17 +95,23 @@ def _num(v: float) -> float | int:
     return int(v) if float(v).is_integer() else round(v, 3)
 
 
+def _what(rel: dict) -> str:
+    """A relation as its rejects' detail names it."""
+    return f"{rel['subject_id']} {rel.get('predicate_raw')!r} {rel['object_id']}"
+
+
 def extract(record: dict, vocab: Vocabulary | None = None) -> Extraction:
     """Validate a normalised record and extract triplets, entities and regions, with a reject for each failure."""
     source, image_id = record["source"], record["image_id"]
     width, height = record.get("width"), record.get("height")
     out = Extraction(num_relations=len(record.get("relations") or []))
 
+    exact_size = _exact_size(width, height)
     objects: dict[str, dict] = {}
     bad_objects: dict[str, str] = {}
     for obj in record.get("objects") or []:
         oid = obj["object_id"]
-        box, reason = _box(obj, width, height)
+        box, reason = _box(obj, width, height, exact_size)
         if not obj.get("name"):
             reason = "empty_name"
         if reason:
@@ -103,7 +134,6 @@ def extract(record: dict, vocab: Vocabulary | None = None) -> Extraction:
     seen: set[tuple] = set()
     for rel in record.get("relations") or []:
         sid, oid, predicate = rel["subject_id"], rel["object_id"], rel.get("predicate") or ""
-        what = f"{sid} {rel.get('predicate_raw')!r} {oid}"
         reason = None
         if not predicate:
             reason = "empty_name"
@@ -114,12 +144,12 @@ def extract(record: dict, vocab: Vocabulary | None = None) -> Extraction:
         elif objects[sid] is objects[oid]:
             reason = "self_relation"
         if reason:
-            out.rejects.append(reject(source, image_id, reason, what, "relation"))
+            out.rejects.append(reject(source, image_id, reason, _what(rel), "relation"))
             continue
         subj, obj = objects[sid], objects[oid]
         key = (subj["name"], tuple(subj["box"]), predicate, obj["name"], tuple(obj["box"]))
         if key in seen:
-            out.rejects.append(reject(source, image_id, "duplicate_triplet", what, "relation"))
+            out.rejects.append(reject(source, image_id, "duplicate_triplet", _what(rel), "relation"))
             continue
         seen.add(key)
         relation_id = None if vocab is None else vocab.id(predicate)
@@ -139,10 +169,10 @@ def extract(record: dict, vocab: Vocabulary | None = None) -> Extraction:
             }
         )
         if vocab is not None and relation_id is None:
-            out.rejects.append(reject(source, image_id, "out_of_vocabulary", what, "relation"))
+            out.rejects.append(reject(source, image_id, "out_of_vocabulary", _what(rel), "relation"))
 
     for region in record.get("regions") or []:
-        box, reason = _box(region, width, height)
+        box, reason = _box(region, width, height, exact_size)
         phrase = " ".join(str(region.get("phrase") or "").split())
         if not phrase:
             reason = "empty_name"

@@ -389,3 +389,21 @@ def test_vocabulary_of_broken_inputs_is_that_of_the_assembled_records(tmp_path):
     run(argv)
     found = (tmp_path / "out" / "relations.json").read_bytes()
     assert found == assembled_vocabulary(argv) and len(json.loads(found)["relations"]) >= 3
+
+
+def test_fewer_collections_gives_the_thresholds_back_after_the_last_open_context():
+    """Units of two threads of one worker may overlap: the collector's young threshold is raised while any unit
+    works, and the thresholds are the ones before once the last unit has ended."""
+    import gc
+
+    from sgverbalise.pipelines.units import YOUNG_COLLECTION_EVERY, fewer_collections
+
+    context = type(fewer_collections)()  # a context of its own (the module's may be open in another test)
+    before = gc.get_threshold()
+    context.__enter__()  # a unit starts
+    assert gc.get_threshold() == (YOUNG_COLLECTION_EVERY, *before[1:])
+    context.__enter__()  # a second unit starts, then the first ends
+    context.__exit__(None, None, None)
+    assert gc.get_threshold()[0] == YOUNG_COLLECTION_EVERY
+    context.__exit__(None, None, None)
+    assert gc.get_threshold() == before

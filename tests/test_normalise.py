@@ -299,3 +299,14 @@ def test_record_fills_normalised_fields_and_keeps_raw() -> None:
     out["objects"][0]["names"].append("x")
     assert rec["objects"][0]["names"] == ["?", " Man "]
     assert Normaliser(NormaliseConfig(lemmatize=True)).record(rec)["relations"][0]["predicate"] == "wear"
+
+
+def test_cached_answers_are_those_of_a_fresh_normaliser(vg_sample) -> None:
+    """Names, predicates and attributes are cached per kind: whatever came before, each answer is the one a fresh
+    normaliser gives ("next to" is a predicate alias of "near" but no object alias)."""
+    tricky = ["next to", "Next  To.", "glasses", "vases", "inside a", "", "  ", "\ud800man", "t-shirt", "MAN'S",
+              "bookends", "holds a", "on front of"]
+    n = Normaliser(_real_config(vg_sample))
+    for s in tricky + tricky[::-1]:
+        for kind in ("name", "predicate", "attribute"):
+            assert getattr(n, kind)(s) == getattr(Normaliser(_real_config(vg_sample)), kind)(s), (kind, s)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sgverbalise.schemas import REJECT_REASONS
-from sgverbalise.triplets import extract
+from sgverbalise.triplets import _box, _exact_size, extract
 
 
 class Vocab:
@@ -110,3 +111,15 @@ def test_relations_read_equal_mrc_triplets_plus_relation_rejects(objects, relati
     relation_rejects = [r for r in ex.rejects if r["kind"] == "relation"]
     assert len(ex.mrc) + len(relation_rejects) == len(rels) == ex.num_relations
     assert len(ex.entities) + len([r for r in ex.rejects if r["kind"] == "object"]) == len(objs)
+
+
+_COORD = st.one_of(st.integers(-(2**60), 2**60), st.floats(allow_nan=True, allow_infinity=True), st.booleans())
+_SIZES = [(100, 80), (None, None), (0, 80), (100, None), (1, 1), (2**31 - 1, 3), (2**60, 5), (100.0, 80)]
+
+
+@given(st.tuples(_COORD, _COORD, _COORD, _COORD), st.sampled_from(_SIZES))
+def test_integer_boxes_are_clipped_as_through_floats(xywh, size) -> None:
+    """``_box``'s integer arithmetic (taken when ``_exact_size`` allows) gives the bytes the float path gives."""
+    item = dict(zip("xywh", xywh, strict=True))
+    fast, slow = _box(item, *size, exact_size=_exact_size(*size)), _box(item, *size)
+    assert json.dumps(fast) == json.dumps(slow)  # ints stay ints; the float path's may pass 64 bits

@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sgverbalise.sample import build_sample, sample_key
+from sgverbalise.sample import _normalised, build_sample, sample_key
 from sgverbalise.schemas import validator
 from sgverbalise.triplets import extract
 from sgverbalise.verbalise import VSGConfig, triplet_text, verbalise
@@ -105,3 +106,15 @@ def test_sample_matches_schema_and_scales_boxes():
     assert triplet["relation_id"] == 3 and sample["vsg"] == ["man riding horse"]
     bad = dict(sample, key="gqa-n12.3")
     assert list(validator("sample").iter_errors(bad))
+
+
+_VALUE = st.one_of(st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False, width=32))
+
+
+@given(st.tuples(_VALUE, _VALUE, _VALUE, _VALUE), st.integers(1, 20_000), st.integers(1, 20_000))
+def test_normalised_boxes_are_the_clamped_and_rounded_values(box, width, height):
+    """``_normalised`` written out with comparisons gives the bytes of its definition through min, max and round."""
+    x, y, w, h = box
+    x0, y0 = min(max(x / width, 0.0), 1.0), min(max(y / height, 0.0), 1.0)
+    expected = [round(v * 1e6) / 1e6 for v in (x0, y0, min(w / width, 1.0 - x0), min(h / height, 1.0 - y0))]
+    assert orjson.dumps(_normalised(box, width, height)) == orjson.dumps(expected)

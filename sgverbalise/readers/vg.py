@@ -50,6 +50,8 @@ _IMAGE_FIELDS = ("width", "height", "url", "image_url", "coco_id", "flickr_id")
 PREDICATE_ROLES = ("scene_graphs", "objects", "relationships", "image_data")
 
 Item = tuple[dict | None, list[dict]]
+# a relationship's ends: (end, key of its id, what an embedded end's id is called in a reject)
+_ENDS = (("subject", "subject_id", "subject.object_id"), ("object", "object_id", "object.object_id"))
 
 
 def _basenames(fs: Any, path: str) -> dict[str, str]:
@@ -192,21 +194,22 @@ def parse_relation(entry: Any) -> tuple[dict, list[tuple[str, Any]]]:
     if not isinstance(entry, dict):
         raise Malformed(f"relationship is not a JSON object: {short(entry, 40)}")
     embedded: list[tuple[str, Any]] = []
-    ends: dict[str, str] = {}
-    for end in ("subject", "object"):
-        if entry.get(f"{end}_id") is not None:
-            ends[end] = ident(entry[f"{end}_id"], f"{end}_id")
-        elif isinstance(entry.get(end), dict):
-            ends[end] = ident(first_present(entry[end], "object_id", "id"), f"{end}.object_id")
-            embedded.append((ends[end], entry[end]))
+    ends: list[str] = []
+    for end, id_key, embedded_key in _ENDS:
+        end_id = entry.get(id_key)
+        if end_id is not None:
+            ends.append(ident(end_id, id_key))
+        elif isinstance(end_entry := entry.get(end), dict):
+            ends.append(ident(first_present(end_entry, "object_id", "id"), embedded_key))
+            embedded.append((ends[-1], end_entry))
         else:
             raise Malformed(f"no {end}_id and no embedded {end}")
     relation = {
         "relation_id": opt_ident(first_present(entry, "relationship_id", "id"), "relationship_id"),
-        "subject_id": ends["subject"],
+        "subject_id": ends[0],
         "predicate_raw": req_str(entry.get("predicate"), "predicate"),
         "predicate": None,
-        "object_id": ends["object"],
+        "object_id": ends[1],
     }
     return relation, embedded
 
