@@ -6,8 +6,8 @@
 Runs ALBEF, REALBEF, REALBEF + relation foils and the upper bound (X-VLM and REX-VLM with --models), each
 with every seed, on the generated corpus and the held-out probes
 (``training/experiment/``), then prints the table and writes ``OUT/results.{json,md}``, ``OUT/skills.png`` and
-``bench/out/experiment.json`` (the wall time split into data, training and evaluation, the machine, the
-table). ``--plot`` also copies the skill-over-steps plot there. A rerun reuses the data and complete runs.
+``bench/out/NAME.json`` for ``--out .../NAME`` (the wall time split into data, training and evaluation, the
+machine, the table). ``--plot`` also copies the skill-over-steps plot there. A rerun reuses the data and complete runs.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         "differences": results["differences"],
     }
     Path("bench/out").mkdir(parents=True, exist_ok=True)
-    Path("bench/out/experiment.json").write_text(json.dumps(record, indent=2) + "\n")
+    record_file = Path("bench/out") / f"{Path(cfg.out).name}.json"  # one record per output folder
+    record_file.write_text(json.dumps(record, indent=2) + "\n")
     if args.plot:
         shutil.copyfile(Path(cfg.out) / "skills.png", args.plot)
     print(table_markdown(results["table"], results["chance"]))
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{record['eval_seconds_sum']:.0f} s of evaluation "
           f"over {len(runs)} runs, {cfg.jobs} at a time ({record['timing'].get('runs_reused', 0)} complete runs "
           "reused: their seconds are from the run that made them)")
-    print(f"results: {cfg.out}/results.md, {cfg.out}/skills.png; bench/out/experiment.json")
+    print(f"results: {cfg.out}/results.md, {cfg.out}/skills.png; {record_file}")
 
 
 if __name__ == "__main__":

@@ -209,19 +209,17 @@ def report_markdown(results: dict) -> str:
         f"## Last checkpoint (step {cfg['steps']}), accuracy % mean ± std over seeds",
         "",
         table_markdown(results["table"], chance(meta)),
-        "## Each arm minus its baseline: mean of the per-seed differences [95% t interval over seeds]",
-        "",
-        diff_markdown(results["differences"]),
+        *(["## Each arm minus its baseline: mean of the per-seed differences [95% t interval over seeds]", "",
+           diff_markdown(results["differences"])] if results["differences"] else []),
         "## Checkpoint selected by retrieval dev TR@1",
         "",
         table_markdown(results["selected_table"], chance(meta), mrc=False),
         "Probes: held-out colour/shape pairs (training/experiment/heldout.py); VSR-style: a true and a false "
         "caption per image (p(match) > 0.5 rule); VALSE-style: caption vs the same caption with the opposite "
         "relation; retrieval: captions that name objects only, ranked by ITC alone and by ITC's top k re-ranked "
-        "by ITM; ITM AUC: p(match) of each test image's own caption against another image's (50 = none). "
-        "MRC accuracy: the "
-        "MRC head on the scene-graph val split (training pairs), "
-        f"majority-class rate {results.get('mrc_majority_rate') or 0:.1f}%.",
+        "by ITM; ITM AUC: p(match) of each test image's own caption against another image's (50 = none)."
+        + (" MRC accuracy: the MRC head on the scene-graph val split (training pairs), majority-class rate "
+           f"{results['mrc_majority_rate']:.1f}%." if results.get("mrc_majority_rate") is not None else ""),
         "",
         "![skills over steps](skills.png)",
         "",
