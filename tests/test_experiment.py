@@ -237,6 +237,23 @@ def test_paired_differences_and_their_t_interval_by_hand():
     assert t95(1) == 12.706 and t95(100) == 1.96
 
 
+def test_report_of_one_model_has_no_empty_difference_table_nor_mrc_line(tmp_path: Path):
+    from sgverbalise.training.experiment.report import write_report
+
+    docs = [{"model": "upper-xvlm", "seed": seed, "samples": 64, "train_seconds": 10.0, "eval_seconds": 1.0,
+             "mrc_val": None, "selected": {"step": 2},
+             "rows": [{"step": 2, "valse": 60.0 + seed, "vsr_test": 50.0, "vsr_test_auc": 55.0}]}
+            for seed in (0, 1)]
+    meta = {"command": "sgv experiment relations --models upper-xvlm", "cpus": 2,
+            "config": {"models": ["upper-xvlm"], "seeds": [0, 1], "steps": 2},
+            "timing": {"wall_seconds": 6.0, "data_seconds": 0.0, "runs_reused": 2}}
+    results = write_report(docs, meta, tmp_path)
+    text = (tmp_path / "results.md").read_text()
+    assert results["differences"] == {} and "Each arm minus its baseline" not in text
+    assert "majority-class rate" not in text and "| upper bound, X-VLM losses" in text
+    assert "reusing 2 complete runs (their training 20 s and evaluation 2 s" in text
+
+
 def test_auc_counts_ties_half():
     from sgverbalise.training.experiment.checks import auc
 
