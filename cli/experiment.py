@@ -47,6 +47,7 @@ CONFIG_DIR = config_path("experiment")
 SUITES: tuple[str, ...] = ("vsr", "valse", "coco", "coco_dev")
 RUN_FILE = "run.json"
 DATA_FILE = "data.json"
+TRAINING_SETS: tuple[str, ...] = ("sg", "web", "web-statements")  # under out/data: what a config's sources may name
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def prepare_data(cfg: ExperimentConfig) -> dict[str, str]:
     """Corpus, scene-graph shards, web shards, tokenizer and probes under ``out/data`` (reused when made with
     the same settings); returns their paths."""
     root = Path(cfg.out) / "data"
-    paths = {name: str(root / name) for name in ("sg", "web", "web-statements", "tokenizer", "probes")}
+    paths = {name: str(root / name) for name in (*TRAINING_SETS, "tokenizer", "probes")}
     stamp = root / DATA_FILE
     if stamp.is_file() and json.loads(stamp.read_text()).get("settings") == cfg.data_settings():
         return paths
@@ -187,9 +188,9 @@ def run_settings(
 
 def _data_set(urls: str | list[str], model: str) -> str:
     name = Path(urls).name if isinstance(urls, str) else ""
-    if name not in ("sg", "web", "web-statements"):
+    if name not in TRAINING_SETS:
         raise ValueError(f"{model}.yaml: data source {urls!r} is not one of the experiment's data sets "
-                         "(out/experiment/data/sg, web or web-statements)")
+                         f"(out/experiment/data/: {', '.join(TRAINING_SETS)})")
     return name
 
 
@@ -223,8 +224,8 @@ def run_one(cfg: ExperimentConfig, data: dict[str, str], model: str, seed: int) 
     result = sweep(str(run_dir), eval_cfg, load, str(run_dir / "sweep"))
     (run_dir / "sweep" / "sweep.md").write_text(sweep_markdown(result))
     for row in result.rows:
-        row.update(itc_retrieval(run_dir / "sweep" / f"step-{row['step']}" / "results.json"))
-        row.update(vsr_auc(run_dir / "sweep" / f"step-{row['step']}"))
+        row.update(itc_retrieval(_step_sweep(run_dir, row["step"]) / "results.json"))
+        row.update(vsr_auc(_step_sweep(run_dir, row["step"])))
     last = OursScorer(result.rows[-1]["checkpoint"], device="cpu")
     itm = itm_check(last, data["probes"])
     mrc = None
@@ -261,6 +262,11 @@ def _last_checks(cfg: ExperimentConfig) -> dict[str, Any]:
                                                             test=cfg.position_scenes // 3)}
 
 
+def _step_sweep(run_dir: Path, step: int) -> Path:
+    """The sweep's folder of one checkpoint of a run (results.json, scores/)."""
+    return run_dir / "sweep" / f"step-{step}"
+
+
 def _add_missing_checks(cfg: ExperimentConfig, doc: dict[str, Any], run_dir: Path, done: Path) -> dict[str, Any]:
     """A complete run from before one of ``_last_checks`` or the VSR-style AUC existed gets it, from its last
     checkpoint or its sweep's score files (run.json rewritten); other runs come back as they are."""
@@ -268,10 +274,10 @@ def _add_missing_checks(cfg: ExperimentConfig, doc: dict[str, Any], run_dir: Pat
 
     missing = {name: check for name, check in _last_checks(cfg).items() if name not in doc}
     old_rows = [row for row in doc["rows"] if "vsr_test_auc" not in row
-                and (run_dir / "sweep" / f"step-{row['step']}" / "scores" / "vsr.jsonl").is_file()]
+                and (_step_sweep(run_dir, row["step"]) / "scores" / "vsr.jsonl").is_file()]
     if not (missing or old_rows) or not doc["rows"]:
         return doc
-    rows = [{**row, **vsr_auc(run_dir / "sweep" / f"step-{row['step']}")} if row in old_rows else row
+    rows = [{**row, **vsr_auc(_step_sweep(run_dir, row["step"]))} if row in old_rows else row
             for row in doc["rows"]]
     doc = {**doc, "rows": rows}
     if missing:

@@ -245,7 +245,7 @@ class Normaliser:
         """Normalised attributes, empty ones dropped, duplicates dropped keeping the first."""
         out: dict[str, None] = {}
         for value in values:
-            norm = self._phrase(value)  # self.attribute(value)
+            norm = self._phrase(value)  # what attribute() returns, without its call on this per-object path
             if norm:
                 out.setdefault(norm, None)
         return list(out)

@@ -268,9 +268,9 @@ def test_vsr_auc_ranks_true_above_false_whatever_the_threshold(tmp_path: Path):
 
     scores = tmp_path / "scores"
     scores.mkdir()
-    rows = [{"split": "test", "label": 1, "score": 0.30}, {"split": "test", "label": 0, "score": 0.20},
-            {"split": "test", "label": 1, "score": 0.25}, {"split": "test", "label": 0, "score": 0.28},
-            {"split": "dev", "label": 1, "score": 0.10}, {"split": "dev", "label": 0, "score": 0.40}]
+    rows = [{"suite": "vsr", "split": split, "label": label, "score": score} for split, label, score in
+            [("test", 1, 0.30), ("test", 0, 0.20), ("test", 1, 0.25), ("test", 0, 0.28), ("dev", 1, 0.10),
+             ("dev", 0, 0.40)]]
     (scores / "vsr.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     # every p(match) under 0.5: the published rule says "false" to all (accuracy 50); the ranking still shows
     assert vsr_auc(tmp_path) == {"vsr_dev_auc": 0.0, "vsr_test_auc": 75.0}

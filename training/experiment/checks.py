@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from sgverbalise.synth import render_scene
+from sgverbalise.training.eval.scorefiles import read_project_file
 
 from .heldout import MUTUAL, OPPOSITE, training_relation, training_scene
 
@@ -82,11 +83,9 @@ def vsr_auc(step_sweep: str | Path) -> dict[str, float]:
     positive to two or three negatives rarely says more than 0.5 about a statement, and then that accuracy is
     50 whatever the ranking."""
     by_split: dict[str, tuple[list[float], list[float]]] = {}
-    with open(Path(step_sweep) / "scores" / "vsr.jsonl", encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            true, false = by_split.setdefault(row["split"], ([], []))
-            (true if row["label"] == 1 else false).append(row["score"])
+    for row in read_project_file(str(Path(step_sweep) / "scores" / "vsr.jsonl")):
+        true, false = by_split.setdefault(row["split"], ([], []))
+        (true if row["label"] == 1 else false).append(row["score"])
     return {f"vsr_{split}_auc": auc(true, false) for split, (true, false) in sorted(by_split.items())}
 
 
