@@ -70,6 +70,7 @@ class Staging:
 
 MAX_RUNS = 64  # sorted reject files merged at once (one open file each); more are merged in rounds
 READ_BLOCK = 1 << 20  # read-ahead of each open reject file on an object store
+PROGRESS_EVERY_LINES = 10_000  # reject lines merged between two counts of the progress line
 
 
 class UnitRejects:
@@ -138,6 +139,7 @@ def write_groups(staging: Staging, lines: Iterable[tuple[str, bytes]]) -> Counte
     written per group."""
     written: Counter[str] = Counter()
     current: tuple[str, AtomicFile] | None = None
+    pending = 0  # lines not yet counted in the progress line (counted in batches: this is the merge's hot path)
     try:
         for g, line in lines:
             if current is None or current[0] != g:
@@ -148,9 +150,13 @@ def write_groups(staging: Staging, lines: Iterable[tuple[str, bytes]]) -> Counte
                 current = (g, AtomicFile(staging.url(rejects_name(g))))
             current[1].write(line + b"\n")
             written[g] += 1
-            progress().add("rejects_merged")
+            pending += 1
+            if pending == PROGRESS_EVERY_LINES:
+                progress().add("rejects_merged", pending)
+                pending = 0
         if current is not None:
             current[1].commit()
+        progress().add("rejects_merged", pending)
     except BaseException:
         if current is not None:
             current[1].abort()

@@ -29,7 +29,9 @@ import orjson
 from sgverbalise.errors import InputFileError
 from sgverbalise.readers._json import Malformed, first_present, ident, open_binary
 
-BLOCK = 32 << 20
+# 8 MiB: scanning a 1.3 GB file with 32 MiB blocks peaked at 0.70 GB resident and kept 0.32 GB after (the
+# blocks' numpy temporaries, freed to the heap but not returned), with 8 MiB 0.23 and 0.16 GB, and was as fast
+BLOCK = 8 << 20
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
 _WHITESPACE = b" \t\r\n"
 _BOM = b"\xef\xbb\xbf"
