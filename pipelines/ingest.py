@@ -41,7 +41,7 @@ from sgverbalise.pipelines.publish import (
     sort_cuts,
 )
 from sgverbalise.pipelines.transforms import CUTS, REJECT_FILES, STATS, RecordsCounter
-from sgverbalise.pipelines.units import PlanUnits, SpreadUnits, unit_records
+from sgverbalise.pipelines.units import PlanUnits, SpreadUnits, loaded, unit_records
 from sgverbalise.sample import sample_key
 from sgverbalise.schemas import SCHEMA_VERSION
 from sgverbalise.schemas.layout import INGEST_MANIFEST, INGEST_OUTPUTS, RECORDS_FILE
@@ -71,7 +71,7 @@ class IngestUnitFn(RecordsCounter):
         self.out, self.allow_partial = out, allow_partial
 
     def process(self, unit) -> Iterator:
-        yield from rejects_to_file(self._unit(unit), self.out, unit.index)
+        yield from rejects_to_file(self._unit(loaded(unit)), self.out, unit.index)
 
     def _unit(self, unit) -> Iterator:
         records = []

@@ -2,8 +2,9 @@
 of the input and write its own train shard(s).
 
 Stream at each point (only small things cross the runner):
-  ScanFiles     -> one Scan per input file (element boundaries, VG image ids; ~16 bytes per element)
-  PlanUnits     -> unit descriptors (byte ranges of each group's elements), cuts, how VG was joined
+  ScanFiles     -> per input file, the staging file of its Scan (element boundaries, VG image ids) and its cut
+  PlanUnits     -> unit descriptors (UnitRef: the staging file of the unit's byte ranges and ids), cuts, how VG
+                   was joined
   Predicates    -> (source, predicate) counts per unit, summed: the vocabulary (a side input)
   Units         -> per unit: the infos of the shards it wrote (train and val); its reject file's name and counts
                    (its rejects go to that file in the staging area); counts
@@ -16,6 +17,7 @@ import gc
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -39,11 +41,22 @@ from sgverbalise.pipelines.transforms import (
     vocabulary_from_counts,
 )
 from sgverbalise.readers import vg
-from sgverbalise.readers.units import InputFiles, Unit, plan, read_predicates, read_unit, scan_file
+from sgverbalise.readers.units import (
+    InputFiles,
+    Unit,
+    plan,
+    read_predicates,
+    read_unit,
+    scan_file,
+    scan_from_bytes,
+    scan_to_bytes,
+    unit_from_bytes,
+    unit_to_bytes,
+)
 from sgverbalise.rejects import reject
-from sgverbalise.schemas.layout import SPLITS, unit_shard_pattern
+from sgverbalise.schemas.layout import INPUT_SCAN, SPLITS, UNIT_PLAN, unit_shard_pattern
 from sgverbalise.shards import ShardWriter
-from sgverbalise.storage import join
+from sgverbalise.storage import atomic_write, join, read_bytes
 
 JOINS = "joins"
 NO_BYTE_LIMIT = 1 << 62
@@ -88,24 +101,51 @@ def job_inputs(cfg: BuildConfig) -> list[InputFiles]:
     return inputs
 
 
+@dataclass(frozen=True)
+class UnitRef:
+    """A unit as it crosses the runner: its index and the staging file that holds it (a few bytes instead of its
+    groups' ranges and ids, which the runner would otherwise keep in memory for the whole run)."""
+
+    index: int
+    source: str
+    url: str
+
+    def load(self) -> Unit:
+        return unit_from_bytes(read_bytes(self.url))
+
+
+def loaded(unit):
+    """The unit a UnitRef stands for; any other unit (a RecordsUnit) as it is."""
+    return unit.load() if isinstance(unit, UnitRef) else unit
+
+
 class ScanFileFn(beam.DoFn):
-    def process(self, element: tuple[InputFiles, str, str]) -> Iterator:
-        inp, role, url = element
+    """Scans one input file into the staging area; yields its key, the scan's staging file and its cut."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def process(self, element: tuple[int, InputFiles, str, str]) -> Iterator:
+        index, inp, role, url = element
         found = scan_file(inp, role, url)
+        scan_url = Staging(self.out).url(INPUT_SCAN.format(index=index))
+        atomic_write(scan_url, scan_to_bytes(found))
         progress().add("files_scanned")
-        yield (inp.source, url), found
+        yield (inp.source, url), (scan_url, found.cut)
 
 
 class PlanFn(beam.DoFn):
     """The plan from all scans; a cut file fails the run unless partial inputs are allowed (then its cut, one
-    reject and its counts)."""
+    reject and its counts). Each unit is written to the staging area; its UnitRef is yielded."""
 
     def __init__(self, cfg: BuildConfig, inputs: list[InputFiles]) -> None:
         self.cfg, self.inputs = cfg, inputs
 
     def process(self, _, scans) -> Iterator:
         cfg = self.cfg
-        result = plan(self.inputs, dict(scans), cfg.images_per_unit, cfg.limit, cfg.allow_partial_inputs)
+        loaded_scans = {key: scan_from_bytes(read_bytes(scan_url), cut) for key, (scan_url, cut) in scans}
+        result = plan(self.inputs, loaded_scans, cfg.images_per_unit, cfg.limit, cfg.allow_partial_inputs)
+        del loaded_scans
         for source, cut in result.cuts:
             Metrics.counter(NAMESPACE, "input_files_cut").inc()
             yield beam.pvalue.TaggedOutput(CUTS, cut.cut(source))
@@ -115,7 +155,11 @@ class PlanFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(STATS, ("images_rejected", 1))
         for join_note in result.joins:
             yield beam.pvalue.TaggedOutput(JOINS, join_note)
-        yield from dealing_order(result.units)
+        staging = Staging(cfg.out)
+        for unit in dealing_order(result.units):
+            url = staging.url(UNIT_PLAN.format(unit=unit.index))
+            atomic_write(url, unit_to_bytes(unit))
+            yield UnitRef(unit.index, unit.source, url)
 
 
 def unit_bytes(unit: Unit) -> int:
@@ -143,10 +187,10 @@ class PlanUnits(beam.PTransform):
     def expand(self, pbegin):
         inputs = job_inputs(self.cfg)
         # largest first: a runner that deals elements round-robin (DirectRunner) spreads the long scans
-        files = [(inp, role, url) for (inp, role), url in
-                 largest_first(((inp, role), url) for inp in inputs for role, url in inp.files)]
+        files = [(k, inp, role, url) for k, ((inp, role), url) in
+                 enumerate(largest_first(((inp, role), url) for inp in inputs for role, url in inp.files))]
         scans = (pbegin | "Files" >> beam.Create(files) | "SpreadFiles" >> beam.Reshuffle()
-                 | "Scan" >> beam.ParDo(ScanFileFn()))
+                 | "Scan" >> beam.ParDo(ScanFileFn(self.cfg.out)))
         planned = (pbegin | "Once" >> beam.Create([None])
                    | "Plan" >> beam.ParDo(PlanFn(self.cfg, inputs), scans=beam.pvalue.AsList(scans))
                    .with_outputs(REJECTS, STATS, CUTS, JOINS, main="units"))
@@ -211,7 +255,7 @@ class PredicatesFn(beam.DoFn):
 
     def process(self, unit) -> Iterator[Counter]:
         with fewer_collections:
-            counts = self._counts(unit)
+            counts = self._counts(loaded(unit))
         yield counts
 
     def _counts(self, unit) -> Counter:
@@ -263,7 +307,7 @@ class UnitFn(RecordsCounter, MakeSampleFn):
 
     def process(self, unit, vocab) -> Iterator:
         with fewer_collections:
-            yield from rejects_to_file(self._unit(unit, vocab), self.cfg.out, unit.index)
+            yield from rejects_to_file(self._unit(loaded(unit), vocab), self.cfg.out, unit.index)
 
     def _unit(self, unit, vocab) -> Iterator:
         cfg = self.cfg

@@ -61,6 +61,8 @@ RECORDS_FILE = "records-{index:05d}.parquet"  # of an ingest run
 STAGING_DIR = ".staging"
 UNIT_REJECTS = "parts/rejects-{unit:06d}.jsonl"  # in the staging area: one unit's rejects, sorted
 MERGED_REJECTS = "parts/rejects-merged-{round}-{index:06d}.jsonl"  # in the staging area: a merge's round
+INPUT_SCAN = "plan/scan-{index:03d}.npz"  # in the staging area: where the elements of input file N are
+UNIT_PLAN = "plan/unit-{unit:06d}.npz"  # in the staging area: what unit N reads (its groups' byte ranges, ids)
 
 SPLITS = ("train", "val")
 SHARD_PATTERN = "{split}/shard-{index:06d}.tar"

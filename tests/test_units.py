@@ -15,7 +15,18 @@ from hypothesis import strategies as st
 from sgverbalise.errors import InputFileError
 from sgverbalise.readers import gqa, iter_gqa, iter_vg, vg
 from sgverbalise.readers.ranges import PREMATURE_EOF, parse_element, read_range, scan
-from sgverbalise.readers.units import BY_ID, InputFiles, plan, read_predicates, read_unit, scan_file
+from sgverbalise.readers.units import (
+    BY_ID,
+    InputFiles,
+    plan,
+    read_predicates,
+    read_unit,
+    scan_file,
+    scan_from_bytes,
+    scan_to_bytes,
+    unit_from_bytes,
+    unit_to_bytes,
+)
 from sgverbalise.readers.vg import resolve_vg_files
 
 # strings that trip a framing scan: brackets, commas, quotes, backslashes (escaped or not), unicode, keys
@@ -59,6 +70,12 @@ def test_list_boundaries_and_ids_agree_with_orjson_on_the_whole(tmp_path, items,
     assert s.cut is None and len(s) == len(items)
     assert elements(s) == orjson.loads(data)
     assert s.ids == [expected_id(e) for e in orjson.loads(data)]
+    assert_same_scan(scan_from_bytes(scan_to_bytes(s)), s)  # as the job's workers hand it on
+
+
+def assert_same_scan(got, want):
+    assert (got.url, got.size, got.ids, got.cut) == (want.url, want.size, want.ids, want.cut)
+    assert got.starts.tolist() == want.starts.tolist() and got.ends.tolist() == want.ends.tolist()
 
 
 @pytest.mark.parametrize("number", [2**64 + 1, -(10**30), 10**18, 1234567890123456789, 2**63 - 1])
@@ -77,6 +94,7 @@ def test_object_members_agree_with_orjson_on_the_whole(tmp_path, members, block)
     url = write(tmp_path, "o.json", data)
     s = scan(url, b"{", block=block)
     assert dict(elements(s, b"{")) == orjson.loads(data) and len(s) == len(members)
+    assert_same_scan(scan_from_bytes(scan_to_bytes(s)), s)
 
 
 def test_ranges_cut_nothing_and_cover_the_file(tmp_path):
@@ -162,7 +180,10 @@ def plan_vg(folder: Path, unit_size: int = 3, limit=None):
 
 
 def unit_items(result):
-    return [item for unit in result.units for item in read_unit(unit)]
+    items = [item for unit in result.units for item in read_unit(unit)]
+    # a unit handed on as bytes (the job's staging file) reads the same
+    assert [item for unit in result.units for item in read_unit(unit_from_bytes(unit_to_bytes(unit)))] == items
+    return items
 
 
 def test_aligned_units_read_what_the_streaming_join_reads(tmp_path):
