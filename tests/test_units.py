@@ -286,3 +286,39 @@ def test_read_predicates_of_broken_inputs_are_those_of_read_unit(tmp_path):
     assert sum(p is None for u in units for p in read_predicates(u, lambda _: None)) > 5
     with pytest.raises(InputFileError):
         [p for u in units for p in read_predicates(u)]
+
+
+# -- the plan as the job hands it on: names of staging files, not the units ------------------------------------
+
+
+def test_the_plan_crosses_the_runner_as_small_unit_refs_that_load_the_planned_units(tmp_path, vg_sample, gqa_sample):
+    import pickle
+
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that
+
+    from sgverbalise.pipelines.options import BuildConfig
+    from sgverbalise.pipelines.units import PlanUnits, UnitRef, job_inputs
+
+    cfg = BuildConfig(out=str(tmp_path / "out"), vg=str(vg_sample),
+                      gqa=(str(gqa_sample / "train_sceneGraphs.json"),), images_per_unit=60)
+    inputs = job_inputs(cfg)
+    scans = {(inp.source, url): scan_file(inp, role, url) for inp in inputs for role, url in inp.files}
+    want = plan(inputs, scans, 60, None, allow_partial=False).units
+
+    def check(refs):
+        assert all(isinstance(r, UnitRef) and len(pickle.dumps(r)) < 1000 for r in refs)  # names, not ranges
+        got = sorted((r.load() for r in refs), key=lambda u: u.index)
+        assert [unit_items_of(u) for u in got] == [unit_items_of(u) for u in want]
+        assert [(u.index, u.source, u.first, u.ids) for u in got] == [(u.index, u.source, u.first, u.ids)
+                                                                       for u in want]
+
+    with TestPipeline() as p:
+        units = (p | PlanUnits(cfg))[0]
+        assert_that(units | beam.combiners.ToList(), lambda lists: check(lists[0]))
+    assert len(want) == 4  # 2 units of VG's 100 images, 2 of GQA's
+
+
+def unit_items_of(unit):
+    return list(read_unit(unit))
