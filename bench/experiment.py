@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ckpt-every", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--models", default=None, help="comma-separated configs of configs/experiment "
-                        "(default: albef,realbef,realbef-foils,upper; also xvlm, rexvlm, upper-xvlm)")
+                        "(default: albef,realbef,realbef-foils,upper; also xvlm, rexvlm, rexvlm-foils, upper-xvlm)")
     parser.add_argument("--plot", default=None, help="copy skills.png here (e.g. docs/experiment-skills.png)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -174,6 +174,15 @@ def test_upper_bounds_are_their_baselines_trained_on_statements_with_foils():
         assert replace(u.data, sources=b.data.sources, foils=False) == b.data  # all else the baseline's
 
 
+def test_foil_arms_are_their_models_with_foils():
+    load = lambda m: load_config(ROOT / "configs" / "experiment" / f"{m}.yaml")  # noqa: E731
+    for arm, base in (("realbef-foils", "realbef"), ("rexvlm-foils", "rexvlm")):
+        a, b = load(arm), load(base)
+        assert a.data.foils and not b.data.foils
+        assert a.model == b.model and replace(a.train, out="") == replace(b.train, out="")
+        assert replace(a.data, foils=False) == b.data
+
+
 def test_each_run_reads_the_data_sets_its_config_names(tmp_path: Path):
     from sgverbalise.cli.experiment import DATA_FILE, ExperimentConfig, run_settings
 

@@ -32,11 +32,13 @@ SKILLS: dict[str, str] = {
 PLOTTED: tuple[str, ...] = ("vsr_dev", "vsr_test", "valse", "coco_itc_tr1", "coco_tr1", "coco_dev_tr1")
 NAMES: dict[str, str] = {"albef": "ALBEF", "realbef": "REALBEF", "xvlm": "X-VLM", "rexvlm": "REX-VLM",
                          "realbef-foils": "REALBEF + relation foils (beyond the paper)",
+                         "rexvlm-foils": "REX-VLM + relation foils (beyond the paper)",
                          "upper": "upper bound (probe-style supervision)",
                          "upper-xvlm": "upper bound, X-VLM losses (probe-style supervision)",
                          "coco_dev_tr1": "retrieval dev TR@1 (selection)"}
 PAIRS: tuple[tuple[str, str], ...] = (("realbef", "albef"), ("rexvlm", "xvlm"), ("realbef-foils", "albef"),
-                                      ("realbef-foils", "realbef"), ("upper", "albef"),
+                                      ("realbef-foils", "realbef"), ("rexvlm-foils", "xvlm"),
+                                      ("rexvlm-foils", "rexvlm"), ("upper", "albef"),
                                       ("upper-xvlm", "xvlm"))
 MRC = "mrc_val"
 ITM_CHECK = "itm_check"
@@ -235,7 +237,8 @@ def plot_curves(curve: dict[str, dict[str, list[dict]]], chance_row: dict[str, f
     import matplotlib.pyplot as plt
 
     styles = {"albef": ("tab:blue", "--"), "realbef": ("tab:blue", "-"), "xvlm": ("tab:orange", "--"),
-              "rexvlm": ("tab:orange", "-"), "realbef-foils": ("tab:green", "-"), "upper": ("tab:grey", "-."),
+              "rexvlm": ("tab:orange", "-"), "realbef-foils": ("tab:green", "-"), "rexvlm-foils": ("tab:red", "-"),
+              "upper": ("tab:grey", "-."),
               "upper-xvlm": ("tab:grey", ":")}
     fig, axes = plt.subplots(2, 3, figsize=(11, 6), dpi=72)
     for ax, skill in zip(axes.flat, PLOTTED, strict=True):
