@@ -107,7 +107,6 @@ class UnitRef:
     groups' ranges and ids, which the runner would otherwise keep in memory for the whole run)."""
 
     index: int
-    source: str
     url: str
 
     def load(self) -> Unit:
@@ -159,7 +158,7 @@ class PlanFn(beam.DoFn):
         for unit in dealing_order(result.units):
             url = staging.url(UNIT_PLAN.format(unit=unit.index))
             atomic_write(url, unit_to_bytes(unit))
-            yield UnitRef(unit.index, unit.source, url)
+            yield UnitRef(unit.index, url)
 
 
 def unit_bytes(unit: Unit) -> int:
