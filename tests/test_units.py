@@ -14,19 +14,9 @@ from hypothesis import strategies as st
 
 from sgverbalise.errors import InputFileError
 from sgverbalise.readers import gqa, iter_gqa, iter_vg, vg
+from sgverbalise.readers import units as plan_files  # the bytes the job's workers hand each other
 from sgverbalise.readers.ranges import PREMATURE_EOF, parse_element, read_range, scan
-from sgverbalise.readers.units import (
-    BY_ID,
-    InputFiles,
-    plan,
-    read_predicates,
-    read_unit,
-    scan_file,
-    scan_from_bytes,
-    scan_to_bytes,
-    unit_from_bytes,
-    unit_to_bytes,
-)
+from sgverbalise.readers.units import BY_ID, InputFiles, plan, read_predicates, read_unit, scan_file
 from sgverbalise.readers.vg import resolve_vg_files
 
 # strings that trip a framing scan: brackets, commas, quotes, backslashes (escaped or not), unicode, keys
@@ -70,7 +60,7 @@ def test_list_boundaries_and_ids_agree_with_orjson_on_the_whole(tmp_path, items,
     assert s.cut is None and len(s) == len(items)
     assert elements(s) == orjson.loads(data)
     assert s.ids == [expected_id(e) for e in orjson.loads(data)]
-    assert_same_scan(scan_from_bytes(scan_to_bytes(s)), s)  # as the job's workers hand it on
+    assert_same_scan(plan_files.scan_from_bytes(plan_files.scan_to_bytes(s)), s)  # as the job's workers hand it on
 
 
 def assert_same_scan(got, want):
@@ -94,7 +84,7 @@ def test_object_members_agree_with_orjson_on_the_whole(tmp_path, members, block)
     url = write(tmp_path, "o.json", data)
     s = scan(url, b"{", block=block)
     assert dict(elements(s, b"{")) == orjson.loads(data) and len(s) == len(members)
-    assert_same_scan(scan_from_bytes(scan_to_bytes(s)), s)
+    assert_same_scan(plan_files.scan_from_bytes(plan_files.scan_to_bytes(s)), s)
 
 
 def test_ranges_cut_nothing_and_cover_the_file(tmp_path):
@@ -182,7 +172,8 @@ def plan_vg(folder: Path, unit_size: int = 3, limit=None):
 def unit_items(result):
     items = [item for unit in result.units for item in read_unit(unit)]
     # a unit handed on as bytes (the job's staging file) reads the same
-    assert [item for unit in result.units for item in read_unit(unit_from_bytes(unit_to_bytes(unit)))] == items
+    handed_on = [plan_files.unit_from_bytes(plan_files.unit_to_bytes(unit)) for unit in result.units]
+    assert [item for unit in handed_on for item in read_unit(unit)] == items
     return items
 
 
@@ -310,7 +301,7 @@ def test_the_plan_crosses_the_runner_as_small_unit_refs_that_load_the_planned_un
     def check(refs):
         assert all(isinstance(r, UnitRef) and len(pickle.dumps(r)) < 1000 for r in refs)  # names, not ranges
         got = sorted((r.load() for r in refs), key=lambda u: u.index)
-        assert [unit_items_of(u) for u in got] == [unit_items_of(u) for u in want]
+        assert [list(read_unit(u)) for u in got] == [list(read_unit(u)) for u in want]
         assert [(u.index, u.source, u.first, u.ids) for u in got] == [(u.index, u.source, u.first, u.ids)
                                                                        for u in want]
 
@@ -318,7 +309,3 @@ def test_the_plan_crosses_the_runner_as_small_unit_refs_that_load_the_planned_un
         units = (p | PlanUnits(cfg))[0]
         assert_that(units | beam.combiners.ToList(), lambda lists: check(lists[0]))
     assert len(want) == 4  # 2 units of VG's 100 images, 2 of GQA's
-
-
-def unit_items_of(unit):
-    return list(read_unit(unit))
