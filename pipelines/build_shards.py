@@ -53,9 +53,10 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
         units, read_rejects, read_stats, cuts, joins = pipeline | "Plan" >> PlanUnits(cfg)
         read_files = nothing
     if given_vocab is not None:
-        vocab = pipeline | "GivenVocabulary" >> beam.Create([given_vocab])
+        vocab, counted = pipeline | "GivenVocabulary" >> beam.Create([given_vocab]), nothing
     else:
-        vocab = units | "Vocabulary" >> Vocabulary(cfg, norm_cfg)
+        made_vocab = units | "Vocabulary" >> Vocabulary(cfg, norm_cfg)
+        vocab, counted = made_vocab.vocab, made_vocab[STATS]
     unit_fn = UnitFn(cfg, norm_cfg, read_id_list(cfg.exclude_coco_ids), read_id_list(cfg.exclude_image_ids))
     made = units | "Units" >> beam.ParDo(unit_fn, vocab=beam.pvalue.AsSingleton(vocab)).with_outputs(
         REJECT_FILES, STATS, CUTS, main="shards")
@@ -63,7 +64,7 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
 
     unit_files = (read_files, made[REJECT_FILES]) | "AllRejectFiles" >> beam.Flatten()
     reject_files = (read_rejects, unit_files) | "Rejects" >> MergeRejects(cfg.out)
-    stats = ((read_stats, made[STATS]) | "AllStats" >> beam.Flatten()
+    stats = ((read_stats, counted, made[STATS]) | "AllStats" >> beam.Flatten()
              | "SumStats" >> beam.CombinePerKey(sum))
     all_cuts = (cuts, made[CUTS]) | "AllCuts" >> beam.Flatten()
 

@@ -64,11 +64,17 @@ def build_manifest(config: dict, inputs: list[dict], shards: list[dict], stats: 
 def check_accounting(totals: dict[str, int], stats: dict[str, int] | None = None, written: int | None = None) -> None:
     """Every image read is a sample or a rejected image; every relation read is an MRC triplet, a relation reject
     or in a rejected image; every entry read from VG's split files reached the join; the shards hold every sample
-    made (``written``). Anything else means elements were lost on the way: fail instead of publishing."""
+    made (``written``); every unit planned was written and (unless the vocabulary was given) counted for the
+    vocabulary. Anything else means elements were lost on the way: fail instead of publishing."""
     stats = stats or {}
     if written is not None and written != totals["samples"]:
         raise IncompleteRunError(f"the shards hold {written} samples, {totals['samples']} were made: elements were "
                                  "lost before the shards were written; no manifest was written: run the job again")
+    planned, done = stats.get("units_planned", 0), stats.get("units_done", 0)
+    counted = stats.get("units_counted", planned)  # none with a given vocabulary
+    if done != planned or counted != planned:
+        raise IncompleteRunError(f"units planned {planned}, written {done}, counted for the vocabulary {counted}: "
+                                 "elements were lost between stages; no manifest was written: run the job again")
     images = totals["samples"] + totals["images_rejected"]
     relations = totals["triplets"] + totals["relation_rejects"] + totals["relations_in_rejected_images"]
     entries, joined = stats.get("vg_entries_read", 0), stats.get("vg_entries_joined", 0)

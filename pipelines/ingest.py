@@ -97,6 +97,9 @@ class FinaliseIngestFn(beam.DoFn):
     def process(self, _, files, stats, reject_files, cuts) -> Iterator[dict]:
         files = sorted(files, key=lambda f: f["name"])
         stats = dict(sorted(stats))
+        if (planned := stats.pop("units_planned", 0)) != len(files):  # one file per unit, even an empty one
+            raise IncompleteRunError(f"{planned} units planned, {len(files)} records files written: elements were "
+                                     "lost; run the job again")
         rows, read = sum(f["rows"] for f in files), stats.get("images_read", 0)
         rejected = stats.get("images_rejected", 0)
         if rows != read - rejected or stats.get("vg_entries_read", 0) != stats.get("vg_entries_joined", 0):
@@ -193,6 +196,7 @@ class IngestedUnits(beam.PTransform):
         units = (pbegin | "RecordFiles" >> beam.Create(records_units(self.records, manifest["files"]))
                  | "Spread" >> SpreadUnits())
         rejects = pbegin | "RejectFiles" >> beam.Create(reject_files)
-        stats = pbegin | "ReadCounts" >> beam.Create(sorted(manifest["stats"].items()))
+        read_counts = sorted(manifest["stats"].items()) + [("units_planned", len(manifest["files"]))]
+        stats = pbegin | "ReadCounts" >> beam.Create(read_counts)
         cuts = pbegin | "ReadCuts" >> beam.Create(manifest.get("cuts", []))  # none before ingest recorded them
         return units, rejects, stats, cuts

@@ -154,6 +154,7 @@ class PlanFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(STATS, ("images_rejected", 1))
         for join_note in result.joins:
             yield beam.pvalue.TaggedOutput(JOINS, join_note)
+        yield beam.pvalue.TaggedOutput(STATS, ("units_planned", len(result.units)))  # checked at the end
         staging = Staging(cfg.out)
         for unit in dealing_order(result.units):
             url = staging.url(UNIT_PLAN.format(unit=unit.index))
@@ -255,6 +256,7 @@ class PredicatesFn(beam.DoFn):
     def process(self, unit) -> Iterator[Counter]:
         with fewer_collections:
             counts = self._counts(loaded(unit))
+        counts[UNITS_COUNTED] = 1  # the units the vocabulary saw, checked against the plan at the end
         yield counts
 
     def _counts(self, unit) -> Counter:
@@ -276,8 +278,20 @@ class PredicatesFn(beam.DoFn):
         return counts
 
 
+UNITS_COUNTED = ("", "units")  # the key of a unit's predicate counts that counts the unit itself
+
+
+def vocabulary_and_units(counts: Counter, cfg: BuildConfig) -> Iterator:
+    """The vocabulary from the summed predicate counts, and on STATS the number of units they came from."""
+    counts = Counter(counts)
+    yield beam.pvalue.TaggedOutput(STATS, ("units_counted", counts.pop(UNITS_COUNTED, 0)))
+    yield vocabulary_from_counts(counts, cfg)
+
+
 class Vocabulary(beam.PTransform):
-    """The relation vocabulary from the units' predicate counts (a one-element PCollection)."""
+    """The relation vocabulary from the units' predicate counts (a one-element PCollection), and the number of
+    units counted (a stat: a lost unit's counts would change the vocabulary without a trace, so the run's end
+    checks it against the plan)."""
 
     def __init__(self, cfg: BuildConfig, norm: NormaliseConfig) -> None:
         super().__init__()
@@ -287,7 +301,7 @@ class Vocabulary(beam.PTransform):
         return (units
                 | "CountPredicates" >> beam.ParDo(PredicatesFn(self.norm, self.cfg.allow_partial_inputs))
                 | "AllCounts" >> beam.CombineGlobally(sum_counters)
-                | "Vocabulary" >> beam.Map(vocabulary_from_counts, self.cfg))
+                | "Vocabulary" >> beam.FlatMap(vocabulary_and_units, self.cfg).with_outputs(STATS, main="vocab"))
 
 
 class UnitFn(RecordsCounter, MakeSampleFn):
@@ -328,6 +342,7 @@ class UnitFn(RecordsCounter, MakeSampleFn):
                         yield from self._write(self._make(output, vocab), writers)
             yield from self._write(self._flush(), writers)
             infos = [info for split in SPLITS for info in writers[split].close()]
+            self.count("units_done")
         except BaseException:
             for writer in writers.values():
                 writer.abort()
