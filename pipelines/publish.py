@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 import apache_beam as beam
 
 from sgverbalise.errors import InputError, InputFileError
-from sgverbalise.pipelines.local_runner import local_runner_patches, new_pipeline
+from sgverbalise.pipelines.local_runner import new_pipeline
 from sgverbalise.pipelines.progress import progress
 from sgverbalise.pipelines.transforms import REJECT_FILES, REJECTS
 from sgverbalise.rejects import group, merge_lines, sorted_lines
@@ -270,9 +270,8 @@ def run_job(out: str, marker: str, build: Callable[[beam.Pipeline], object], bea
     pipeline = new_pipeline(beam_argv)
     build(pipeline)
     try:
-        with local_runner_patches(pipeline):
-            result = pipeline.run()
-            result.wait_until_finish()
+        result = pipeline.run()
+        result.wait_until_finish()
     except Exception as exc:
         staging.clear()
         raise_input_file_error(exc, job)

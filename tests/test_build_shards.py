@@ -55,24 +55,12 @@ def corpus(tmp_path_factory) -> Path:
 
 def test_generated_corpus_with_images(tmp_path, corpus, monkeypatch):
     from apache_beam.runners.portability import prism_runner
-    from apache_beam.runners.portability.fn_api_runner import execution, fn_runner, worker_handlers
 
-    beams_flush, beams_split = worker_handlers.DATA_BUFFER_TIME_LIMIT_MS, execution.ListBuffer.partition
-    beams_run = fn_runner.FnApiRunner.run_pipeline
-    during_run = []  # the local runner as the job's run found it
-
-    def run_pipeline(*args):
-        during_run.append((worker_handlers.DATA_BUFFER_TIME_LIMIT_MS, execution.ListBuffer.partition is beams_split))
-        return beams_run(*args)
-
-    monkeypatch.setattr(fn_runner.FnApiRunner, "run_pipeline", run_pipeline)
     prism_tries = []  # DirectRunner would try Prism first (a download where GitHub is reachable)
     monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", lambda *a: prism_tries.append(a) or 1 / 0)
     out = tmp_path / "out"
     manifest = run(job_args(corpus, out, "--max-image-side", "64"))
     assert prism_tries == []  # the default runs on DirectRunner's Python engine, whatever the network
-    assert during_run == [(0, True)]  # with the racy timed flush off, Beam's own dealing of stage inputs
-    assert (worker_handlers.DATA_BUFFER_TIME_LIMIT_MS, execution.ListBuffer.partition) == (beams_flush, beams_split)
     samples = check_output(out, manifest)
     assert manifest["rejects"]["image/image_missing"] == 1 and manifest["rejects"]["image/image_unreadable"] == 1
     assert manifest["totals"]["relations_in_rejected_images"] > 0
