@@ -20,7 +20,15 @@ from sgverbalise.pipelines.finalise import FinaliseFn, input_fingerprints, summa
 from sgverbalise.pipelines.ingest import IngestedUnits
 from sgverbalise.pipelines.ingested import record_sources
 from sgverbalise.pipelines.publish import MergeRejects, run_job
-from sgverbalise.pipelines.transforms import CUTS, REJECT_FILES, STATS, read_id_list
+from sgverbalise.pipelines.transforms import (
+    CUTS,
+    LEFT_OUT,
+    REJECT_FILES,
+    STATS,
+    left_out_sources,
+    read_id_list,
+    sum_counters,
+)
 from sgverbalise.pipelines.units import PlanUnits, UnitFn, Vocabulary
 from sgverbalise.schemas.layout import MANIFEST
 from sgverbalise.storage import redact
@@ -57,9 +65,13 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
     else:
         made_vocab = units | "Vocabulary" >> Vocabulary(cfg, norm_cfg)
         vocab, counted = made_vocab.vocab, made_vocab[STATS]
-    unit_fn = UnitFn(cfg, norm_cfg, read_id_list(cfg.exclude_coco_ids), read_id_list(cfg.exclude_image_ids))
+    # the sources a counted vocabulary leaves out are counted (for its ``excluded``) by the units, not its pre-pass
+    left_out = left_out_sources(cfg) if given_vocab is None else frozenset()
+    unit_fn = UnitFn(cfg, norm_cfg, read_id_list(cfg.exclude_coco_ids), read_id_list(cfg.exclude_image_ids),
+                     left_out)
     made = units | "Units" >> beam.ParDo(unit_fn, vocab=beam.pvalue.AsSingleton(vocab)).with_outputs(
-        REJECT_FILES, STATS, CUTS, main="shards")
+        REJECT_FILES, STATS, CUTS, LEFT_OUT, main="shards")
+    left_out_counts = made[LEFT_OUT] | "LeftOutCounts" >> beam.CombineGlobally(sum_counters)
     shards = made.shards
 
     unit_files = (read_files, made[REJECT_FILES]) | "AllRejectFiles" >> beam.Flatten()
@@ -72,13 +84,14 @@ def build_pipeline(pipeline: beam.Pipeline, cfg: opts.BuildConfig) -> beam.PColl
         pipeline
         | "Once" >> beam.Create([None])
         | "Finalise" >> beam.ParDo(
-            FinaliseFn(cfg.out, manifest_config(cfg), input_fingerprints(cfg)),
+            FinaliseFn(cfg.out, manifest_config(cfg), input_fingerprints(cfg), bool(left_out)),
             shards=beam.pvalue.AsList(shards),
             stats=beam.pvalue.AsList(stats),
             reject_files=beam.pvalue.AsList(reject_files),
             vocab=beam.pvalue.AsSingleton(vocab),
             cuts=beam.pvalue.AsList(all_cuts),
             joins=beam.pvalue.AsList(joins),
+            left_out=beam.pvalue.AsSingleton(left_out_counts),
         )
     )
 

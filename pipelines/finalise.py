@@ -5,6 +5,7 @@ earlier run left that this run did not write."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -12,6 +13,7 @@ import apache_beam as beam
 from sgverbalise import __version__
 from sgverbalise.pipelines.options import BuildConfig
 from sgverbalise.pipelines.publish import IncompleteRunError, Staging, dumps, remove_stale, sort_cuts
+from sgverbalise.pipelines.transforms import UNITS_COUNTED
 from sgverbalise.schemas import MANIFEST_SCHEMA_VERSION, validator
 from sgverbalise.schemas.layout import (
     INGEST_MANIFEST,
@@ -65,16 +67,19 @@ def check_accounting(totals: dict[str, int], stats: dict[str, int] | None = None
     """Every image read is a sample or a rejected image; every relation read is an MRC triplet, a relation reject
     or in a rejected image; every entry read from VG's split files reached the join; the shards hold every sample
     made (``written``); every unit planned was written and (unless the vocabulary was given) counted for the
-    vocabulary. Anything else means elements were lost on the way: fail instead of publishing."""
+    vocabulary (its sources by the pre-pass, those it leaves out by the units). Anything else means elements were
+    lost on the way: fail instead of publishing."""
     stats = stats or {}
     if written is not None and written != totals["samples"]:
         raise IncompleteRunError(f"the shards hold {written} samples, {totals['samples']} were made: elements were "
                                  "lost before the shards were written; no manifest was written: run the job again")
     planned, done = stats.get("units_planned", 0), stats.get("units_done", 0)
     counted = stats.get("units_counted", planned)  # none with a given vocabulary
-    if done != planned or counted != planned:
-        raise IncompleteRunError(f"units planned {planned}, written {done}, counted for the vocabulary {counted}: "
-                                 "elements were lost between stages; no manifest was written: run the job again")
+    left_out = stats.get("units_left_out_counted", planned)  # none unless the vocabulary leaves sources out
+    if done != planned or counted != planned or left_out != planned:
+        raise IncompleteRunError(f"units planned {planned}, written {done}, counted for the vocabulary {counted}, "
+                                 f"for its left-out sources {left_out}: elements were lost between stages; no "
+                                 "manifest was written: run the job again")
     images = totals["samples"] + totals["images_rejected"]
     relations = totals["triplets"] + totals["relation_rejects"] + totals["relations_in_rejected_images"]
     entries, joined = stats.get("vg_entries_read", 0), stats.get("vg_entries_joined", 0)
@@ -90,14 +95,23 @@ def check_accounting(totals: dict[str, int], stats: dict[str, int] | None = None
 class FinaliseFn(beam.DoFn):
     """Checks the counts (``build_manifest``), moves the staged shards and reject files to their final names,
     writes relations.json, sizes.json and the manifest, then removes stale shards, reject files, temp leftovers
-    and the staging area."""
+    and the staging area. With ``left_out``, the vocabulary's ``excluded`` gets the predicates the units counted
+    in the sources it leaves out (``left_out``: their summed counts, keyed (source, predicate))."""
 
-    def __init__(self, out: str, config: dict, inputs: list[dict]) -> None:
-        self.out, self.config, self.inputs = out, config, inputs
+    def __init__(self, out: str, config: dict, inputs: list[dict], counts_left_out: bool = False) -> None:
+        self.out, self.config, self.inputs, self.counts_left_out = out, config, inputs, counts_left_out
 
-    def process(self, _, shards, stats, reject_files, vocab, cuts=(), joins=()) -> Iterator[dict]:
+    def process(self, _, shards, stats, reject_files, vocab, cuts=(), joins=(), left_out=None) -> Iterator[dict]:
         counts = {group: count for group, count, _ in reject_files}
-        manifest = build_manifest(self.config, self.inputs, list(shards), dict(stats), counts, vocab, list(cuts),
+        stats = dict(stats)
+        if self.counts_left_out:
+            left = Counter(left_out or {})
+            stats["units_left_out_counted"] = left.pop(UNITS_COUNTED, 0)
+            predicates: Counter[str] = Counter()
+            for (_, predicate), n in left.items():
+                predicates[predicate] += n
+            vocab = vocab.with_left_out(predicates)
+        manifest = build_manifest(self.config, self.inputs, list(shards), stats, counts, vocab, list(cuts),
                                   list(joins))
         staging = Staging(self.out)
         staging.publish([s["name"] for s in shards] + [name for _, _, name in reject_files])

@@ -123,6 +123,16 @@ def sum_counters(counters: Iterable[Counter]) -> Counter:
     return total
 
 
+UNITS_COUNTED = ("", "units")  # the key of a unit's predicate counts that counts the unit itself
+LEFT_OUT = "left_out"  # a unit's predicate counts of the sources left out of the vocabulary
+
+
+def left_out_sources(cfg: BuildConfig) -> frozenset[str]:
+    """The given sources whose predicates do not make the vocabulary (only its ``excluded`` counts)."""
+    given = (["vg"] if cfg.vg else []) + (["gqa"] if cfg.gqa else []) + list(cfg.record_sources)
+    return frozenset(given) - set(vocabulary_sources(cfg.vocab.sources, cfg.vocab.mode, given))
+
+
 def vocabulary_from_counts(counts: dict[tuple[str, str], int], cfg: BuildConfig) -> RelationVocab:
     """The vocabulary from (source, predicate) counts; predicates only of the sources left out are ``excluded``."""
     given = (["vg"] if cfg.vg else []) + (["gqa"] if cfg.gqa else []) + list(cfg.record_sources)

@@ -30,13 +30,17 @@ from sgverbalise.pipelines.progress import progress
 from sgverbalise.pipelines.publish import Staging, rejects_to_file
 from sgverbalise.pipelines.transforms import (
     CUTS,
+    LEFT_OUT,
     NAMESPACE,
     REJECTS,
     STATS,
+    UNITS_COUNTED,
     MakeSampleFn,
     RecordsCounter,
     largest_first,
+    left_out_sources,
     loaded_members,
+    predicate_counts,
     sum_counters,
     vocabulary_from_counts,
 )
@@ -245,17 +249,22 @@ class SpreadUnits(beam.PTransform):
 class PredicatesFn(beam.DoFn):
     """The (source, normalised predicate) counts of one unit (the vocabulary's pre-pass): the raw predicates of
     its records (``read_predicates``: each element parsed, the records not assembled) are counted and each
-    distinct one normalised once."""
+    distinct one normalised once. The sources in ``skip`` (those left out of the vocabulary) are not read: their
+    units count their predicates while they make their samples (``UnitFn``), for the vocabulary's ``excluded``."""
 
-    def __init__(self, norm: NormaliseConfig, allow_partial: bool) -> None:
-        self.norm, self.allow_partial = norm, allow_partial
+    def __init__(self, norm: NormaliseConfig, allow_partial: bool, skip: frozenset[str] = frozenset()) -> None:
+        self.norm, self.allow_partial, self.skip = norm, allow_partial, skip
 
     def setup(self) -> None:
         self.normaliser = Normaliser(self.norm)
 
     def process(self, unit) -> Iterator[Counter]:
-        with fewer_collections:
-            counts = self._counts(loaded(unit))
+        unit = loaded(unit)
+        if isinstance(unit, RecordsUnit) or unit.source not in self.skip:
+            with fewer_collections:
+                counts = Counter({key: n for key, n in self._counts(unit).items() if key[0] not in self.skip})
+        else:
+            counts = Counter()
         counts[UNITS_COUNTED] = 1  # the units the vocabulary saw, checked against the plan at the end
         yield counts
 
@@ -278,9 +287,6 @@ class PredicatesFn(beam.DoFn):
         return counts
 
 
-UNITS_COUNTED = ("", "units")  # the key of a unit's predicate counts that counts the unit itself
-
-
 def vocabulary_and_units(counts: Counter, cfg: BuildConfig) -> Iterator:
     """The vocabulary from the summed predicate counts, and on STATS the number of units they came from."""
     counts = Counter(counts)
@@ -299,7 +305,8 @@ class Vocabulary(beam.PTransform):
 
     def expand(self, units):
         return (units
-                | "CountPredicates" >> beam.ParDo(PredicatesFn(self.norm, self.cfg.allow_partial_inputs))
+                | "CountPredicates" >> beam.ParDo(PredicatesFn(self.norm, self.cfg.allow_partial_inputs,
+                                                              left_out_sources(self.cfg)))
                 | "AllCounts" >> beam.CombineGlobally(sum_counters)
                 | "Vocabulary" >> beam.FlatMap(vocabulary_and_units, self.cfg).with_outputs(STATS, main="vocab"))
 
@@ -308,12 +315,14 @@ class UnitFn(RecordsCounter, MakeSampleFn):
     """One unit: reads its records, normalises them, makes the samples (images included) and writes them, in input
     order, to its own shards of each split (``{split}/shard-UNIT-PART.tar``, in the staging area) and its rejects
     to its own sorted file there; yields the shard infos, with the reject file's name and counts, counts and cuts
-    as tagged outputs. Nothing of a sample, and no reject, crosses the runner."""
+    as tagged outputs. Nothing of a sample, and no reject, crosses the runner. With ``left_out`` (the sources left
+    out of a vocabulary the job counts), also the unit's predicate counts of those sources, as the vocabulary's
+    pre-pass would have counted them (every record read), on LEFT_OUT: one Counter per unit."""
 
     def __init__(self, cfg: BuildConfig, norm: NormaliseConfig, exclude_coco: frozenset[str],
-                 exclude_ids: frozenset[str]) -> None:
+                 exclude_ids: frozenset[str], left_out: frozenset[str] = frozenset()) -> None:
         MakeSampleFn.__init__(self, cfg, exclude_coco, exclude_ids)
-        self.norm, self.allow_partial = norm, cfg.allow_partial_inputs
+        self.norm, self.allow_partial, self.left_out = norm, cfg.allow_partial_inputs, left_out
 
     def setup(self) -> None:
         self.normaliser = Normaliser(self.norm)
@@ -324,6 +333,7 @@ class UnitFn(RecordsCounter, MakeSampleFn):
 
     def _unit(self, unit, vocab) -> Iterator:
         cfg = self.cfg
+        self._left_out_counts: Counter[tuple[str, str]] = Counter()
         staging = Staging(cfg.out).root  # the shards wait there until the run's last step publishes them
         writers = {split: ShardWriter(join(staging.replace("%", "%%"), unit_shard_pattern(split, unit.index)),
                                       cfg.samples_per_shard, cfg.max_shard_bytes or NO_BYTE_LIMIT,
@@ -343,6 +353,8 @@ class UnitFn(RecordsCounter, MakeSampleFn):
             yield from self._write(self._flush(), writers)
             infos = [info for split in SPLITS for info in writers[split].close()]
             self.count("units_done")
+            if self.left_out:  # every unit says it counted, with or without such predicates
+                yield beam.pvalue.TaggedOutput(LEFT_OUT, self._left_out_counts + Counter({UNITS_COUNTED: 1}))
         except BaseException:
             for writer in writers.values():
                 writer.abort()
@@ -352,7 +364,10 @@ class UnitFn(RecordsCounter, MakeSampleFn):
             yield info
 
     def _make(self, record: dict, vocab) -> Iterator:
-        return MakeSampleFn.process(self, self.normaliser.record(record), vocab)
+        record = self.normaliser.record(record)
+        if record["source"] in self.left_out:
+            self._left_out_counts.update(predicate_counts(record))
+        return MakeSampleFn.process(self, record, vocab)
 
     def _write(self, outputs: Iterable, writers: dict[str, ShardWriter]) -> Iterator:
         """The tagged outputs of making samples passed on; each sample written to its split's shard."""

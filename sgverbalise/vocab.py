@@ -101,6 +101,15 @@ class RelationVocab:
             info["normalise"] = dict(normalise)
         return cls(kept, info, out)
 
+    def with_left_out(self, counts: Mapping[str, int]) -> RelationVocab:
+        """This vocabulary with the predicates of ``counts`` (counted in sources left out of it) that it never
+        counted added to ``excluded``: those neither in it nor among the ones its mode dropped. Built from the
+        counts of its sources alone, then given those of the others, it equals ``from_counts`` of its sources with
+        the others' predicates that its sources do not have as ``excluded``."""
+        counted = set(self._ids) | set(self.excluded)
+        more = {p: c for p, c in counts.items() if p and p not in counted}
+        return RelationVocab(self._relations, self.mode, {**self.excluded, **more})
+
     # -- lookups ----------
 
     def id(self, predicate: str) -> int | None:

@@ -12,6 +12,7 @@ from sgverbalise.pipelines.build_shards import run
 from sgverbalise.pipelines.finalise import build_manifest, check_accounting
 from sgverbalise.pipelines.ingest import run as ingest
 from sgverbalise.pipelines.publish import IncompleteRunError
+from sgverbalise.pipelines.transforms import LEFT_OUT
 from sgverbalise.schemas.layout import INGEST_MANIFEST, MANIFEST
 from sgverbalise.synth import synthesize
 from sgverbalise.vocab import RelationVocab
@@ -61,19 +62,30 @@ def lose_a_units_predicate_counts(monkeypatch):
                         lambda self, unit: iter(()) if unit.index == 0 else counted(self, unit))
 
 
-@pytest.mark.parametrize("lose", [lose_the_last_unit, lose_a_units_predicate_counts])
+def lose_a_units_left_out_counts(monkeypatch):
+    made = units_module.UnitFn.process
+    monkeypatch.setattr(units_module.UnitFn, "process", lambda self, unit, vocab: (
+        out for out in made(self, unit, vocab) if unit.index != 0 or getattr(out, "tag", None) != LEFT_OUT))
+
+
+LOST = {lose_the_last_unit: "units planned 5, written 4, counted for the vocabulary 4, for its left-out sources 4",
+        lose_a_units_predicate_counts: "units planned 5, written 5, counted for the vocabulary 4, for its left-out",
+        lose_a_units_left_out_counts: "units planned 5, written 5, counted for the vocabulary 5, for its left-out "
+                                      "sources 4"}  # 30 VG + 30 GQA images, 8 a unit; VG is left out of the vocabulary
+
+
+@pytest.mark.parametrize("lose", list(LOST))
 def test_a_unit_lost_between_stages_fails_the_run_and_publishes_nothing(tmp_path, monkeypatch, lose):
     # Beam's local runner can drop stage input (docs/runners.md): a lost unit would leave every other count
-    # adding up, and lost predicate counts would change the vocabulary; both must fail the run instead. In
+    # adding up, and lost predicate counts would change the vocabulary (or its excluded counts); each must fail
+    # the run instead. In
     # in_memory mode the DoFns run in this process, so the loss can be put where the runner would cause it.
     synthesize(str(tmp_path / "corpus"), 30, seed=5)
     out = tmp_path / "out"
     argv = [*job_args(tmp_path / "corpus", out, "--images-per-unit", "8"), "--direct_running_mode=in_memory"]
     argv.remove("--gqa-images"), argv.remove(f"{tmp_path / 'corpus'}/gqa/images")
     lose(monkeypatch)
-    lost = ("units planned 5, written 4, counted for the vocabulary 4" if lose is lose_the_last_unit
-            else "units planned 5, written 5, counted for the vocabulary 4")  # 30 VG + 30 GQA images, 8 a unit
-    with pytest.raises(Exception, match=lost):
+    with pytest.raises(Exception, match=LOST[lose]):
         run(argv)
     assert not (out / MANIFEST).exists() and not list((out / "train").glob("*.tar"))
 

@@ -51,6 +51,22 @@ def test_modes_and_excluded(kwargs: dict, kept: list[str], excluded: dict) -> No
     assert doc["mode"]["min_count"] == kwargs.get("min_count")
 
 
+LEFT_OUT = {"on": 2, "under": 4, "of": 7, "beside": 1, "near": 9}  # predicates of a source left out
+
+
+@pytest.mark.parametrize("kwargs", [{"mode": "all"}, {"mode": "top_k", "top_k": 2},
+                                    {"mode": "min_count", "min_count": 3}, {"mode": "min_count", "min_count": 6}])
+def test_left_out_counts_added_later_give_the_vocabulary_counted_with_them(kwargs: dict) -> None:
+    # the shard job counts a left-out source's predicates while it makes the samples, after the vocabulary:
+    # merged then, relations.json must be what counting them beforehand (as excluded) gives
+    beforehand = RelationVocab.from_counts(COUNTS, sources=["gqa"], **kwargs,
+                                           excluded={p: n for p, n in LEFT_OUT.items() if p not in COUNTS})
+    later = RelationVocab.from_counts(COUNTS, sources=["gqa"], **kwargs).with_left_out(LEFT_OUT)
+    assert later.dumps() == beforehand.dumps()
+    # "on" is a counted predicate: its left-out count never enters (dropped by the mode, it keeps its own)
+    assert later.excluded["under"] == 4 and later.excluded.get("on") in (None, COUNTS["on"])
+
+
 def test_excluded_given_by_the_caller_is_merged() -> None:
     v = RelationVocab.from_counts(
         COUNTS, mode="top_k", top_k=2, sources=["gqa"], excluded={"of": 4, "has": 9, "under": 2}
