@@ -376,6 +376,16 @@ def _rss_kb(pid: int) -> int:
         return 0
 
 
+def _what(pid: int) -> str:
+    """A short name for a process of the tree: its command line's last words."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return "gone"
+    return " ".join(w.rsplit("/", 1)[-1] for w in words if w)[-60:]
+
+
 class TreeSampler(threading.Thread):
     """Samples a process tree until stopped: peak of the summed RSS, a timeline of RSS and CPU per process.
 
@@ -387,6 +397,7 @@ class TreeSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.every, self.entry_every = pid, every, entry_every
         self.peak_kb = self.max_processes = 0
+        self.peak_parts: list[list] = []  # at the peak: [RSS MiB, what the process is], largest first
         self.timeline: list[list] = []
         self.stopped = threading.Event()
 
@@ -396,8 +407,12 @@ class TreeSampler(threading.Thread):
         last_cpu: dict[int, int] = {}
         while not self.stopped.is_set():
             cpu = _tree(self.pid)
-            total = sum(_rss_kb(pid) for pid in cpu)
-            self.peak_kb = max(self.peak_kb, total)
+            rss = {pid: _rss_kb(pid) for pid in cpu}
+            total = sum(rss.values())
+            if total > self.peak_kb:
+                self.peak_kb = total
+                self.peak_parts = sorted(([round(kb / 1024), "root" if pid == self.pid else _what(pid)]
+                                          for pid, kb in rss.items()), reverse=True)
             self.max_processes = max(self.max_processes, len(cpu))
             now = time.perf_counter()
             if now - last_t >= self.entry_every or not self.timeline:
@@ -441,7 +456,8 @@ def _measure(mode: str, argv: list[str], log: Path) -> dict:
     figures = json.loads(out.decode().strip().splitlines()[-1])
     graphs = figures["totals"].get("images_read", 0)
     return dict(figures, wall_s=wall, graphs_per_s=graphs / wall if wall else None,
-                tree_peak_rss_mb=sampler.peak_kb / 1024, max_processes=sampler.max_processes,
+                tree_peak_rss_mb=sampler.peak_kb / 1024, tree_peak_parts=sampler.peak_parts,
+                max_processes=sampler.max_processes,
                 busy_s=busy_seconds(sampler.timeline), timeline=sampler.timeline)
 
 

@@ -25,6 +25,7 @@ from apache_beam.metrics import Metrics
 from sgverbalise.errors import InputFileError
 from sgverbalise.normalise import NormaliseConfig, Normaliser
 from sgverbalise.pipelines.ingested import RecordsUnit, read_records_unit
+from sgverbalise.pipelines.memory import release_free_memory
 from sgverbalise.pipelines.options import BuildConfig
 from sgverbalise.pipelines.progress import progress
 from sgverbalise.pipelines.publish import Staging, rejects_to_file
@@ -133,8 +134,11 @@ class ScanFileFn(beam.DoFn):
         found = scan_file(inp, role, url)
         scan_url = Staging(self.out).url(INPUT_SCAN.format(index=index))
         atomic_write(scan_url, scan_to_bytes(found))
+        cut = found.cut
+        del found
+        release_free_memory()  # the scan's blocks, kept by the allocator otherwise
         progress().add("files_scanned")
-        yield (inp.source, url), (scan_url, found.cut)
+        yield (inp.source, url), (scan_url, cut)
 
 
 class PlanFn(beam.DoFn):
@@ -160,10 +164,14 @@ class PlanFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(JOINS, join_note)
         yield beam.pvalue.TaggedOutput(STATS, ("units_planned", len(result.units)))  # checked at the end
         staging = Staging(cfg.out)
+        refs = []
         for unit in dealing_order(result.units):
             url = staging.url(UNIT_PLAN.format(unit=unit.index))
             atomic_write(url, unit_to_bytes(unit))
-            yield UnitRef(unit.index, url)
+            refs.append(UnitRef(unit.index, url))
+        del result
+        release_free_memory()  # every scan's ids were loaded: the plan's memory grows with the corpus
+        yield from refs
 
 
 def unit_bytes(unit: Unit) -> int:
