@@ -4,11 +4,11 @@ A worker scans a file in blocks (numpy arrays of a few MB) and plans the units f
 what it made, but glibc's allocator keeps the freed pages of its heap for reuse (once a large block has been freed,
 blocks of that size come from the heap too, between small allocations that pin it). The worker's resident set then
 stays at the step's largest, and what the plan loads grows with the corpus. Measured on the bench corpus of 386k
-images: scanning its 1.27 GB relationships.json kept 80-144 MB (8 MB blocks) or 36-51 MB (2 MB blocks) of which
+images: scanning its 1.27 GB relationships.json kept 80-144 MB (8 MB blocks) or 45-51 MB (2 MB blocks) of which
 19 MB were in use, and the plan's step 74 MB, none of it in use. ``malloc_trim(0)`` gives the free pages of every
 heap back to the system. It is called after each file's scan and after the plan (a handful of calls a run), not
-after each unit: a unit's working set is reused by the next one, and giving it back only makes the next unit fault
-it in again (about 10% more wall time when both were trimmed after every unit).
+after each unit: a unit's working set is reused by the next one (it does not grow with the corpus), and giving it
+back only makes the next unit fault it in again.
 
 Only where the C library has ``malloc_trim`` (glibc); elsewhere nothing is done.
 """
